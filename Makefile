@@ -1,0 +1,34 @@
+# ResiHMR for Blender — set-up and everyday commands.
+# Everything runs inside .venv, created with the exact pins on first use.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export BLENDER_USER_RESOURCES ?= $(CURDIR)/.blender-user
+
+.PHONY: venv demo test bench lint extension clean
+
+venv: $(STAMP)
+
+# Torch is installed alone first with its exact pin so that nothing can resolve a CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0 numpy==1.26.4
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m resihmr_blender demo --out out/demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check resihmr_blender tests tools benchmarks
+
+clean:
+	rm -rf out .blender-user .pytest_cache
