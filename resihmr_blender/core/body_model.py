@@ -1,0 +1,447 @@
+"""SMPL-X body model: the file contract, a loader and a batched torch forward.
+
+Written from the SMPL-X paper's equations (shape blend shapes, pose correctives, linear blend skinning),
+not from the `smplx` package, which is only used by the tests as a reference.
+
+Two forward paths return the same joints:
+- `forward` skins every vertex (used once per fit, to pose the mesh);
+- `joints_only` skips vertex skinning: rest joints come from a precomputed (joint regressor x shape space)
+  and only the few surface vertices that BODY_25 needs are skinned (used inside optimisation loops).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+DEFAULT_MODEL_PATH = DATA_DIR / "resihmr_default_body.npz"
+
+NUM_JOINTS = 55
+JOINT_NAMES: tuple[str, ...] = (
+    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
+    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar",
+    "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+    "jaw", "left_eye_smplhf", "right_eye_smplhf",
+    *(f"left_{f}{i}" for f in ("index", "middle", "pinky", "ring", "thumb") for i in (1, 2, 3)),
+    *(f"right_{f}{i}" for f in ("index", "middle", "pinky", "ring", "thumb") for i in (1, 2, 3)),
+)
+JOINT_INDEX = {name: i for i, name in enumerate(JOINT_NAMES)}
+
+# SMPL-X kinematic tree (parent of each joint; -1 for the root). Parents always precede children.
+PARENTS: tuple[int, ...] = (
+    -1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 15, 15, 15,
+    20, 25, 26, 20, 28, 29, 20, 31, 32, 20, 34, 35, 20, 37, 38,
+    21, 40, 41, 21, 43, 44, 21, 46, 47, 21, 49, 50, 21, 52, 53,
+)
+
+# Surface points of the SMPL-X topology (vertex ids on the SMPL-X mesh). A model file may override them with
+# the optional keys `surface_keypoint_names` / `surface_keypoint_vertex_ids`.
+SMPLX_SURFACE_VERTEX_IDS: dict[str, int] = {
+    "nose": 9120, "right_eye": 9929, "left_eye": 9448, "right_ear": 616, "left_ear": 6,
+    "left_big_toe": 5770, "left_small_toe": 5780, "left_heel": 8846,
+    "right_big_toe": 8463, "right_small_toe": 8474, "right_heel": 8635,
+}
+
+# Where each BODY_25 keypoint comes from: a skeleton joint or a surface vertex. Neck and MidHip use the SMPL-X
+# neck and pelvis joints (OpenPose's own neck/mid-hip are close to them on a real body).
+BODY25_SOURCES: tuple[tuple[str, str], ...] = (
+    ("vertex", "nose"), ("joint", "neck"),
+    ("joint", "right_shoulder"), ("joint", "right_elbow"), ("joint", "right_wrist"),
+    ("joint", "left_shoulder"), ("joint", "left_elbow"), ("joint", "left_wrist"),
+    ("joint", "pelvis"), ("joint", "right_hip"), ("joint", "right_knee"), ("joint", "right_ankle"),
+    ("joint", "left_hip"), ("joint", "left_knee"), ("joint", "left_ankle"),
+    ("vertex", "right_eye"), ("vertex", "left_eye"), ("vertex", "right_ear"), ("vertex", "left_ear"),
+    ("vertex", "left_big_toe"), ("vertex", "left_small_toe"), ("vertex", "left_heel"),
+    ("vertex", "right_big_toe"), ("vertex", "right_small_toe"), ("vertex", "right_heel"),
+)
+
+NUM_BODY_JOINTS = 21  # body_pose covers joints 1..21
+NUM_HAND_JOINTS = 15
+
+
+class BodyModelError(ValueError):
+    """A model file that breaks the SMPL-X contract; the message names the file, key and shapes."""
+
+
+@dataclass
+class BodyOutput:
+    """Result of a forward pass; `vertices` is None on the joints-only path."""
+
+    joints: torch.Tensor  # (B, 55, 3) posed skeleton joints
+    body25: torch.Tensor  # (B, 25, 3) BODY_25 keypoints in 3D
+    vertices: torch.Tensor | None = None  # (B, V, 3)
+    rest_joints: torch.Tensor | None = None  # (B, 55, 3) shaped rest (T-pose) joints
+    transforms: torch.Tensor | None = None  # (B, 55, 4, 4) skinning transforms (rest -> posed)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading and validation
+
+
+def _expect(path: str, arrays, key: str, shape: tuple, what: str) -> np.ndarray:
+    """Fetch `key` and check its shape; None entries in `shape` accept any size."""
+    if key not in arrays:
+        raise BodyModelError(f"{path}: missing key '{key}' ({what}, expected shape {_fmt_shape(shape)})")
+    value = np.asarray(arrays[key])
+    if value.ndim != len(shape) or any(e is not None and e != a for e, a in zip(shape, value.shape)):
+        raise BodyModelError(
+            f"{path}: key '{key}' has shape {tuple(value.shape)}, expected {_fmt_shape(shape)} ({what})")
+    if value.dtype.kind in "fc" and not np.all(np.isfinite(value)):
+        raise BodyModelError(f"{path}: key '{key}' contains NaN or infinite values")
+    return value
+
+
+def _fmt_shape(shape: tuple) -> str:
+    return "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+
+
+def read_model_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read and validate an SMPL-X `.npz` by the contract of DESIGN §3.1. Never unpickles."""
+    path = str(path)
+    suffix = Path(path).suffix.lower()
+    if suffix == ".pkl":
+        raise BodyModelError(
+            f"{path}: .pkl model files are refused because unpickling can run code. Convert it once to .npz "
+            "in a trusted Python: `import pickle, numpy as np; d = pickle.load(open(p, 'rb'), encoding='latin1'); "
+            "np.savez(p[:-4] + '.npz', **{k: np.asarray(v.toarray() if hasattr(v, 'toarray') else v) "
+            "for k, v in d.items()})`, or download the .npz version from the SMPL-X website.")
+    if not os.path.isfile(path):
+        raise BodyModelError(f"{path}: body model file not found (set it in the add-on preferences, or leave it "
+                             "empty to use the embedded default body)")
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise BodyModelError(f"{path}: not a readable .npz file ({exc})") from exc
+    with npz:
+        try:
+            raw = {key: npz[key] for key in npz.files}
+        except ValueError as exc:  # object arrays need pickle, which we refuse
+            raise BodyModelError(f"{path}: contains pickled object arrays, which are refused ({exc})") from exc
+
+    v_template = _expect(path, raw, "v_template", (None, 3), "template vertices")
+    n_verts = v_template.shape[0]
+    out = {"v_template": v_template}
+    out["f"] = _expect(path, raw, "f", (None, 3), "triangle faces")
+    if out["f"].min() < 0 or out["f"].max() >= n_verts:
+        raise BodyModelError(f"{path}: key 'f' indexes vertex {int(out['f'].max())} but there are {n_verts}")
+    shapedirs = _expect(path, raw, "shapedirs", (n_verts, 3, None), "shape (+ expression) blend shapes")
+    if shapedirs.shape[2] < 20:
+        raise BodyModelError(
+            f"{path}: key 'shapedirs' has shape {shapedirs.shape}, expected ({n_verts}, 3, K) with K >= 20")
+    out["shapedirs"] = shapedirs
+    posedirs = np.asarray(raw.get("posedirs")) if "posedirs" in raw else None
+    if posedirs is None:
+        raise BodyModelError(f"{path}: missing key 'posedirs' (pose correctives, expected ({n_verts}, 3, 486) "
+                             f"or ({n_verts * 3}, 486))")
+    if posedirs.shape == (n_verts, 3, 486):
+        posedirs = posedirs.reshape(n_verts * 3, 486)
+    elif posedirs.shape != (n_verts * 3, 486):
+        raise BodyModelError(f"{path}: key 'posedirs' has shape {posedirs.shape}, expected ({n_verts}, 3, 486) "
+                             f"or ({n_verts * 3}, 486)")
+    out["posedirs"] = posedirs
+    out["J_regressor"] = _expect(path, raw, "J_regressor", (NUM_JOINTS, n_verts), "joint regressor")
+    weights = _expect(path, raw, "weights", (n_verts, NUM_JOINTS), "skinning weights")
+    if np.abs(weights.sum(axis=1) - 1.0).max() > 1e-3:
+        bad = int(np.argmax(np.abs(weights.sum(axis=1) - 1.0)))
+        raise BodyModelError(f"{path}: key 'weights' row {bad} sums to {weights[bad].sum():.4f}, expected 1")
+    out["weights"] = weights
+    kintree = _expect(path, raw, "kintree_table", (2, NUM_JOINTS), "kinematic tree")
+    parents = kintree[0].astype(np.int64)
+    parents[0] = -1  # files store 2**32-1 for the root
+    if tuple(parents.tolist()) != PARENTS:
+        raise BodyModelError(f"{path}: key 'kintree_table' is not the SMPL-X tree (parents {parents.tolist()})")
+    out["parents"] = parents
+    for side in ("l", "r"):
+        comps = _expect(path, raw, f"hands_components{side}", (None, 45), "hand pose PCA basis")
+        out[f"hands_components{side}"] = comps
+        out[f"hands_mean{side}"] = _expect(path, raw, f"hands_mean{side}", (45,), "mean hand pose")
+    names = list(SMPLX_SURFACE_VERTEX_IDS)
+    ids = np.array([SMPLX_SURFACE_VERTEX_IDS[n] for n in names], dtype=np.int64)
+    if "surface_keypoint_names" in raw and "surface_keypoint_vertex_ids" in raw:
+        override = dict(zip([str(n) for n in raw["surface_keypoint_names"]],
+                            np.asarray(raw["surface_keypoint_vertex_ids"]).tolist()))
+        ids = np.array([override.get(n, SMPLX_SURFACE_VERTEX_IDS[n]) for n in names], dtype=np.int64)
+    if ids.max() >= n_verts:
+        raise BodyModelError(f"{path}: has {n_verts} vertices but the SMPL-X surface keypoints need vertex ids up "
+                             f"to {int(ids.max())}; add 'surface_keypoint_names'/'surface_keypoint_vertex_ids' keys")
+    out["surface_vertex_ids"] = ids
+    out["surface_names"] = np.array(names)
+    return out
+
+
+_MODEL_CACHE: dict[tuple, "BodyModel"] = {}
+
+
+def load_body_model(path: str | os.PathLike | None = None, dtype: torch.dtype = torch.float32,
+                    use_cache: bool = True) -> "BodyModel":
+    """Load an SMPL-X `.npz` (None or "" = the embedded default body). Cached by path, size and mtime."""
+    path = str(DEFAULT_MODEL_PATH if path in (None, "") else Path(path).expanduser())
+    key = None
+    if use_cache and os.path.isfile(path):
+        stat = os.stat(path)
+        key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, dtype)
+        if key in _MODEL_CACHE:
+            return _MODEL_CACHE[key]
+    model = BodyModel(read_model_arrays(path), source_path=path, dtype=dtype)
+    if key is not None:
+        _MODEL_CACHE[key] = model
+    return model
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Rotation helpers
+
+
+def axis_angle_to_matrix(rotvec: torch.Tensor) -> torch.Tensor:
+    """Rodrigues' formula, batched over leading dims: (..., 3) -> (..., 3, 3). Smooth at zero."""
+    angle_sq = (rotvec * rotvec).sum(-1, keepdim=True)
+    angle = torch.sqrt(angle_sq + 1e-16)
+    axis = rotvec / angle
+    sin, cos = torch.sin(angle)[..., None], torch.cos(angle)[..., None]
+    x, y, z = axis.unbind(-1)
+    zero = torch.zeros_like(x)
+    skew = torch.stack((zero, -z, y, z, zero, -x, -y, x, zero), dim=-1).reshape(*rotvec.shape[:-1], 3, 3)
+    eye = torch.eye(3, dtype=rotvec.dtype, device=rotvec.device).expand_as(skew)
+    return eye + sin * skew + (1.0 - cos) * (skew @ skew)
+
+
+def _depth_levels(parents: tuple[int, ...]) -> list[list[int]]:
+    depth = [0] * len(parents)
+    for j, p in enumerate(parents):
+        depth[j] = 0 if p < 0 else depth[p] + 1
+    return [[j for j in range(len(parents)) if depth[j] == d] for d in range(max(depth) + 1)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The model
+
+
+class BodyModel:
+    """An SMPL-X body as torch tensors, with a batched forward and a joints-only path."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], source_path: str | None = None,
+                 dtype: torch.dtype = torch.float32):
+        self.source_path = source_path
+        self.dtype = dtype
+        self._sha256: str | None = None
+        t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=dtype)  # noqa: E731
+        self.faces = np.asarray(arrays["f"], dtype=np.int64)
+        self.v_template = t(arrays["v_template"])
+        self.num_vertices = self.v_template.shape[0]
+        shapedirs = np.asarray(arrays["shapedirs"])
+        # SMPL-X layout: 300 shape + 100 expression dirs in the 400-dim files, 10 + 10 in the small ones.
+        n_shape = 300 if shapedirs.shape[2] >= 400 else 10
+        self.shapedirs = t(shapedirs[:, :, :n_shape])
+        self.exprdirs = t(shapedirs[:, :, n_shape:n_shape + (100 if n_shape == 300 else 10)])
+        self.num_betas = self.shapedirs.shape[2]
+        self.num_expression = self.exprdirs.shape[2]
+        posedirs = np.asarray(arrays["posedirs"])
+        # Zero correctives (e.g. the embedded body) skip the 486-dim product entirely.
+        self.posedirs = None if not np.any(posedirs) else t(posedirs.T)  # (486, V*3)
+        self.J_regressor = t(arrays["J_regressor"])
+        self.weights = t(arrays["weights"])
+        self.parents = tuple(int(p) for p in arrays["parents"])
+        self.levels = _depth_levels(self.parents)
+        self.hands_components = {s: t(arrays[f"hands_components{s}"]) for s in ("l", "r")}
+        self.hands_mean = {s: t(arrays[f"hands_mean{s}"]) for s in ("l", "r")}
+        self.surface_vertex_ids = {str(n): int(i) for n, i in zip(arrays["surface_names"],
+                                                                   arrays["surface_vertex_ids"])}
+        # Joints-only path: rest joints are linear in (betas, expression).
+        self.J_template = self.J_regressor @ self.v_template  # (55, 3)
+        self.J_shapedirs = torch.einsum("jv,vck->jck", self.J_regressor, self.shapedirs)
+        self.J_exprdirs = torch.einsum("jv,vck->jck", self.J_regressor, self.exprdirs)
+        # BODY_25 index map into the concatenation [55 joints, surface vertices].
+        surface_order = list(self.surface_vertex_ids)
+        self.body25_index = torch.tensor(
+            [JOINT_INDEX[name] if kind == "joint" else NUM_JOINTS + surface_order.index(name)
+             for kind, name in BODY25_SOURCES], dtype=torch.long)
+        self._surface_ids = torch.tensor([self.surface_vertex_ids[n] for n in surface_order], dtype=torch.long)
+        posedirs_rows = None
+        if self.posedirs is not None:
+            cols = (self._surface_ids[:, None] * 3 + torch.arange(3)).reshape(-1)
+            posedirs_rows = self.posedirs[:, cols]
+        self._surface = {
+            "v_template": self.v_template[self._surface_ids],
+            "shapedirs": self.shapedirs[self._surface_ids],
+            "exprdirs": self.exprdirs[self._surface_ids],
+            "weights": self.weights[self._surface_ids],
+            "posedirs": posedirs_rows,
+        }
+
+    @property
+    def sha256(self) -> str | None:
+        if self._sha256 is None and self.source_path and os.path.isfile(self.source_path):
+            self._sha256 = file_sha256(self.source_path)
+        return self._sha256
+
+    @property
+    def is_default(self) -> bool:
+        return self.source_path is not None and Path(self.source_path).resolve() == DEFAULT_MODEL_PATH.resolve()
+
+    # -- parameter handling -------------------------------------------------------------------------------------
+
+    def _batch_size(self, params: dict) -> int:
+        sizes = {v.shape[0] for v in params.values() if v is not None}
+        if len(sizes) > 1:
+            raise ValueError(f"inconsistent batch sizes in body parameters: {sorted(sizes)}")
+        return sizes.pop() if sizes else 1
+
+    def full_pose(self, batch: int, global_orient=None, body_pose=None, jaw_pose=None, leye_pose=None,
+                  reye_pose=None, left_hand_pose=None, right_hand_pose=None, hand_pca: bool = False,
+                  flat_hand_mean: bool = False) -> torch.Tensor:
+        """Concatenate every part into (B, 55, 3) axis-angle; hands may be PCA coefficients."""
+        def part(value, size):
+            if value is None:
+                return torch.zeros(batch, size, dtype=self.dtype)
+            return value.to(self.dtype).reshape(batch, size)
+
+        hands = []
+        for side, value in (("l", left_hand_pose), ("r", right_hand_pose)):
+            if hand_pca and value is not None:
+                n_comps = value.shape[-1]
+                hand = value.to(self.dtype) @ self.hands_components[side][:n_comps]
+            else:
+                hand = part(value, 45)
+            if not flat_hand_mean:
+                hand = hand + self.hands_mean[side]
+            hands.append(hand)
+        pose = torch.cat([part(global_orient, 3), part(body_pose, 63), part(jaw_pose, 3), part(leye_pose, 3),
+                          part(reye_pose, 3), *hands], dim=1)
+        return pose.reshape(batch, NUM_JOINTS, 3)
+
+    def _shape_offsets(self, batch, betas, expression, shapedirs, exprdirs):
+        offset = 0.0
+        if betas is not None:
+            offset = offset + torch.einsum("bk,...k->b...", betas.to(self.dtype), shapedirs[..., :betas.shape[1]])
+        if expression is not None:
+            offset = offset + torch.einsum("bk,...k->b...", expression.to(self.dtype),
+                                           exprdirs[..., :expression.shape[1]])
+        return offset
+
+    # -- kinematics ----------------------------------------------------------------------------------------------
+
+    def kinematics(self, rot: torch.Tensor, rest_joints: torch.Tensor):
+        """Forward kinematics by depth level: global rotations (B,55,3,3) and posed joints (B,55,3)."""
+        batch = rot.shape[0]
+        parents = torch.tensor(self.parents)
+        rel = rest_joints.clone()
+        rel[:, 1:] = rest_joints[:, 1:] - rest_joints[:, parents[1:]]
+        g_rot = [None] * NUM_JOINTS
+        g_pos = [None] * NUM_JOINTS
+        g_rot_t = torch.empty(batch, NUM_JOINTS, 3, 3, dtype=rot.dtype)
+        g_pos_t = torch.empty(batch, NUM_JOINTS, 3, dtype=rot.dtype)
+        for level in self.levels:
+            idx = torch.tensor(level)
+            if level == [0]:
+                g_rot_t = g_rot_t.index_copy(1, idx, rot[:, idx])
+                g_pos_t = g_pos_t.index_copy(1, idx, rest_joints[:, idx])
+                continue
+            par = parents[idx]
+            p_rot = g_rot_t[:, par]
+            new_rot = p_rot @ rot[:, idx]
+            new_pos = g_pos_t[:, par] + (p_rot @ rel[:, idx, :, None])[..., 0]
+            g_rot_t = g_rot_t.index_copy(1, idx, new_rot)
+            g_pos_t = g_pos_t.index_copy(1, idx, new_pos)
+        del g_rot, g_pos
+        return g_rot_t, g_pos_t
+
+    def _skin_transforms(self, g_rot, g_pos, rest_joints):
+        """4x4 transforms mapping rest-pose points to posed points, per joint."""
+        trans = g_pos - (g_rot @ rest_joints[..., None])[..., 0]
+        top = torch.cat([g_rot, trans[..., None]], dim=-1)
+        bottom = torch.zeros(*top.shape[:-2], 1, 4, dtype=top.dtype)
+        bottom[..., 0, 3] = 1.0
+        return torch.cat([top, bottom], dim=-2)
+
+    @staticmethod
+    def _skin(points, weights, g_rot, g_pos, rest_joints):
+        """LBS: sum_j w_j (R_j (v - J_j) + G_j) with per-vertex blended rotation and offset."""
+        trans = g_pos - (g_rot @ rest_joints[..., None])[..., 0]  # (B,55,3)
+        blend_rot = torch.einsum("vj,bjkl->bvkl", weights, g_rot)
+        blend_trans = torch.einsum("vj,bjk->bvk", weights, trans)
+        return (blend_rot @ points[..., None])[..., 0] + blend_trans
+
+    # -- public forwards -------------------------------------------------------------------------------------------
+
+    def forward(self, betas=None, expression=None, global_orient=None, body_pose=None, jaw_pose=None,
+                leye_pose=None, reye_pose=None, left_hand_pose=None, right_hand_pose=None, transl=None,
+                hand_pca: bool = False, flat_hand_mean: bool = False, return_verts: bool = True) -> BodyOutput:
+        """Full SMPL-X forward. All parameters are (B, n) tensors or None (= zeros)."""
+        params = dict(betas=betas, expression=expression, global_orient=global_orient, body_pose=body_pose,
+                      jaw_pose=jaw_pose, leye_pose=leye_pose, reye_pose=reye_pose, left_hand_pose=left_hand_pose,
+                      right_hand_pose=right_hand_pose, transl=transl)
+        if not return_verts:
+            return self.joints_only(hand_pca=hand_pca, flat_hand_mean=flat_hand_mean, **params)
+        batch = self._batch_size(params)
+        rot = axis_angle_to_matrix(self.full_pose(batch, global_orient, body_pose, jaw_pose, leye_pose, reye_pose,
+                                                  left_hand_pose, right_hand_pose, hand_pca, flat_hand_mean))
+        v_shaped = self.v_template + self._shape_offsets(batch, betas, expression, self.shapedirs, self.exprdirs)
+        if not torch.is_tensor(v_shaped) or v_shaped.dim() == 2:
+            v_shaped = self.v_template.expand(batch, -1, -1)
+        rest_joints = torch.einsum("jv,bvc->bjc", self.J_regressor, v_shaped)
+        v_posed = v_shaped
+        if self.posedirs is not None:
+            eye = torch.eye(3, dtype=self.dtype)
+            pose_feature = (rot[:, 1:] - eye).reshape(batch, -1)
+            v_posed = v_shaped + (pose_feature @ self.posedirs).reshape(batch, -1, 3)
+        g_rot, g_pos = self.kinematics(rot, rest_joints)
+        verts = self._skin(v_posed, self.weights, g_rot, g_pos, rest_joints)
+        joints = g_pos
+        if transl is not None:
+            offset = transl.to(self.dtype)[:, None, :]
+            verts, joints = verts + offset, joints + offset
+        surface = verts[:, self._surface_ids]
+        body25 = torch.cat([joints, surface], dim=1)[:, self.body25_index]
+        return BodyOutput(joints=joints, body25=body25, vertices=verts, rest_joints=rest_joints,
+                          transforms=self._skin_transforms(g_rot, g_pos, rest_joints))
+
+    __call__ = forward
+
+    def rest_joints(self, betas=None, expression=None, batch: int | None = None) -> torch.Tensor:
+        """Shaped T-pose joints (B, 55, 3) without touching the vertices."""
+        if batch is None:
+            batch = self._batch_size(dict(betas=betas, expression=expression))
+        offset = self._shape_offsets(batch, betas, expression, self.J_shapedirs, self.J_exprdirs)
+        joints = self.J_template + offset
+        return joints if joints.dim() == 3 else self.J_template.expand(batch, -1, -1)
+
+    def joints_only(self, betas=None, expression=None, global_orient=None, body_pose=None, jaw_pose=None,
+                    leye_pose=None, reye_pose=None, left_hand_pose=None, right_hand_pose=None, transl=None,
+                    hand_pca: bool = False, flat_hand_mean: bool = False) -> BodyOutput:
+        """Same joints and BODY_25 as `forward`, skinning only the surface keypoint vertices."""
+        params = dict(betas=betas, expression=expression, global_orient=global_orient, body_pose=body_pose,
+                      jaw_pose=jaw_pose, leye_pose=leye_pose, reye_pose=reye_pose, left_hand_pose=left_hand_pose,
+                      right_hand_pose=right_hand_pose, transl=transl)
+        batch = self._batch_size(params)
+        rot = axis_angle_to_matrix(self.full_pose(batch, global_orient, body_pose, jaw_pose, leye_pose, reye_pose,
+                                                  left_hand_pose, right_hand_pose, hand_pca, flat_hand_mean))
+        rest_joints = self.rest_joints(betas, expression, batch)
+        surf = self._surface
+        pts = surf["v_template"] + self._shape_offsets(batch, betas, expression, surf["shapedirs"],
+                                                       surf["exprdirs"])
+        if pts.dim() == 2:
+            pts = pts.expand(batch, -1, -1)
+        if surf["posedirs"] is not None:
+            eye = torch.eye(3, dtype=self.dtype)
+            pts = pts + ((rot[:, 1:] - eye).reshape(batch, -1) @ surf["posedirs"]).reshape(batch, -1, 3)
+        g_rot, g_pos = self.kinematics(rot, rest_joints)
+        surface = self._skin(pts, surf["weights"], g_rot, g_pos, rest_joints)
+        joints = g_pos
+        if transl is not None:
+            offset = transl.to(self.dtype)[:, None, :]
+            joints, surface = joints + offset, surface + offset
+        body25 = torch.cat([joints, surface], dim=1)[:, self.body25_index]
+        return BodyOutput(joints=joints, body25=body25, rest_joints=rest_joints)
