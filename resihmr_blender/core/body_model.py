@@ -105,7 +105,7 @@ def _expect(path: str, arrays, key: str, shape: tuple, what: str) -> np.ndarray:
 
 
 def _fmt_shape(shape: tuple) -> str:
-    return "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+    return str(tuple("*" if s is None else s for s in shape)).replace("'", "")
 
 
 def read_model_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
