@@ -61,6 +61,7 @@ BODY25_SOURCES: tuple[tuple[str, str], ...] = (
 )
 
 NUM_BODY_JOINTS = 21  # body_pose covers joints 1..21
+NUM_BODY_FACE_JOINTS = 25  # pelvis .. right eye: everything but the fingers
 NUM_HAND_JOINTS = 15
 
 
@@ -237,6 +238,7 @@ class BodyModel:
         self.source_path = source_path
         self.dtype = dtype
         self._sha256: str | None = None
+        self._cache: dict = {}
         t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=dtype)  # noqa: E731
         self.faces = np.asarray(arrays["f"], dtype=np.int64)
         self.v_template = t(arrays["v_template"])
@@ -265,9 +267,9 @@ class BodyModel:
         self.J_exprdirs = torch.einsum("jv,vck->jck", self.J_regressor, self.exprdirs)
         # BODY_25 index map into the concatenation [55 joints, surface vertices].
         surface_order = list(self.surface_vertex_ids)
-        self.body25_index = torch.tensor(
-            [JOINT_INDEX[name] if kind == "joint" else NUM_JOINTS + surface_order.index(name)
-             for kind, name in BODY25_SOURCES], dtype=torch.long)
+        self.body25_index, self.body25_index_body_only = (torch.tensor(
+            [JOINT_INDEX[name] if kind == "joint" else offset + surface_order.index(name)
+             for kind, name in BODY25_SOURCES], dtype=torch.long) for offset in (NUM_JOINTS, NUM_BODY_FACE_JOINTS))
         self._surface_ids = torch.tensor([self.surface_vertex_ids[n] for n in surface_order], dtype=torch.long)
         posedirs_rows = None
         if self.posedirs is not None:
@@ -280,6 +282,7 @@ class BodyModel:
             "weights": self.weights[self._surface_ids],
             "posedirs": posedirs_rows,
         }
+        self._surface_body_only = bool(self._surface["weights"][:, NUM_BODY_FACE_JOINTS:].abs().max() < 1e-6)
 
     @property
     def sha256(self) -> str | None:
@@ -334,29 +337,30 @@ class BodyModel:
     # -- kinematics ----------------------------------------------------------------------------------------------
 
     def kinematics(self, rot: torch.Tensor, rest_joints: torch.Tensor):
-        """Forward kinematics by depth level: global rotations (B,55,3,3) and posed joints (B,55,3)."""
-        batch = rot.shape[0]
-        parents = torch.tensor(self.parents)
-        rel = rest_joints.clone()
-        rel[:, 1:] = rest_joints[:, 1:] - rest_joints[:, parents[1:]]
-        g_rot = [None] * NUM_JOINTS
-        g_pos = [None] * NUM_JOINTS
-        g_rot_t = torch.empty(batch, NUM_JOINTS, 3, 3, dtype=rot.dtype)
-        g_pos_t = torch.empty(batch, NUM_JOINTS, 3, dtype=rot.dtype)
-        for level in self.levels:
-            idx = torch.tensor(level)
-            if level == [0]:
-                g_rot_t = g_rot_t.index_copy(1, idx, rot[:, idx])
-                g_pos_t = g_pos_t.index_copy(1, idx, rest_joints[:, idx])
+        """Forward kinematics by depth level over the first J joints of `rot` (parents precede children):
+        global rotations (B,J,3,3) and posed joints (B,J,3)."""
+        batch, n_joints = rot.shape[:2]
+        parents = torch.tensor(self.parents[:n_joints])
+        rel = torch.cat([rest_joints[:, :1], rest_joints[:, 1:n_joints] - rest_joints[:, parents[1:]]], dim=1)
+        g_rot = torch.empty(batch, n_joints, 3, 3, dtype=rot.dtype)
+        g_pos = torch.empty(batch, n_joints, 3, dtype=rot.dtype)
+        for level in self._levels_for(n_joints):
+            if level[0] == 0:
+                g_rot = g_rot.index_copy(1, level, rot[:, level])
+                g_pos = g_pos.index_copy(1, level, rest_joints[:, level])
                 continue
-            par = parents[idx]
-            p_rot = g_rot_t[:, par]
-            new_rot = p_rot @ rot[:, idx]
-            new_pos = g_pos_t[:, par] + (p_rot @ rel[:, idx, :, None])[..., 0]
-            g_rot_t = g_rot_t.index_copy(1, idx, new_rot)
-            g_pos_t = g_pos_t.index_copy(1, idx, new_pos)
-        del g_rot, g_pos
-        return g_rot_t, g_pos_t
+            par = parents[level]
+            p_rot = g_rot[:, par]
+            g_pos = g_pos.index_copy(1, level, g_pos[:, par] + (p_rot @ rel[:, level, :, None])[..., 0])
+            g_rot = g_rot.index_copy(1, level, p_rot @ rot[:, level])
+        return g_rot, g_pos
+
+    def _levels_for(self, n_joints: int) -> list[torch.Tensor]:
+        key = ("levels", n_joints)
+        if key not in self._cache:
+            self._cache[key] = [torch.tensor([j for j in lv if j < n_joints]) for lv in self.levels
+                                if any(j < n_joints for j in lv)]
+        return self._cache[key]
 
     def _skin_transforms(self, g_rot, g_pos, rest_joints):
         """4x4 transforms mapping rest-pose points to posed points, per joint."""
@@ -420,8 +424,11 @@ class BodyModel:
 
     def joints_only(self, betas=None, expression=None, global_orient=None, body_pose=None, jaw_pose=None,
                     leye_pose=None, reye_pose=None, left_hand_pose=None, right_hand_pose=None, transl=None,
-                    hand_pca: bool = False, flat_hand_mean: bool = False) -> BodyOutput:
-        """Same joints and BODY_25 as `forward`, skinning only the surface keypoint vertices."""
+                    hand_pca: bool = False, flat_hand_mean: bool = False, body_only: bool = False) -> BodyOutput:
+        """Same joints and BODY_25 as `forward`, skinning only the surface keypoint vertices.
+
+        `body_only` skips the 30 finger joints (fitting loops on BODY_25): `joints` then holds the first 25.
+        """
         params = dict(betas=betas, expression=expression, global_orient=global_orient, body_pose=body_pose,
                       jaw_pose=jaw_pose, leye_pose=leye_pose, reye_pose=reye_pose, left_hand_pose=left_hand_pose,
                       right_hand_pose=right_hand_pose, transl=transl)
@@ -430,6 +437,11 @@ class BodyModel:
                                                   left_hand_pose, right_hand_pose, hand_pca, flat_hand_mean))
         rest_joints = self.rest_joints(betas, expression, batch)
         surf = self._surface
+        if body_only:
+            if not self._surface_body_only:
+                raise ValueError("this model's BODY_25 surface vertices follow finger joints; use body_only=False")
+            rot, rest_joints = rot[:, :NUM_BODY_FACE_JOINTS], rest_joints[:, :NUM_BODY_FACE_JOINTS]
+            surf = dict(surf, weights=surf["weights"][:, :NUM_BODY_FACE_JOINTS])
         pts = surf["v_template"] + self._shape_offsets(batch, betas, expression, surf["shapedirs"],
                                                        surf["exprdirs"])
         if pts.dim() == 2:
@@ -443,5 +455,6 @@ class BodyModel:
         if transl is not None:
             offset = transl.to(self.dtype)[:, None, :]
             joints, surface = joints + offset, surface + offset
-        body25 = torch.cat([joints, surface], dim=1)[:, self.body25_index]
+        index = self.body25_index_body_only if body_only else self.body25_index
+        body25 = torch.cat([joints, surface], dim=1)[:, index]
         return BodyOutput(joints=joints, body25=body25, rest_joints=rest_joints)
