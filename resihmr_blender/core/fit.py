@@ -113,7 +113,8 @@ def _project(points: torch.Tensor, focal: torch.Tensor, centre: torch.Tensor) ->
 
 
 def _lbfgs(params, closure, iters: int):
-    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=iters, history_size=20, line_search_fn="strong_wolfe",
+    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=iters, max_eval=iters * 2, history_size=20,
+                            line_search_fn="strong_wolfe",
                             tolerance_grad=1e-7, tolerance_change=1e-9)
     opt.step(closure)
 

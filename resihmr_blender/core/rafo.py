@@ -40,7 +40,7 @@ class RafoConfig:
     lambda_init: float = 0.5
     accept_threshold_px: float = 15.0
     iterations: int = 30
-    alpha0: float = 1.0
+    alpha0: float = 0.01  # weak: the endpoint must be reached, the anchor moves as little as that allows
     mu0: float = 1.0
     reference_error_px: float = 5.0
     contradiction_factor: float = 1.6  # endpoint farther than this x segment length from Jt: not this limb
@@ -139,7 +139,9 @@ def solve(problems: list[LimbProblem], config: RafoConfig | None = None) -> list
 
     anchor = anchor_init.clone().requires_grad_(True)
     lam = torch.full((len(problems),), config.lambda_init, dtype=dt, requires_grad=True)
-    opt = torch.optim.LBFGS([anchor, lam], lr=1.0, max_iter=1, history_size=10, line_search_fn="strong_wolfe")
+    # max_eval must be given: with max_iter=1 torch would allow one evaluation, starving the line search
+    opt = torch.optim.LBFGS([anchor, lam], lr=1.0, max_iter=1, max_eval=25, history_size=10,
+                            line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
@@ -151,7 +153,7 @@ def solve(problems: list[LimbProblem], config: RafoConfig | None = None) -> list
     for _ in range(config.iterations):
         with torch.no_grad():
             lam.clamp_(config.lambda_min, config.lambda_max)  # λ ← clip(λ, λmin, λmax)
-        loss = float(opt.step(closure))
+        loss = float(opt.step(closure).detach())
         if previous is not None and abs(previous - loss) <= 1e-9 * max(1.0, abs(previous)):
             break
         previous = loss
@@ -164,7 +166,7 @@ def solve(problems: list[LimbProblem], config: RafoConfig | None = None) -> list
     results = []
     for i, p in enumerate(problems):
         results.append(ResidualResult(
-            kind=p.kind.name, lam=float(lam[i]), anchor_3d=anchor[i].detach().numpy(), anchor_init_3d=p.anchor_init,
+            kind=p.kind.name, lam=float(lam[i].detach()), anchor_3d=anchor[i].detach().numpy(), anchor_init_3d=p.anchor_init,
             upstream_3d=p.upstream, endpoint_3d=r[i].numpy(), endpoint_2d=r2d[i].numpy(), target_2d=p.target,
             reproj_error_px=float(err[i]), accepted=bool(err[i] < config.accept_threshold_px),
             alpha=float(alpha[i]), mu=float(mu[i]), timings_s={"rafo": elapsed}))

@@ -1,0 +1,191 @@
+"""Batch entry point: `python -m resihmr_blender ARGS`, or under real Blender
+`blender --background --python resihmr_blender/cli.py -- ARGS` (this file then runs as a script and finds its
+package beside it).
+
+    run INPUT... --out DIR [--model FILE] [--formats json] [--focal PX] [--image-size WxH] [--batch-size N]
+    demo [--out DIR]
+
+INPUT is a keypoints file (DESIGN §3.4) or a folder of them. Each input writes DIR/<name>/result.json, where
+<name> is the file's stem, or its folder's name when the stem is `keypoints`. A bad file is reported and the
+others still run; the exit status is non-zero when any file or person failed. Inputs are never overwritten.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+if __name__ == "__main__" and not __package__:  # run as a script (real Blender's --python)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from resihmr_blender.cli import main as _main
+
+    _argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
+    sys.exit(_main(_argv))
+
+AVAILABLE_FORMATS = ("json",)
+EXAMPLE_DIR = Path(__file__).resolve().parents[1] / "examples"
+
+
+@dataclass
+class Job:
+    source: Path
+    name: str
+    out_dir: Path
+
+
+def output_name(path: Path) -> str:
+    return path.parent.name if path.stem == "keypoints" else path.stem
+
+
+def collect_inputs(inputs: list[str], out_root: Path) -> tuple[list[Job], list[str]]:
+    """Expand folders, name outputs, refuse inputs that sit where outputs would go."""
+    files, problems = [], []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*.json")
+                           if out_root.resolve() not in p.resolve().parents and p.name != "ground_truth.json")
+            if not found:
+                problems.append(f"{path}: folder holds no .json keypoint files")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(f"{path}: no such file or folder")
+    jobs, used = [], set()
+    for path in files:
+        name = output_name(path)
+        base, k = name, 2
+        while name in used:
+            name, k = f"{base}_{k}", k + 1
+        used.add(name)
+        jobs.append(Job(path, name, out_root / name))
+    return jobs, problems
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+        if w <= 0 or h <= 0:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--image-size must look like 1080x1920, got {text!r}") from None
+    return w, h
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="resihmr", description="Residual-limb aware human mesh recovery.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="fit, RAFO and write results for keypoint files")
+    run.add_argument("inputs", nargs="+", help="keypoints files or folders of them")
+    run.add_argument("--out", required=True, help="output folder (one sub-folder per input)")
+    run.add_argument("--model", default=None, help="SMPL-X .npz (default: the embedded body)")
+    run.add_argument("--formats", default="json", help=f"comma list of {', '.join(AVAILABLE_FORMATS)}")
+    run.add_argument("--focal", type=float, default=None, help="focal length in pixels (overrides the file)")
+    run.add_argument("--image-size", type=parse_size, default=None, help="WIDTHxHEIGHT when the file has none")
+    run.add_argument("--threshold", type=float, default=15.0, help="RAFO acceptance threshold in pixels")
+    run.add_argument("--batch-size", type=int, default=64, help="people fitted together")
+    run.add_argument("--threads", type=int, default=0, help="torch threads (0 = automatic)")
+    run.add_argument("--skip-existing", action="store_true", help="skip inputs whose result.json exists")
+    demo = sub.add_parser("demo", help="run the bundled example end to end")
+    demo.add_argument("--out", default="out/demo")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(Path(args.out))
+    return run_command(args)
+
+
+def run_command(args) -> int:
+    import torch
+
+    from .core.body_model import BodyModelError, load_body_model
+    from .core.fit import FitConfig
+    from .core.keypoints import KeypointsError, read_keypoints
+    from .core.pipeline import PersonFailure, camera_for, reconstruct, result_document, write_json_atomic
+    from .core.rafo import RafoConfig
+
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in AVAILABLE_FORMATS]
+    if unknown:
+        print(f"error: --formats {','.join(unknown)} not available (available: {', '.join(AVAILABLE_FORMATS)})",
+              file=sys.stderr)
+        return 2
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    out_root = Path(args.out)
+    try:
+        model = load_body_model(args.model)
+    except BodyModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    jobs, failures = collect_inputs(args.inputs, out_root)
+    for problem in failures:
+        print(f"error: {problem}", file=sys.stderr)
+    inputs = {job.source.resolve() for job in jobs}
+
+    # read everything first, so people from many files are fitted in shared batches
+    loaded = []
+    for job in jobs:
+        target = job.out_dir / "result.json"
+        if target.resolve() in inputs:
+            failures.append(f"{job.source}: output {target} would overwrite an input; choose another --out")
+            continue
+        if args.skip_existing and target.exists():
+            print(f"skip {job.name}: {target} exists")
+            continue
+        try:
+            kfile = read_keypoints(job.source, image_size=args.image_size)
+            camera = camera_for(kfile, args.focal, args.image_size)
+        except (KeypointsError, ValueError, OSError) as exc:
+            failures.append(str(exc) if str(job.source) in str(exc) else f"{job.source}: {exc}")
+            print(f"error: {failures[-1]}", file=sys.stderr)
+            continue
+        loaded.append((job, kfile, camera))
+
+    fit_config = FitConfig(num_threads=args.threads)
+    rafo_config = RafoConfig(accept_threshold_px=args.threshold)
+    flat = [(j, p) for j, (_, kfile, _) in enumerate(loaded) for p in range(len(kfile.people))]
+    results: dict[tuple[int, int], object] = {}
+    t0 = time.perf_counter()
+    for start in range(0, len(flat), max(1, args.batch_size)):
+        chunk = flat[start:start + args.batch_size]
+        people = [loaded[j][1].people[p] for j, p in chunk]
+        cameras = [loaded[j][2] for j, _ in chunk]
+        for key, res in zip(chunk, reconstruct(model, people, cameras, fit_config, rafo_config)):
+            results[key] = res
+        print(f"fitted {min(start + len(chunk), len(flat))}/{len(flat)} people "
+              f"({time.perf_counter() - t0:.1f} s)", flush=True)
+
+    person_failures = 0
+    for j, (job, kfile, camera) in enumerate(loaded):
+        people = [results[(j, p)] for p in range(len(kfile.people))]
+        document = result_document(model, camera, people, source=str(job.source))
+        write_json_atomic(job.out_dir / "result.json", document)
+        summary = []
+        for p, res in enumerate(people):
+            if isinstance(res, PersonFailure):
+                person_failures += 1
+                print(f"error: {job.source}: person {p}: {res.reason}", file=sys.stderr)
+                continue
+            for r in res.residuals:
+                state = "accepted" if r.accepted else "REJECTED"
+                summary.append(f"person {p} {r.kind} λ={r.lam:.3f} err={r.reproj_error_px:.1f}px {state} "
+                               f"length={r.residual_length_m * 100:.1f}cm")
+        print(f"[{j + 1}/{len(loaded)}] {job.name}: {len(people)} people -> {job.out_dir / 'result.json'}")
+        for line in summary:
+            print(f"    {line}")
+    done = len(loaded)
+    print(f"done: {done} file(s) written, {len(failures)} file(s) failed, {person_failures} person(s) failed")
+    for problem in failures:
+        print(f"  failed: {problem}")
+    return 1 if failures or person_failures else 0
