@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import priors
+from . import lbfgs, lm, priors
 from .body_model import BodyModel
 from .camera import Camera, depth_from_lengths
 from .keypoints import BODY25_INDEX, Person, distal_mask
@@ -34,11 +34,12 @@ class FitError(ValueError):
 class FitConfig:
     ignore_distal: bool = True  # False = the "intact-limb fit that trusts every keypoint" baseline
     robust_sigma: float = 20.0  # Geman-McClure scale, in percent of the person's 2D torso length
-    pose_weights: tuple[float, ...] = (20.0, 4.0, 1.0)  # annealed L2 pose prior per sub-stage
-    shape_weights: tuple[float, ...] = (10.0, 2.0, 0.5)
+    pose_weights: tuple[float, ...] = (10.0, 1.0)  # annealed L2 pose prior per sub-stage
+    shape_weights: tuple[float, ...] = (5.0, 0.5)
     limit_weight: float = 1000.0
-    orient_iters: int = 25
-    stage_iters: int = 30
+    solver: str = "lm"  # "lm" (Levenberg-Marquardt, default) or "lbfgs" (batched L-BFGS); see fit.md
+    orient_iters: int = 6
+    stage_iters: int = 8
     min_confidence: float = 0.05
     num_threads: int = 0  # 0 = torch's default
 
@@ -112,11 +113,92 @@ def _project(points: torch.Tensor, focal: torch.Tensor, centre: torch.Tensor) ->
     return focal[:, None, None] * points[..., :2] / z + centre[:, None, :]
 
 
-def _lbfgs(params, closure, iters: int):
-    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=iters, max_eval=iters * 2, history_size=20,
-                            line_search_fn="strong_wolfe",
-                            tolerance_grad=1e-7, tolerance_change=1e-9)
-    opt.step(closure)
+class FitObjective:
+    """The fit's objective (eq. 1-2 with a robust data term and the open priors) and its two solvers.
+
+    x holds one row per person: [global_orient 3 | transl 3 | betas K | body_pose 63].
+    """
+
+    def __init__(self, model: BodyModel, kp, focal, centre, scale, config: FitConfig):
+        self.model, self.kp, self.focal, self.centre, self.scale, self.config = model, kp, focal, centre, scale, config
+        self.n_betas = model.num_betas
+        self.sigma2 = config.robust_sigma**2
+
+    def unpack(self, x):
+        return x[..., :3], x[..., 3:6], x[..., 6:6 + self.n_betas], x[..., 6 + self.n_betas:]
+
+    def _project_rows(self, x, focal, centre):
+        orient, trans, shape, pose = self.unpack(x)
+        out = self.model.joints_only(betas=shape, global_orient=orient, body_pose=pose, transl=trans, body_only=True)
+        return _project(out.body25, focal, centre)
+
+    def squared_errors(self, x):
+        """(B, 25) squared reprojection errors in (percent of torso length)²."""
+        return ((self._project_rows(x, self.focal, self.centre) - self.kp) ** 2).sum(-1) / self.scale[:, None] ** 2
+
+    def cost(self, x, weights, prior_weights):
+        r2 = self.squared_errors(x)
+        value = (weights * (self.sigma2 * r2 / (self.sigma2 + r2))).sum(dim=1)  # Geman-McClure
+        if prior_weights is not None:
+            pose_w, shape_w = prior_weights
+            _, _, shape, pose = self.unpack(x)
+            value = value + pose_w * priors.pose_l2(pose) + shape_w * priors.shape_l2(shape) \
+                + self.config.limit_weight * priors.joint_limit_penalty(pose)
+        return value
+
+    def solve(self, x, weights, prior_weights, iters: int, camera_only: bool = False):
+        if self.config.solver == "lbfgs":
+            if camera_only:
+                rest = x[:, 6:]
+                cam = lbfgs.minimize(lambda c: self.cost(torch.cat([c, rest], 1), weights, None), x[:, :6], iters)
+                return torch.cat([cam, rest], dim=1)
+            return lbfgs.minimize(lambda v: self.cost(v, weights, prior_weights), x, iters)
+        return self._solve_lm(x, weights, prior_weights, iters, camera_only)
+
+    def _solve_lm(self, x, weights, prior_weights, iters, camera_only):
+        sigma2, limit_w = self.sigma2, self.config.limit_weight
+        pose_w, shape_w = prior_weights if prior_weights is not None else (0.0, 0.0)
+        l2 = priors.L2_WEIGHTS.to(x.dtype)
+
+        def residuals(row, kp, conf, focal, centre, scale, rest, psi):
+            full = torch.cat([row, rest]) if camera_only else row
+            proj = self._project_rows(full[None], focal[None], centre[None])[0]
+            return ((proj - kp) / scale * torch.sqrt(conf * psi)[:, None]).reshape(-1)
+
+        def prior_terms(v):
+            """J^T r and diag(J^T J) of the separable prior residuals (L2 pose/shape, joint-limit hinges)."""
+            jtr, diag = torch.zeros_like(v), torch.zeros_like(v)
+            if prior_weights is None or camera_only:
+                return jtr, diag
+            _, _, shape, pose = self.unpack(v)
+            s0, p0 = 6, 6 + self.n_betas
+            jtr[:, s0:p0], diag[:, s0:p0] = shape_w * shape, shape_w
+            jtr[:, p0:], diag[:, p0:] = pose_w * l2 * pose, pose_w * l2
+            # the cost uses w·hinge², i.e. residual sqrt(w)·hinge: J^T r = w·(x − bound), J^T J = w where violated
+            idx = p0 + priors.LIMIT_INDEX
+            values = v[:, idx]
+            low, high = priors.LIMIT_LOW.to(v.dtype), priors.LIMIT_HIGH.to(v.dtype)
+            below, above = values < low, values > high
+            excess = torch.where(below, values - low, torch.where(above, values - high, torch.zeros_like(values)))
+            jtr.index_add_(1, idx, limit_w * excess)
+            diag.index_add_(1, idx, limit_w * (below | above).to(v.dtype))
+            return jtr, diag
+
+        def join(v, rest):
+            return torch.cat([v, rest], dim=1) if camera_only else v
+
+        def objective(v, kp, conf, focal, centre, scale, rest):
+            return self.cost(join(v, rest), conf, prior_weights)
+
+        def irls(v, kp, conf, focal, centre, scale, rest):
+            r2 = self.squared_errors(join(v, rest))
+            return sigma2**2 / (sigma2 + r2) ** 2  # Geman-McClure's rho'(r²), held fixed for one step
+
+        rest = x[:, 6:] if camera_only else torch.zeros(x.shape[0], 0, dtype=x.dtype)
+        v0 = x[:, :6] if camera_only else x
+        data = (self.kp, weights, self.focal, self.centre, self.scale, rest)
+        v = lm.minimize(residuals, objective, irls, v0, data, iters, prior_fn=prior_terms)
+        return join(v, rest)
 
 
 def fit_people(model: BodyModel, people: list[Person], cameras: list[Camera],
@@ -173,40 +255,15 @@ def _fit_batch(model: BodyModel, inits, cameras: list[Camera], config: FitConfig
         scale.append(max(length2d, 1.0) / 100.0)  # residuals in percent of the torso length
     scale_t = torch.tensor(scale, dtype=dtype)
 
-    global_orient = torch.tensor(np.array(orient0), dtype=dtype).requires_grad_(True)
-    transl = torch.tensor(np.array(transl0), dtype=dtype).requires_grad_(True)
-    betas = torch.zeros(n, model.num_betas, dtype=dtype, requires_grad=True)
-    body_pose = torch.zeros(n, 63, dtype=dtype, requires_grad=True)
-    sigma2 = config.robust_sigma**2
-
-    def data_term(weights: torch.Tensor) -> torch.Tensor:
-        out = model.joints_only(betas=betas, global_orient=global_orient, body_pose=body_pose, transl=transl,
-                                body_only=True)
-        r2 = ((_project(out.body25, focal, centre) - kp) ** 2).sum(-1) / scale_t[:, None] ** 2
-        return (weights * (sigma2 * r2 / (sigma2 + r2))).sum(dim=1)
-
-    # -- stage 1: orientation + translation on the torso
+    x = torch.cat([torch.tensor(np.array(orient0), dtype=dtype), torch.tensor(np.array(transl0), dtype=dtype),
+                   torch.zeros(n, model.num_betas + 63, dtype=dtype)], dim=1)
     torso_w = torch.zeros_like(w)
     torso_w[:, list(TORSO_SET)] = w[:, list(TORSO_SET)]
-
-    def closure_orient():
-        opt_zero_grad((global_orient, transl))
-        loss = data_term(torso_w).sum()
-        loss.backward()
-        return loss
-
-    _lbfgs([global_orient, transl], closure_orient, config.orient_iters)
-
-    # -- stage 2: pose + shape, annealing the priors
-    for pose_w, shape_w in zip(config.pose_weights, config.shape_weights):
-        def closure_body():
-            opt_zero_grad((global_orient, transl, betas, body_pose))
-            loss = (data_term(w) + pose_w * priors.pose_l2(body_pose) + shape_w * priors.shape_l2(betas)
-                    + config.limit_weight * priors.joint_limit_penalty(body_pose)).sum()
-            loss.backward()
-            return loss
-
-        _lbfgs([global_orient, transl, betas, body_pose], closure_body, config.stage_iters)
+    problem = FitObjective(model, kp, focal, centre, scale_t, config)
+    x = problem.solve(x, torso_w, None, config.orient_iters, camera_only=True)  # stage 1: orient + transl
+    for pose_w, shape_w in zip(config.pose_weights, config.shape_weights):  # stage 2: annealed priors
+        x = problem.solve(x, w, (pose_w, shape_w), config.stage_iters)
+    global_orient, transl, betas, body_pose = problem.unpack(x)
 
     with torch.no_grad():
         out = model.joints_only(betas=betas, global_orient=global_orient, body_pose=body_pose, transl=transl)
@@ -223,12 +280,6 @@ def _fit_batch(model: BodyModel, inits, cameras: list[Camera], config: FitConfig
             body25_3d=out.body25[b].numpy(), body25_2d=proj[b].numpy(), used=used,
             fit_error_px=float(err[b][w[b] > 0].mean()), timings_s={"fit": elapsed}))
     return fits
-
-
-def opt_zero_grad(tensors) -> None:
-    for t in tensors:
-        if t.grad is not None:
-            t.grad.zero_()
 
 
 def _rotvec_to_matrix_np(rotvec: np.ndarray) -> np.ndarray:

@@ -54,6 +54,13 @@ def joint_limit_penalty(body_pose: torch.Tensor) -> torch.Tensor:
     return (torch.relu(low - values) ** 2 + torch.relu(values - high) ** 2).sum(dim=1)
 
 
+def joint_limit_residuals(body_pose: torch.Tensor) -> torch.Tensor:
+    """Residuals whose squares sum to `joint_limit_penalty` (for least-squares solvers). (B, 63) -> (B, 2L)."""
+    values = body_pose[:, LIMIT_INDEX]
+    low, high = LIMIT_LOW.to(body_pose.dtype), LIMIT_HIGH.to(body_pose.dtype)
+    return torch.cat([torch.relu(low - values), torch.relu(values - high)], dim=1)
+
+
 def pose_l2(body_pose: torch.Tensor) -> torch.Tensor:
     """Weighted L2 pull towards the rest pose. (B, 63) -> (B,)."""
     return (L2_WEIGHTS.to(body_pose.dtype) * body_pose**2).sum(dim=1)

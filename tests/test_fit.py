@@ -1,0 +1,216 @@
+"""Fit, RAFO and the pipeline on synthetic people made from the embedded body with known parameters."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from resihmr_blender.core.body_model import JOINT_INDEX, load_body_model
+from resihmr_blender.core.camera import Camera
+from resihmr_blender.core.fit import FitConfig, FitError, fit_people
+from resihmr_blender.core.keypoints import BODY25_INDEX, RESIDUAL_KINDS, Person, residual_by_name
+from resihmr_blender.core.pipeline import PersonFailure, PersonResult, reconstruct
+from resihmr_blender.core.rafo import (
+    LimbProblem, RafoConfig, endpoint, matrix_to_axis_angle, pose_following_anchors, rafo_loss, solve)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_body_model()
+
+
+def natural_pose(rng) -> np.ndarray:
+    pose = np.zeros((22, 3))
+    pose[JOINT_INDEX["left_shoulder"], 2] = rng.uniform(-1.3, -0.6)
+    pose[JOINT_INDEX["right_shoulder"], 2] = rng.uniform(0.6, 1.3)
+    pose[JOINT_INDEX["left_elbow"], 1] = rng.uniform(-1.0, -0.1)
+    pose[JOINT_INDEX["right_elbow"], 1] = rng.uniform(0.1, 1.0)
+    for side in ("left", "right"):
+        pose[JOINT_INDEX[f"{side}_hip"], 0] = rng.uniform(-0.5, 0.1)
+        pose[JOINT_INDEX[f"{side}_knee"], 0] = rng.uniform(0.0, 0.6)
+    pose[JOINT_INDEX["spine2"]] = rng.normal(0, 0.05, 3)
+    return pose[1:].reshape(-1)
+
+
+def synthetic(model, n: int, seed: int, noise: float = 2.0, residuals: dict | None = None):
+    """People facing the camera with natural poses; returns (people, cameras, truth dicts)."""
+    rng = np.random.default_rng(seed)
+    camera = Camera(width=1080, height=1920, focal_length=1600.0)
+    params = {"betas": rng.normal(0, 0.8, (n, 10)), "body_pose": np.stack([natural_pose(rng) for _ in range(n)]),
+              "global_orient": np.stack([[math.pi + rng.normal(0, 0.05), rng.normal(0, 0.3), 0.0]
+                                         for _ in range(n)]),
+              "transl": np.stack([[rng.normal(0, 0.1), rng.normal(0, 0.1), rng.uniform(2.6, 3.4)]
+                                  for _ in range(n)])}
+    with torch.no_grad():
+        out = model.joints_only(**{k: torch.tensor(v, dtype=torch.float32) for k, v in params.items()})
+    people, truths = [], []
+    for b in range(n):
+        kp = camera.project_np(out.body25[b].numpy())
+        body25 = np.c_[kp + rng.normal(0, noise, kp.shape), np.full(25, 0.9)]
+        residual = np.zeros((8, 3))
+        truth = {"body25_2d": kp, "joints": out.joints[b].numpy(), "params": {k: v[b] for k, v in params.items()}}
+        for kind_name, lam in (residuals or {}).items():
+            kind = residual_by_name(kind_name)
+            ja = out.joints[b, JOINT_INDEX[kind.anchor_joint]].numpy()
+            jt = out.joints[b, JOINT_INDEX[kind.upstream_joint]].numpy()
+            end = camera.project_np(ja + lam * (jt - ja))
+            residual[RESIDUAL_KINDS.index(kind_name)] = [*end, 0.9]
+            truth[kind_name] = {"lambda": lam, "endpoint_2d": end}
+        people.append(Person(body25=body25, residual=residual))
+        truths.append(truth)
+    return people, [camera] * n, truths
+
+
+def test_fit_recovers_keypoints_batched(model):
+    people, cameras, truths = synthetic(model, 4, seed=1)
+    fits = fit_people(model, people, cameras)
+    for fit, truth in zip(fits, truths):
+        err = np.linalg.norm(fit.body25_2d - truth["body25_2d"], axis=1).mean()
+        assert err < 4.0, f"mean error {err:.1f} px against the noise-free truth"
+        assert np.all(np.isfinite(fit.body_pose)) and fit.used.sum() == 25
+
+
+def test_single_and_batched_fits_agree(model):
+    people, cameras, _ = synthetic(model, 2, seed=2)
+    batched = fit_people(model, people, cameras)
+    single = fit_people(model, people[1:], cameras[1:])
+    assert np.linalg.norm(batched[1].body25_2d - single[0].body25_2d, axis=1).mean() < 2.0
+
+
+def test_distal_keypoints_are_ignored_even_when_confident(model):
+    people, cameras, truths = synthetic(model, 1, seed=3, residuals={"left_transtibial": 0.4})
+    person = people[0]
+    # a detector's hallucinated foot, 300 px to the side, at high confidence
+    for name in ("LAnkle", "LBigToe", "LSmallToe", "LHeel"):
+        person.body25[BODY25_INDEX[name], :2] += [300.0, 0.0]
+        person.body25[BODY25_INDEX[name], 2] = 0.95
+    ours = fit_people(model, [person], cameras)[0]
+    trusting = fit_people(model, [person], cameras, FitConfig(ignore_distal=False))[0]
+    ignored = [BODY25_INDEX[n] for n in ("LAnkle", "LBigToe", "LSmallToe", "LHeel")]
+    assert not ours.used[ignored].any() and trusting.used[ignored].all()
+    intact = [i for i in range(25) if i not in ignored]
+    err_ours = np.linalg.norm(ours.body25_2d[intact] - truths[0]["body25_2d"][intact], axis=1).mean()
+    err_trusting = np.linalg.norm(trusting.body25_2d[intact] - truths[0]["body25_2d"][intact], axis=1).mean()
+    assert err_ours < 4.0 and err_ours < err_trusting
+
+
+@pytest.mark.parametrize("mutate,reason", [
+    (lambda p: p.body25.__setitem__((slice(None), 2), 0.0), "all keypoint confidences are zero"),
+    (lambda p: p.body25.__setitem__(([2, 5, 1], 2), 0.0), "need a shoulder or the neck"),
+    (lambda p: p.body25.__setitem__(([8, 9, 12], 2), 0.0), "need a hip or the mid-hip"),
+])
+def test_unplaceable_people_get_a_reason(model, mutate, reason):
+    people, cameras, _ = synthetic(model, 2, seed=4)
+    mutate(people[0])
+    results = reconstruct(model, people, cameras)
+    assert isinstance(results[0], PersonFailure) and reason in results[0].reason
+    assert isinstance(results[1], PersonResult)  # the other person still runs
+
+
+def test_contradicting_residual_endpoint_is_refused(model):
+    people, cameras, _ = synthetic(model, 1, seed=5, residuals={"left_transtibial": 0.5})
+    k = RESIDUAL_KINDS.index("left_transtibial")
+    people[0].residual[k, :2] = people[0].body25[BODY25_INDEX["Nose"], :2]  # the "stump" is on the face
+    result = reconstruct(model, people, cameras)[0]
+    assert isinstance(result, PersonFailure)
+    assert "left_transtibial" in result.reason and "contradicts its limb" in result.reason
+
+
+def test_fit_error_type_is_value_error():
+    assert issubclass(FitError, ValueError)
+
+
+# ---- RAFO ------------------------------------------------------------------------------------------------------
+
+
+def limb(camera, lam_true, kind="left_transtibial", anchor=(0.1, 0.45, 3.0), upstream=(0.1, 0.05, 3.0),
+         offset=(0.0, 0.0), fit_error=2.0):
+    ja, jt = np.array(anchor), np.array(upstream)
+    target = camera.project_np(ja + lam_true * (jt - ja)) + np.array(offset)
+    return LimbProblem(residual_by_name(kind), ja, jt, target, camera, fit_error)
+
+
+def test_rafo_loss_is_eq_4_and_5():
+    cam = Camera(1000, 1000, 1000.0)
+    ja, jt = torch.tensor([[0.0, 0.5, 2.0]]), torch.tensor([[0.0, 0.0, 2.0]])
+    ja_init = torch.tensor([[0.1, 0.5, 2.0]])
+    lam = torch.tensor([0.25])
+    target = torch.tensor([[510.0, 690.0]])
+    focal, centre = torch.tensor([1000.0]), torch.tensor([[500.0, 500.0]])
+    loss = rafo_loss(ja, lam, ja_init, jt, target, focal, centre, torch.tensor([2.0]), torch.tensor([3.0]))
+    r = ja + 0.25 * (jt - ja)  # eq. 3
+    r2d = 1000.0 * r[:, :2] / r[:, 2:] + 500.0
+    expected = ((r2d - target) ** 2).sum() + 2.0 * 0.1**2 + 3.0 * (0.5 - math.hypot(0.1, 0.5)) ** 2
+    assert torch.allclose(loss, expected.reshape(1))
+    assert torch.allclose(endpoint(ja, jt, lam), torch.tensor([[0.0, 0.375, 2.0]]))
+
+
+@pytest.mark.parametrize("lam_true", [0.1, 0.35, 0.6, 0.9])
+def test_rafo_recovers_lambda_when_the_anchor_is_right(lam_true):
+    cam = Camera(1080, 1920, 1600.0)
+    res = solve([limb(cam, lam_true)])[0]
+    assert abs(res.lam - lam_true) < 0.01 and res.accepted and res.reproj_error_px < 1.0
+    assert np.linalg.norm(res.anchor_3d - res.anchor_init_3d) < 0.01
+
+
+def test_rafo_moves_the_anchor_to_reach_an_off_line_endpoint():
+    cam = Camera(1080, 1920, 1600.0)
+    res = solve([limb(cam, 0.5, offset=(25.0, 0.0))])[0]
+    assert res.reproj_error_px < 2.0 and res.accepted
+    assert np.linalg.norm(res.anchor_3d - res.anchor_init_3d) > 0.01  # Ja really moved
+    seg_init = np.linalg.norm(res.upstream_3d - res.anchor_init_3d)
+    assert abs(np.linalg.norm(res.upstream_3d - res.anchor_3d) - seg_init) < 0.01  # eq. 5 kept the length
+
+
+def test_rafo_keeps_lambda_in_range_and_reports_rejections():
+    cam = Camera(1080, 1920, 1600.0)
+    beyond = limb(cam, 1.4)  # the endpoint lies above the upstream joint
+    res = solve([beyond], RafoConfig(lambda_min=0.05, lambda_max=0.95, alpha0=100.0, mu0=100.0))[0]
+    assert 0.05 <= res.lam <= 0.95
+    assert not res.accepted and res.reproj_error_px >= 15.0  # reported, not dropped
+
+
+def test_rafo_limbs_are_independent():
+    cam = Camera(1080, 1920, 1600.0)
+    a, b = limb(cam, 0.3), limb(cam, 0.7, anchor=(-0.2, 0.5, 3.2), upstream=(-0.2, 0.1, 3.2))
+    together = solve([a, b])
+    alone = solve([b])
+    assert abs(together[1].lam - alone[0].lam) < 1e-3 and abs(together[0].lam - 0.3) < 0.01
+
+
+def test_pose_follows_the_optimised_anchor(model):
+    people, cameras, _ = synthetic(model, 1, seed=6, residuals={"right_transtibial": 0.5})
+    k = RESIDUAL_KINDS.index("right_transtibial")
+    people[0].residual[k, 0] += 30.0  # pull the endpoint sideways so the shank must turn
+    result = reconstruct(model, people, cameras)[0]
+    res = result.residuals[0]
+    assert res.accepted
+    knee, ankle = result.joints_3d[JOINT_INDEX["right_knee"]], result.joints_3d[JOINT_INDEX["right_ankle"]]
+    want = res.anchor_3d - res.upstream_3d
+    got = ankle - knee
+    cos = np.dot(want, got) / np.linalg.norm(want) / np.linalg.norm(got)
+    assert cos > math.cos(math.radians(0.5))
+    assert np.linalg.norm(res.anchor_3d - res.anchor_init_3d) > 0.01
+    # nothing else moved: the other leg's ankle is where the fit put it
+    assert np.allclose(result.joints_3d[JOINT_INDEX["left_ankle"]], result.fit.joints_3d[JOINT_INDEX["left_ankle"]],
+                       atol=1e-4)
+
+
+def test_matrix_to_axis_angle_round_trip():
+    from resihmr_blender.core.body_model import axis_angle_to_matrix
+    rng = np.random.default_rng(0)
+    for rotvec in list(rng.normal(0, 1.0, (20, 3))) + [np.array([math.pi - 1e-4, 0, 0]), np.zeros(3)]:
+        rot = axis_angle_to_matrix(torch.tensor(rotvec)[None])[0].numpy()
+        back = axis_angle_to_matrix(torch.tensor(matrix_to_axis_angle(rot))[None])[0].numpy()
+        assert np.allclose(rot, back, atol=1e-6)
+
+
+def test_pose_following_skips_rejected_limbs(model):
+    people, cameras, _ = synthetic(model, 1, seed=7)
+    fit = fit_people(model, people, cameras)[0]
+    from resihmr_blender.core.rafo import ResidualResult
+    rejected = ResidualResult("left_transtibial", 0.5, np.ones(3), np.zeros(3), np.zeros(3) + 0.1, np.ones(3),
+                              np.zeros(2), np.zeros(2), 99.0, False, 1.0, 1.0)
+    assert np.array_equal(pose_following_anchors(model, fit.params(), [rejected]), fit.body_pose)
