@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from resihmr_blender.core.body_model import (
-    BODY25_SOURCES, DEFAULT_MODEL_PATH, JOINT_INDEX, BodyModelError, axis_angle_to_matrix, load_body_model,
+    BODY25_SOURCES,
+    DEFAULT_MODEL_PATH,
+    JOINT_INDEX,
+    BodyModelError,
+    axis_angle_to_matrix,
+    load_body_model,
     read_model_arrays,
 )
 from resihmr_blender.core.keypoints import BODY25_NAMES

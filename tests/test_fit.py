@@ -13,7 +13,14 @@ from resihmr_blender.core.fit import FitConfig, FitError, fit_people
 from resihmr_blender.core.keypoints import BODY25_INDEX, RESIDUAL_KINDS, Person, residual_by_name
 from resihmr_blender.core.pipeline import PersonFailure, PersonResult, reconstruct
 from resihmr_blender.core.rafo import (
-    LimbProblem, RafoConfig, endpoint, matrix_to_axis_angle, pose_following_anchors, rafo_loss, solve)
+    LimbProblem,
+    RafoConfig,
+    endpoint,
+    matrix_to_axis_angle,
+    pose_following_anchors,
+    rafo_loss,
+    solve,
+)
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +140,6 @@ def limb(camera, lam_true, kind="left_transtibial", anchor=(0.1, 0.45, 3.0), ups
 
 
 def test_rafo_loss_is_eq_4_and_5():
-    cam = Camera(1000, 1000, 1000.0)
     ja, jt = torch.tensor([[0.0, 0.5, 2.0]]), torch.tensor([[0.0, 0.0, 2.0]])
     ja_init = torch.tensor([[0.1, 0.5, 2.0]])
     lam = torch.tensor([0.25])

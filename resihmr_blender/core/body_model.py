@@ -183,11 +183,11 @@ def read_model_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return out
 
 
-_MODEL_CACHE: dict[tuple, "BodyModel"] = {}
+_MODEL_CACHE: dict[tuple, BodyModel] = {}
 
 
 def load_body_model(path: str | os.PathLike | None = None, dtype: torch.dtype = torch.float32,
-                    use_cache: bool = True) -> "BodyModel":
+                    use_cache: bool = True) -> BodyModel:
     """Load an SMPL-X `.npz` (None or "" = the embedded default body). Cached by path, size and mtime."""
     path = str(DEFAULT_MODEL_PATH if path in (None, "") else Path(path).expanduser())
     key = None

@@ -39,7 +39,7 @@ class Camera:
             self.principal_point = (self.width / 2.0, self.height / 2.0)
 
     @classmethod
-    def for_image(cls, width: int, height: int, focal_length: float | None = None) -> "Camera":
+    def for_image(cls, width: int, height: int, focal_length: float | None = None) -> Camera:
         if focal_length is None:
             return cls(width, height, guess_focal_length(width, height), focal_guessed=True)
         return cls(width, height, float(focal_length))

@@ -209,7 +209,7 @@ def fit_people(model: BodyModel, people: list[Person], cameras: list[Camera],
         torch.set_num_threads(config.num_threads)
     results: list[PersonFit | FitError | None] = [None] * len(people)
     batch_idx, inits = [], []
-    for i, (person, cam) in enumerate(zip(people, cameras)):
+    for i, person in enumerate(people):
         weights = keypoint_weights(person, config)
         try:
             top, bottom = check_person(person, weights)

@@ -11,7 +11,7 @@ definite (the role strong-Wolfe plays in the classical algorithm).
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -8,7 +8,7 @@ recomputed every iteration (`reweight`), while acceptance uses the true objectiv
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.func import jacfwd, jacrev, vmap

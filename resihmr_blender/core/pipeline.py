@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from .atomic import write_text_atomic
 from .body_model import BodyModel
 from .camera import Camera
 from .fit import FitConfig, FitError, PersonFit, fit_people
@@ -139,19 +138,8 @@ def result_document(model: BodyModel, camera: Camera, results: list, source: str
 
 
 def write_json_atomic(path: str | os.PathLike, document: dict) -> None:
-    """Temp file in the same folder + rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=1, allow_nan=False)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Temp file in the same folder + rename: readers never see half a file. NaN/inf are refused."""
+    write_text_atomic(path, json.dumps(document, indent=1, allow_nan=False) + "\n")
 
 
 def is_finite_document(document) -> bool:

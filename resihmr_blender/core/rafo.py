@@ -166,7 +166,8 @@ def solve(problems: list[LimbProblem], config: RafoConfig | None = None) -> list
     results = []
     for i, p in enumerate(problems):
         results.append(ResidualResult(
-            kind=p.kind.name, lam=float(lam[i].detach()), anchor_3d=anchor[i].detach().numpy(), anchor_init_3d=p.anchor_init,
+            kind=p.kind.name, lam=float(lam[i].detach()), anchor_3d=anchor[i].detach().numpy(),
+            anchor_init_3d=p.anchor_init,
             upstream_3d=p.upstream, endpoint_3d=r[i].numpy(), endpoint_2d=r2d[i].numpy(), target_2d=p.target,
             reproj_error_px=float(err[i]), accepted=bool(err[i] < config.accept_threshold_px),
             alpha=float(alpha[i]), mu=float(mu[i]), timings_s={"rafo": elapsed}))
