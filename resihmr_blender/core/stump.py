@@ -79,3 +79,184 @@ def residual_segment(weights: np.ndarray, kind: ResidualKind | str, removed: np.
     """The vertices of the residual segment that remain (the red part of the paper's figures)."""
     segment, _ = limb_parts(kind)
     return (dominant_joint(weights) == segment) & ~removed
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sealing: boundary cleanup, local plane, rings, cap (paper §3.4 "Boundary cleanup and sealing")
+
+
+class StumpError(ValueError):
+    """The cut cannot be sealed (e.g. the plane misses the limb); the mesh is left as it was."""
+
+
+@dataclass
+class SealedCut:
+    """A cut and sealed mesh, with what the rig needs to follow it.
+
+    Kept original vertices keep their order; `faces` index [kept originals..., new cap vertices...].
+    `new_sources` / `new_source_weights` (N, K) say how to interpolate any per-vertex data (skin weights,
+    shape-key offsets, residual mask) for each new vertex from original vertices of the boundary ring.
+    """
+
+    keep: np.ndarray  # (V,) bool over the original vertices
+    faces: np.ndarray  # (F', 3) into the new vertex order
+    new_vertices: np.ndarray  # (N, 3)
+    new_sources: np.ndarray  # (N, K) original vertex indices
+    new_source_weights: np.ndarray  # (N, K) rows sum to one
+    boundary_loop: np.ndarray  # original indices of the sealed boundary, in order
+    cap_face_start: int  # faces[cap_face_start:] are the cap
+    plane_point: np.ndarray
+    plane_normal: np.ndarray
+
+    def vertices(self, original: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.asarray(original)[self.keep], self.new_vertices])
+
+    def interpolate(self, per_vertex: np.ndarray) -> np.ndarray:
+        """Per-vertex data on the new mesh: kept rows copied, new rows interpolated from their sources."""
+        per_vertex = np.asarray(per_vertex)
+        new = np.einsum("nk,nk...->n...", self.new_source_weights, per_vertex[self.new_sources])
+        return np.concatenate([per_vertex[self.keep], new.astype(per_vertex.dtype)])
+
+
+def _half_edges(faces: np.ndarray) -> np.ndarray:
+    """(3F, 2) directed edges; edge k of face f is row k * F + f."""
+    return np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]).astype(np.int64)
+
+
+def _boundary_mask(half: np.ndarray) -> np.ndarray:
+    """True for half-edges (a, b) whose twin (b, a) is missing."""
+    n = int(half.max()) + 1 if len(half) else 1
+    return ~np.isin(half[:, 1] * n + half[:, 0], half[:, 0] * n + half[:, 1])
+
+
+def _boundary_half_edges(faces: np.ndarray) -> np.ndarray:
+    half = _half_edges(faces)
+    return half[_boundary_mask(half)]
+
+
+def _loops(half_edges: np.ndarray) -> list[list[int]]:
+    """Chain boundary half-edges into closed loops; raises on a non-manifold (branching) boundary."""
+    nxt: dict[int, int] = {}
+    for a, b in half_edges.tolist():
+        if a in nxt:
+            raise StumpError("the cut boundary branches (a vertex touches the hole twice)")
+        nxt[a] = b
+    loops, seen = [], set()
+    for start in nxt:
+        if start in seen:
+            continue
+        loop, v = [], start
+        while v not in seen:
+            seen.add(v)
+            loop.append(v)
+            if v not in nxt:
+                raise StumpError("the cut boundary is open")
+            v = nxt[v]
+        loops.append(loop)
+    return loops
+
+
+def clean_boundary(faces: np.ndarray, face_keep: np.ndarray, candidates: np.ndarray,
+                   max_rounds: int = 20) -> np.ndarray:
+    """Prune spikes on the hole's rim: drop kept faces (among `candidates`) with two or more boundary edges, and
+    faces around vertices where the rim touches itself, until the rim is a set of simple loops."""
+    face_keep = face_keep.copy()
+    for _ in range(max_rounds):
+        kept_index = np.nonzero(face_keep)[0]
+        kept = faces[kept_index]
+        half = _half_edges(kept)
+        rim = _boundary_mask(half)
+        if not rim.any():
+            return face_keep
+        rim_edges_per_face = rim.reshape(3, -1).sum(axis=0)
+        spikes = kept_index[(rim_edges_per_face >= 2) & candidates[kept_index]]
+        starts, counts = np.unique(half[rim, 0], return_counts=True)
+        pinched = starts[counts > 1]  # the rim passes through this vertex twice
+        pinch_faces = kept_index[np.isin(kept, pinched).any(axis=1) & candidates[kept_index]]
+        drop = np.union1d(spikes, pinch_faces)
+        if len(drop) == 0:
+            return face_keep
+        face_keep[drop] = False
+    return face_keep
+
+
+def _smooth_loop(points: np.ndarray, rounds: int = 8) -> np.ndarray:
+    for _ in range(rounds):
+        points = 0.5 * points + 0.25 * (np.roll(points, 1, axis=0) + np.roll(points, -1, axis=0))
+    return points
+
+
+def cut_and_seal(verts: np.ndarray, faces: np.ndarray, removed: np.ndarray, limb_region: np.ndarray,
+                 plane: CutPlane, rings: int = 2, dome: float = 0.45) -> SealedCut:
+    """Remove `removed` vertices, clean the rim inside `limb_region`, and close the hole with a dome cap.
+
+    The cap: the rim's centroid c and least-squares plane (normal n oriented like the cut normal); two rings at
+    angles 30° and 60° of a quarter ellipse, ring_k = c + cos(a_k)·(smoothed rim − c) + H·sin(a_k)·n, and an apex
+    at c + H·n, with H = dome × the rim's mean radius. Rings follow the smoothed rim, so the cap is convex in
+    projection wherever the rim is, and every cap vertex lies beyond the rim's plane.
+    """
+    verts, faces, removed = np.asarray(verts, float), np.asarray(faces), np.asarray(removed, bool)
+    if not removed.any():
+        raise StumpError("the cut plane removes nothing: it misses the limb")
+    face_keep = ~removed[faces].any(axis=1)
+    candidates = limb_region[faces].any(axis=1)
+    face_keep = clean_boundary(faces, face_keep, candidates)
+    kept_faces = faces[face_keep]
+    old_boundary = _boundary_half_edges(faces)
+    if len(old_boundary):
+        raise StumpError("the input mesh is not closed; cannot tell the new hole from existing ones")
+    loops = _loops(_boundary_half_edges(kept_faces))
+    if len(loops) != 1:
+        raise StumpError(f"the cut left {len(loops)} holes instead of one (the plane crosses the limb badly)")
+    loop = np.array(loops[0])
+    if len(loop) < 3:
+        raise StumpError("the cut hole is degenerate")
+
+    used = np.zeros(len(verts), bool)
+    used[kept_faces.ravel()] = True
+    keep = used
+    new_index = -np.ones(len(verts), np.int64)
+    new_index[keep] = np.arange(keep.sum())
+    rim = verts[loop]
+    centre = rim.mean(axis=0)
+    _, _, vt = np.linalg.svd(rim - centre)
+    normal = vt[2] if np.dot(vt[2], plane.normal) >= 0 else -vt[2]
+    smooth = _smooth_loop(rim - centre)
+    smooth -= np.outer(smooth @ normal, normal)  # flatten into the rim's plane
+    radius = np.linalg.norm(rim - centre, axis=1).mean()
+    height = dome * radius
+    # the cap starts from the rim's furthest point along n, so it never dips back into the limb
+    base = centre + normal * max(0.0, float(((rim - centre) @ normal).max()))
+    m = len(loop)
+    new_vertices, sources, weights = [], [], []
+    neighbours = np.stack([np.roll(loop, 1), loop, np.roll(loop, -1)], axis=1)
+    for k in range(1, rings + 1):
+        angle = k * (np.pi / 2) / (rings + 1)
+        new_vertices.append(base + np.cos(angle) * smooth + height * np.sin(angle) * normal)
+        sources.append(neighbours)
+        weights.append(np.tile([0.25, 0.5, 0.25], (m, 1)))
+    apex = base + height * normal
+    new_vertices = np.concatenate(new_vertices + [apex[None]])
+    # the apex blends the whole rim equally; pad the ring rows to the same width
+    width = m
+    src = np.zeros((len(new_vertices), width), np.int64)
+    wts = np.zeros((len(new_vertices), width))
+    for k in range(rings):
+        src[k * m:(k + 1) * m, :3], wts[k * m:(k + 1) * m, :3] = sources[k], weights[k]
+    src[-1], wts[-1] = loop, 1.0 / m
+
+    first_new = int(keep.sum())
+    ring_ids = [new_index[loop]] + [first_new + k * m + np.arange(m) for k in range(rings)]
+    apex_id = first_new + rings * m
+    cap = []
+    for outer, inner in zip(ring_ids[:-1], ring_ids[1:]):
+        o_next, i_next = np.roll(outer, -1), np.roll(inner, -1)
+        # the kept faces hold rim half-edges outer[i] -> outer[i+1]; the cap uses them reversed
+        cap.append(np.stack([o_next, outer, inner], axis=1))
+        cap.append(np.stack([o_next, inner, i_next], axis=1))
+    last = ring_ids[-1]
+    cap.append(np.stack([np.roll(last, -1), last, np.full(m, apex_id)], axis=1))
+    all_faces = np.concatenate([new_index[kept_faces]] + cap)
+    return SealedCut(keep=keep, faces=all_faces, new_vertices=new_vertices, new_sources=src,
+                     new_source_weights=wts, boundary_loop=loop, cap_face_start=len(kept_faces),
+                     plane_point=base, plane_normal=normal)
