@@ -75,6 +75,20 @@ def removed_vertices(verts: np.ndarray, weights: np.ndarray, kind: ResidualKind 
     return coarse | fine
 
 
+def without_joints(weights: np.ndarray, joints: list[int]) -> np.ndarray:
+    """Skin weights with the given joints' columns zeroed and rows renormalised (no vertex follows a removed
+    part); a row that only followed removed joints moves to the first remaining joint up the tree."""
+    weights = np.array(weights, dtype=np.float64)
+    weights[:, joints] = 0.0
+    total = weights.sum(axis=1)
+    orphan = total <= 1e-12
+    if orphan.any():
+        parent = PARENTS[min(joints)]
+        weights[orphan, parent] = 1.0
+        total = weights.sum(axis=1)
+    return weights / total[:, None]
+
+
 def residual_segment(weights: np.ndarray, kind: ResidualKind | str, removed: np.ndarray) -> np.ndarray:
     """The vertices of the residual segment that remain (the red part of the paper's figures)."""
     segment, _ = limb_parts(kind)
@@ -99,6 +113,7 @@ class SealedCut:
     """
 
     keep: np.ndarray  # (V,) bool over the original vertices
+    face_keep: np.ndarray  # (F,) bool over the original faces
     faces: np.ndarray  # (F', 3) into the new vertex order
     new_vertices: np.ndarray  # (N, 3)
     new_sources: np.ndarray  # (N, K) original vertex indices
@@ -257,6 +272,6 @@ def cut_and_seal(verts: np.ndarray, faces: np.ndarray, removed: np.ndarray, limb
     last = ring_ids[-1]
     cap.append(np.stack([np.roll(last, -1), last, np.full(m, apex_id)], axis=1))
     all_faces = np.concatenate([new_index[kept_faces]] + cap)
-    return SealedCut(keep=keep, faces=all_faces, new_vertices=new_vertices, new_sources=src,
+    return SealedCut(keep=keep, face_keep=face_keep, faces=all_faces, new_vertices=new_vertices, new_sources=src,
                      new_source_weights=wts, boundary_loop=loop, cap_face_start=len(kept_faces),
                      plane_point=base, plane_normal=normal)
