@@ -111,7 +111,14 @@ def run_command(args) -> int:
     from .core.body_model import BodyModelError, load_body_model
     from .core.fit import FitConfig
     from .core.keypoints import KeypointsError, read_keypoints
-    from .core.pipeline import PersonFailure, camera_for, reconstruct, result_document, write_json_atomic
+    from .core.pipeline import (
+        PersonFailure,
+        camera_for,
+        measure_people,
+        reconstruct,
+        result_document,
+        write_json_atomic,
+    )
     from .core.rafo import RafoConfig
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
@@ -169,6 +176,7 @@ def run_command(args) -> int:
     person_failures = 0
     for j, (job, kfile, camera) in enumerate(loaded):
         people = [results[(j, p)] for p in range(len(kfile.people))]
+        measure_people(model, people)
         document = result_document(model, camera, people, source=str(job.source))
         write_json_atomic(job.out_dir / "result.json", document)
         summary = []
@@ -179,8 +187,10 @@ def run_command(args) -> int:
                 continue
             for r in res.residuals:
                 state = "accepted" if r.accepted else "REJECTED"
+                extra = res.measurements.get(r.kind, {})
+                volume = f" volume={extra['stump_volume_l']:.2f}l" if "stump_volume_l" in extra else ""
                 summary.append(f"person {p} {r.kind} λ={r.lam:.3f} err={r.reproj_error_px:.1f}px {state} "
-                               f"length={r.residual_length_m * 100:.1f}cm")
+                               f"length={r.residual_length_m * 100:.1f}cm{volume}")
         print(f"[{j + 1}/{len(loaded)}] {job.name}: {len(people)} people -> {job.out_dir / 'result.json'}")
         for line in summary:
             print(f"    {line}")

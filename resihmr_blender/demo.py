@@ -16,20 +16,26 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "demo"
 
 
 def run_demo(out_dir: Path, example: Path = EXAMPLE) -> int:
-    import torch
 
     from .core.body_model import load_body_model
     from .core.image import read_png, write_png
     from .core.keypoints import read_keypoints
-    from .core.pipeline import PersonFailure, camera_for, reconstruct, result_document, write_json_atomic
+    from .core.pipeline import (
+        PersonFailure,
+        camera_for,
+        measure_people,
+        reconstruct,
+        result_document,
+        write_json_atomic,
+    )
     from .core.raster import draw_points, shaded
-    from .core.stump import cut_plane, removed_vertices, residual_segment
 
     t0 = time.perf_counter()
     model = load_body_model()
     kfile = read_keypoints(example / "keypoints.json")
     camera = camera_for(kfile)
     results = reconstruct(model, kfile.people, [camera] * len(kfile.people))
+    meshes = measure_people(model, results, pose=True)
     write_json_atomic(out_dir / "result.json", result_document(model, camera, results, source=str(example)))
     truth = json.loads((example / "ground_truth.json").read_text())["residuals"]
 
@@ -39,19 +45,13 @@ def run_demo(out_dir: Path, example: Path = EXAMPLE) -> int:
         if isinstance(res, PersonFailure):
             print(f"person failed: {res.reason}")
             continue
-        params = {k: torch.tensor(np.asarray(v), dtype=model.dtype)[None] for k, v in res.params().items()}
-        verts = model.forward(**params).vertices[0].numpy().astype(np.float64)
-        weights = model.weights.numpy()
-        removed = np.zeros(len(verts), bool)
-        red = np.zeros(len(verts), bool)
-        for r in res.residuals:
-            if r.accepted:
-                gone = removed_vertices(verts, weights, r.kind, cut_plane(r.anchor_3d, r.upstream_3d, r.lam))
-                removed |= gone
-                red |= residual_segment(weights, r.kind, gone)
-        faces = model.faces[~removed[model.faces].any(axis=1)]
-        colors = np.where(red[faces].any(axis=1)[:, None], [[220.0, 40.0, 40.0]], [[190.0, 200.0, 215.0]])
-        image = shaded(verts, faces, camera, background=image if image is not None else background,
+        mesh = meshes[results.index(res)]
+        if mesh is None:
+            continue
+        faces = mesh.faces
+        colors = np.where(mesh.residual_mask[faces].all(axis=1)[:, None], [[220.0, 40.0, 40.0]],
+                          [[190.0, 200.0, 215.0]])
+        image = shaded(mesh.posed_vertices, faces, camera, background=image if image is not None else background,
                        face_colors=colors, alpha=0.7)
         draw_points(image, person.body25[person.body25[:, 2] > 0, :2], (30, 160, 60), radius=6)
         draw_points(image, person.residual[person.residual[:, 2] > 0, :2], (250, 190, 0), radius=8)
@@ -64,6 +64,11 @@ def run_demo(out_dir: Path, example: Path = EXAMPLE) -> int:
                   f"reprojection {r.reproj_error_px:.1f} px  {'accepted' if r.accepted else 'REJECTED'}  "
                   f"residual length {r.residual_length_m * 100:.1f} cm "
                   f"(truth {gt.get('residual_length_m', float('nan')) * 100:.1f} cm)")
+            m = res.measurements.get(r.kind, {})
+            if "stump_volume_l" in m:
+                circ = ", ".join(f"{c * 100:.1f}" for c in m["circumferences_m"])
+                print(f"  {'':18s} stump volume {m['stump_volume_l']:.2f} l, circumferences at 25/50/75 %: "
+                      f"{circ} cm, length on the mesh {m['residual_length_mesh_m'] * 100:.1f} cm")
     if image is not None:
         write_png(out_dir / "overlay.png", image)
     print(f"outputs in {out_dir}/: result.json" + (", overlay.png" if image is not None else "")

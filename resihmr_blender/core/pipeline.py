@@ -97,6 +97,36 @@ def reconstruct(model: BodyModel, people: list[Person], cameras: list[Camera], f
     return out  # type: ignore[return-value]
 
 
+def accepted_cuts(result: PersonResult) -> list[tuple[str, float]]:
+    return [(r.kind, r.lam) for r in result.residuals if r.accepted]
+
+
+def measure_people(model: BodyModel, results: list, pose: bool = False) -> list:
+    """Cut and seal every accepted residual limb (core geometry, no Blender) and store the measurements;
+    returns each person's AvatarMesh (None for failures)."""
+    from .avatar_mesh import build_mesh
+    from .stump import StumpError
+
+    meshes = []
+    for result in results:
+        if isinstance(result, PersonFailure):
+            meshes.append(None)
+            continue
+        t0 = time.perf_counter()
+        try:
+            mesh = build_mesh(model, result.params(), accepted_cuts(result), pose=pose)
+        except StumpError as exc:
+            for kind, _ in accepted_cuts(result):
+                result.measurements[kind] = {"measurement_error": str(exc)}
+            meshes.append(None)
+            continue
+        for kind, m in mesh.measurements.items():
+            result.measurements[kind] = m.to_json()
+        result.timings_s["reconstruct"] = time.perf_counter() - t0
+        meshes.append(mesh)
+    return meshes
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # result.json
 
