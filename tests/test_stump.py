@@ -108,9 +108,11 @@ def test_residual_segment_is_what_remains_of_the_segment(model):
     kind = residual_by_name("left_transfemoral")
     plane = cut_plane(joints[JOINT_INDEX["left_knee"]], joints[JOINT_INDEX["left_hip"]], 0.5)
     removed = removed_vertices(verts, weights, kind, plane)
-    red = residual_segment(weights, kind, removed)
+    red = residual_segment(verts, weights, kind, removed, plane)
     assert red.sum() > 50 and not (red & removed).any()
-    assert (dominant_joint(weights)[red] == JOINT_INDEX["left_hip"]).all()
+    assert np.isin(dominant_joint(weights)[red], [JOINT_INDEX["left_hip"], JOINT_INDEX["pelvis"]]).all()
+    hip, knee = joints[JOINT_INDEX["left_hip"]], joints[JOINT_INDEX["left_knee"]]
+    assert ((verts[red] - hip) @ (knee - hip) > 0).all()  # all below the hip joint, along the thigh
 
 
 def test_plane_that_misses_the_limb_is_refused(model):

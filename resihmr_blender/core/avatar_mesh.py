@@ -60,7 +60,7 @@ def build_mesh(model: BodyModel, params: dict, cuts: list[tuple[str, float]], po
         region = np.isin(dominant_joint(weights), [segment, *distal])
         sealed = cut_and_seal(verts, faces, removed, region, plane)
         n_new = len(sealed.new_vertices)
-        red = residual_segment(weights, kind, removed)
+        red = residual_segment(verts, weights, kind, removed, plane)
         # measured surface: the segment, the part of its parent's region it grows out of, and the cap
         near = np.isin(dominant_joint(weights), [segment, PARENTS[segment]]) & ~removed
         verts = sealed.vertices(verts)

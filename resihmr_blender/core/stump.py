@@ -41,6 +41,7 @@ def dominant_joint(weights: np.ndarray) -> np.ndarray:
 class CutPlane:
     point: np.ndarray  # p, eq. 6
     normal: np.ndarray  # n, eq. 7
+    upstream_offset: float = 0.0  # distance from Jt to p along n: (1 − λ) ||Ja − Jt||
 
     def signed_distance(self, verts: np.ndarray) -> np.ndarray:
         """φ(v) = <v − p, n>."""
@@ -56,7 +57,8 @@ def cut_plane(anchor: np.ndarray, upstream: np.ndarray, lam: float) -> CutPlane:
     length = np.linalg.norm(axis)
     if length < 1e-9:
         raise ValueError("anchor and upstream joints coincide: no limb direction")
-    return CutPlane(point=anchor + lam * (upstream - anchor), normal=axis / length)
+    return CutPlane(point=anchor + lam * (upstream - anchor), normal=axis / length,
+                    upstream_offset=(1.0 - lam) * float(length))
 
 
 def limb_parts(kind: ResidualKind | str) -> tuple[int, list[int]]:
@@ -89,10 +91,15 @@ def without_joints(weights: np.ndarray, joints: list[int]) -> np.ndarray:
     return weights / total[:, None]
 
 
-def residual_segment(weights: np.ndarray, kind: ResidualKind | str, removed: np.ndarray) -> np.ndarray:
-    """The vertices of the residual segment that remain (the red part of the paper's figures)."""
+def residual_segment(verts: np.ndarray, weights: np.ndarray, kind: ResidualKind | str, removed: np.ndarray,
+                     plane: CutPlane) -> np.ndarray:
+    """The remaining vertices of the residual segment (the red part of the paper's figures): the limb's own
+    region (the segment's joint and the one it grows from) beyond the plane through the upstream joint Jt,
+    perpendicular to the limb. `plane` is the cut plane; only its normal is used with Jt."""
     segment, _ = limb_parts(kind)
-    return (dominant_joint(weights) == segment) & ~removed
+    upstream = plane.point - plane.normal * plane.upstream_offset
+    beyond_jt = (np.asarray(verts) - upstream) @ plane.normal > 0
+    return np.isin(dominant_joint(weights), [segment, PARENTS[segment]]) & beyond_jt & ~removed
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -184,7 +184,7 @@ def cut_residual(mesh_obj, kind_name: str, lam: float, delete_distal_bones: bool
     finally:
         bm.free()
     mesh.update()
-    _mark_residual(mesh_obj, kind, sealed, new_weights, n_kept)
+    _mark_residual(mesh_obj, kind, sealed, new_weights, n_kept, sealed.vertices(verts_body), plane)
     if delete_distal_bones:
         _delete_bones(arm_obj, [JOINT_NAMES[j] for j in distal])
     state = cut_state(mesh_obj) + [{"kind": kind.name, "lambda": float(lam)}]
@@ -192,11 +192,12 @@ def cut_residual(mesh_obj, kind_name: str, lam: float, delete_distal_bones: bool
     return sealed
 
 
-def _mark_residual(mesh_obj, kind: ResidualKind, sealed: SealedCut, weights: np.ndarray, n_kept: int) -> None:
+def _mark_residual(mesh_obj, kind: ResidualKind, sealed: SealedCut, weights: np.ndarray, n_kept: int,
+                   verts_body: np.ndarray, plane) -> None:
     """Residual segment (plus its cap) as attribute, vertex group and red faces; earlier marks are kept."""
     mesh = mesh_obj.data
     n = len(mesh.vertices)
-    mark = residual_segment(weights, kind, np.zeros(n, bool))
+    mark = residual_segment(verts_body, weights, kind, np.zeros(n, bool), plane)
     mark[n_kept:] = True
     previous = np.zeros(n, np.float32)
     if MASK_NAME in mesh.attributes:

@@ -1,0 +1,94 @@
+"""Render the live avatar after a cut with Blender's Workbench: front, side and T-pose, residual limb in red.
+
+    python tools/render_stumps.py [--out docs/stumps.png]
+
+Two cases: a left transtibial (λ = 0.45) and a right transhumeral (λ = 0.5) amputation of the embedded body
+in a relaxed pose. Each row: posed front, posed side, T-pose (rest) front.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+import bpy  # noqa: I001  (bpy before mathutils)
+import numpy as np
+from mathutils import Euler, Vector
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from resihmr_blender.core.body_model import JOINT_INDEX, load_body_model  # noqa: E402
+from resihmr_blender.core.image import read_png, write_png  # noqa: E402
+from resihmr_blender.mesh.build import build_avatar, evaluated_vertices  # noqa: E402
+from resihmr_blender.mesh.cut import cut_residual  # noqa: E402
+
+CASES = (("left_transtibial", 0.45), ("right_transhumeral", 0.5))
+
+
+def relaxed_pose() -> np.ndarray:
+    pose = np.zeros((22, 3))
+    pose[JOINT_INDEX["left_shoulder"], 2] = -1.1
+    pose[JOINT_INDEX["right_shoulder"], 2] = 1.1
+    pose[JOINT_INDEX["left_elbow"], 1] = -0.3
+    pose[JOINT_INDEX["right_elbow"], 1] = 0.3
+    pose[JOINT_INDEX["left_knee"], 0] = 0.15
+    return pose[1:].reshape(-1)
+
+
+def render_view(obj, arm, rest: bool, side: float, size: int, path: Path) -> None:
+    """side: 0 = front, +1 = from the subject's left, -1 = from the subject's right."""
+    arm.data.pose_position = "REST" if rest else "POSE"
+    verts = evaluated_vertices(obj)
+    centre = (verts.min(axis=0) + verts.max(axis=0)) / 2
+    extent = float((verts.max(axis=0) - verts.min(axis=0)).max())
+    scene = bpy.context.scene
+    cam = scene.camera
+    cam.data.type = "ORTHO"
+    cam.data.ortho_scale = extent * 1.08
+    direction = Vector((side, 0.0, 0.0)) if side else Vector((0.0, -1.0, 0.0))
+    cam.location = Vector(centre.tolist()) + direction * 10.0
+    cam.rotation_euler = Euler((math.pi / 2, 0.0, side * math.pi / 2))
+    scene.render.resolution_x = scene.render.resolution_y = size
+    scene.render.filepath = str(path)
+    bpy.ops.render.render(write_still=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="docs/stumps.png")
+    parser.add_argument("--size", type=int, default=512)
+    args = parser.parse_args()
+    model = load_body_model()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind, lam in CASES:
+            bpy.ops.wm.read_homefile(use_empty=True)
+            scene = bpy.context.scene
+            scene.render.engine = "BLENDER_WORKBENCH"
+            scene.display.shading.light = "STUDIO"
+            scene.display.shading.color_type = "MATERIAL"
+            scene.render.film_transparent = False
+            scene.world = bpy.data.worlds.new("World")
+            scene.world.color = (1.0, 1.0, 1.0)
+            cam = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+            scene.collection.objects.link(cam)
+            scene.camera = cam
+            params = {"betas": np.array([0.5, -0.3, 0.2, 0, 0, 0, 0, 0, 0, 0.0]),
+                      "global_orient": np.array([math.pi, 0.0, 0.0]), "body_pose": relaxed_pose(),
+                      "transl": np.zeros(3)}
+            arm, obj = build_avatar(model, params)
+            cut_residual(obj, kind, lam)
+            row = []
+            toward = 1.0 if kind.startswith("left") else -1.0  # look at the cut side
+            for i, (rest, side) in enumerate(((False, 0.0), (False, toward), (True, 0.0))):
+                path = Path(tmp) / f"{kind}_{i}.png"
+                render_view(obj, arm, rest, side, args.size, path)
+                row.append(read_png(path)[..., :3])
+            rows.append(np.concatenate(row, axis=1))
+    write_png(args.out, np.concatenate(rows, axis=0))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
