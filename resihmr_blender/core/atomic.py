@@ -13,6 +13,11 @@ def _umask() -> int:
     return mask
 
 
+def set_default_permissions(path: str | os.PathLike) -> None:
+    """mkstemp makes 0600 files; give them what open() would."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,137 @@
+"""Export the avatar to GLB / FBX without touching the user's scene.
+
+The export runs on a temporary duplicate (armature + mesh, their own data), which gets what the formats need
+(the residual mask as an active vertex colour for glTF's COLOR_0), is exported with only itself selected, and
+is deleted afterwards; the user's objects, selection and active object are restored.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from ..core.atomic import set_default_permissions
+from .cut import MASK_NAME
+
+COLOR_NAME = "residual_color"
+SKIN_RGBA = (0.80, 0.80, 0.82, 1.0)
+RED_RGBA = (0.85, 0.08, 0.08, 1.0)
+
+# Presets: what engines expect. All keep every bone (humanoid mappings need the full skeleton).
+PRESETS = {
+    "unity": {"fbx": {"axis_forward": "-Z", "axis_up": "Y", "apply_scale_options": "FBX_SCALE_UNITS"}},
+    "unreal": {"fbx": {"axis_forward": "-Y", "axis_up": "Z", "apply_scale_options": "FBX_SCALE_NONE"}},
+    "web": {"glb": {}},
+}
+
+
+class ExportError(RuntimeError):
+    pass
+
+
+@contextmanager
+def _temporary_copy(arm_obj, mesh_obj):
+    scene = bpy.context.scene
+    collection = bpy.data.collections.new("ResiHMR export (temporary)")
+    scene.collection.children.link(collection)
+    arm_copy = arm_obj.copy()
+    arm_copy.data = arm_obj.data.copy()
+    mesh_copy = mesh_obj.copy()
+    mesh_copy.data = mesh_obj.data.copy()
+    mesh_copy.parent = arm_copy
+    for modifier in mesh_copy.modifiers:
+        if modifier.type == "ARMATURE":
+            modifier.object = arm_copy
+    collection.objects.link(arm_copy)
+    collection.objects.link(mesh_copy)
+    arm_copy.name, mesh_copy.name = arm_obj.name, mesh_obj.name  # names as the user sees them (suffix dropped)
+    try:
+        yield arm_copy, mesh_copy
+    finally:
+        meshes, armatures = [mesh_copy.data], [arm_copy.data]
+        bpy.data.objects.remove(mesh_copy)
+        bpy.data.objects.remove(arm_copy)
+        for data in meshes:
+            bpy.data.meshes.remove(data)
+        for data in armatures:
+            bpy.data.armatures.remove(data)
+        bpy.data.collections.remove(collection)
+
+
+@contextmanager
+def _only_selected(objects):
+    view_layer = bpy.context.view_layer
+    previous = [o for o in view_layer.objects if o is not None and o.select_get()]
+    active = view_layer.objects.active
+    for o in previous:
+        o.select_set(False)
+    for o in objects:
+        o.select_set(True)
+    view_layer.objects.active = objects[0]
+    try:
+        yield
+    finally:
+        for o in objects:
+            if o.name in view_layer.objects:
+                o.select_set(False)
+        for o in previous:
+            if o.name in view_layer.objects:
+                o.select_set(True)
+        view_layer.objects.active = active
+
+
+def add_mask_color(mesh) -> None:
+    """Residual mask as the active point colour (red on the residual limb), so glTF writes it as COLOR_0."""
+    n = len(mesh.vertices)
+    mask = np.zeros(n, np.float32)
+    if MASK_NAME in mesh.attributes:
+        mesh.attributes[MASK_NAME].data.foreach_get("value", mask)
+    colors = np.where(mask[:, None] > 0.5, RED_RGBA, SKIN_RGBA).astype(np.float32)
+    if COLOR_NAME in mesh.color_attributes:
+        mesh.color_attributes.remove(mesh.color_attributes[COLOR_NAME])
+    attribute = mesh.color_attributes.new(COLOR_NAME, "FLOAT_COLOR", "POINT")
+    attribute.data.foreach_set("color", colors.ravel())
+    mesh.color_attributes.active_color = attribute
+    mesh.color_attributes.render_color_index = mesh.color_attributes.active_color_index
+
+
+def _atomic_target(path: Path):
+    """A temp path in the same folder; the caller renames it over the target when the export succeeded."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def export_avatar(arm_obj, mesh_obj, path: str | os.PathLike, fmt: str | None = None, animation: bool = False,
+                  preset: str | None = None) -> Path:
+    """Write GLB or FBX (by `fmt` or the file suffix) atomically; returns the path."""
+    path = Path(path)
+    fmt = (fmt or path.suffix.lstrip(".")).lower()
+    if fmt not in ("glb", "fbx"):
+        raise ExportError(f"{path}: unknown export format {fmt!r} (use .glb or .fbx)")
+    options = dict(PRESETS.get(preset or "", {}).get(fmt, {}))
+    tmp = _atomic_target(path)
+    try:
+        with _temporary_copy(arm_obj, mesh_obj) as (arm_copy, mesh_copy), _only_selected([arm_copy, mesh_copy]):
+            if fmt == "glb":
+                add_mask_color(mesh_copy.data)
+                bpy.ops.export_scene.gltf(
+                    filepath=str(tmp), export_format="GLB", use_selection=True, export_skins=True,
+                    export_morph=True, export_vertex_color="ACTIVE", export_animations=animation,
+                    export_def_bones=False, export_yup=True, export_apply=False, **options)
+            else:
+                bpy.ops.export_scene.fbx(
+                    filepath=str(tmp), use_selection=True, add_leaf_bones=False, bake_anim=animation,
+                    use_armature_deform_only=False, **options)
+        set_default_permissions(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.exists():
+            tmp.unlink()
+        raise
+    return path
