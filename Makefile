@@ -11,11 +11,12 @@ export BLENDER_USER_RESOURCES ?= $(CURDIR)/.blender-user
 venv: $(STAMP)
 
 # Torch is installed alone first with its exact pin so that nothing can resolve a CUDA build.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml package.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0 numpy==1.26.4
 	$(PY) -m pip install --quiet -e ".[dev]"
+	npm ci --no-audit --no-fund --loglevel=error  # the Khronos glTF validator, for the export tests
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -31,4 +32,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check resihmr_blender tests tools benchmarks
 
 clean:
-	rm -rf out .blender-user .pytest_cache
+	rm -rf out .blender-user .pytest_cache node_modules

@@ -1,0 +1,111 @@
+"""GLB and FBX exports re-imported into a fresh scene, and the Khronos validator on the GLB."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import bpy  # noqa: I001
+import bmesh
+import numpy as np
+import pytest
+import trimesh
+
+from resihmr_blender.core.body_model import load_body_model
+from resihmr_blender.mesh.build import build_avatar
+from resihmr_blender.mesh.cut import cut_residual
+from resihmr_blender.mesh.export import ExportError, export_avatar
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    bpy.ops.wm.read_homefile(use_empty=True)
+    model = load_body_model()
+    params = {"betas": np.linspace(-1, 1, 10), "global_orient": np.array([math.pi, 0.2, 0.0]),
+              "body_pose": np.zeros(63), "transl": np.array([0.0, 0.1, 3.0])}
+    arm, obj = build_avatar(model, params)
+    cut_residual(obj, "left_transtibial", 0.4)
+    cut_residual(obj, "right_transradial", 0.6)
+    before = sorted((o.name, o.type) for o in bpy.data.objects), sorted(m.name for m in bpy.data.meshes)
+    glb = export_avatar(arm, obj, out / "avatar.glb")
+    fbx = export_avatar(arm, obj, out / "avatar.fbx", preset="unity")
+    after = sorted((o.name, o.type) for o in bpy.data.objects), sorted(m.name for m in bpy.data.meshes)
+    weights = {v.index: {obj.vertex_groups[g.group].name: g.weight for g in v.groups} for v in obj.data.vertices}
+    return {"glb": glb, "fbx": fbx, "before": before, "after": after, "n_verts": len(obj.data.vertices),
+            "n_bones": len(arm.data.bones), "weights": weights, "folder": out}
+
+
+def imported(path: Path):
+    bpy.ops.wm.read_homefile(use_empty=True)
+    if path.suffix == ".glb":
+        bpy.ops.import_scene.gltf(filepath=str(path))
+    else:
+        bpy.ops.import_scene.fbx(filepath=str(path))
+    arms = [o for o in bpy.data.objects if o.type == "ARMATURE"]
+    meshes = [o for o in bpy.data.objects if o.type == "MESH" and o.find_armature() is not None]
+    assert len(arms) == 1 and len(meshes) == 1
+    return arms[0], meshes[0]
+
+
+def welded(mesh_obj) -> tuple[np.ndarray, np.ndarray]:
+    bm = bmesh.new()
+    bm.from_mesh(mesh_obj.data)
+    bmesh.ops.remove_doubles(bm, verts=bm.verts, dist=1e-6)
+    verts = np.array([v.co[:] for v in bm.verts])
+    faces = np.array([[v.index for v in f.verts] for f in bm.faces])
+    bm.free()
+    return verts, faces
+
+
+def test_export_leaves_the_scene_as_it_was(exported):
+    assert exported["before"] == exported["after"]
+    assert not list(exported["folder"].glob(".*"))  # no temp files left
+
+
+def test_glb_passes_the_khronos_validator(exported):
+    node = shutil.which("node")
+    assert node, "node is needed for the glTF validator (make test installs gltf-validator with npm)"
+    proc = subprocess.run([node, str(ROOT / "tools" / "gltf_validate.cjs"), str(exported["glb"])],
+                          capture_output=True, text=True, timeout=120, check=False)
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0 and report["numErrors"] == 0, report
+
+
+def test_glb_reimports_with_skin_mask_and_closed_stumps(exported):
+    arm, mesh_obj = imported(exported["glb"])
+    assert len(arm.data.bones) == exported["n_bones"] == 55
+    verts, faces = welded(mesh_obj)
+    assert len(verts) == exported["n_verts"]
+    closed = trimesh.Trimesh(verts, faces, process=False)
+    assert closed.is_watertight and closed.is_winding_consistent
+    colors = mesh_obj.data.color_attributes
+    assert len(colors) == 1
+    values = np.empty(len(colors[0].data) * 4, np.float32)
+    colors[0].data.foreach_get("color", values)
+    rgba = values.reshape(-1, 4)
+    red = (rgba[:, 0] > 0.5) & (rgba[:, 1] < 0.3)
+    assert 50 < red.sum() < len(rgba) / 2
+    assert mesh_obj.data.shape_keys is not None and len(mesh_obj.data.shape_keys.key_blocks) == 11
+
+
+def test_fbx_reimports_with_the_same_bones_vertices_and_weights(exported):
+    arm, mesh_obj = imported(exported["fbx"])
+    assert len(arm.data.bones) == 55 and len(mesh_obj.data.vertices) == exported["n_verts"]
+    for v in list(mesh_obj.data.vertices)[::97]:
+        got = {mesh_obj.vertex_groups[g.group].name: g.weight for g in v.groups if g.weight > 1e-6}
+        # skin weights round-trip; the residual_mask group is not a bone, FBX keeps only skin clusters
+        want = {k: w for k, w in exported["weights"][v.index].items() if w > 1e-6 and k != "residual_mask"}
+        assert got.keys() == want.keys() and all(abs(got[k] - want[k]) < 1e-4 for k in want)
+    verts = np.array([v.co[:] for v in mesh_obj.data.vertices])
+    faces = np.array([p.vertices[:] for p in mesh_obj.data.polygons])
+    assert trimesh.Trimesh(verts, faces, process=False).is_watertight
+
+
+def test_unknown_format_is_refused(exported):
+    with pytest.raises(ExportError, match="unknown export format"):
+        export_avatar(None, None, exported["folder"] / "avatar.obj")
