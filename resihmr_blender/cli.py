@@ -24,7 +24,7 @@ if __name__ == "__main__" and not __package__:  # run as a script (real Blender'
     _argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
     sys.exit(_main(_argv))
 
-AVAILABLE_FORMATS = ("json",)
+AVAILABLE_FORMATS = ("json", "overlay", "mask", "blend", "glb", "fbx")  # outputs.FORMATS
 EXAMPLE_DIR = Path(__file__).resolve().parents[1] / "examples"
 
 
@@ -77,6 +77,21 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     return w, h
 
 
+def load_photo(kfile):
+    """The photo named by the keypoints file, when it is a PNG beside it (other formats: no background)."""
+    from .core.image import read_png
+
+    if not kfile.image_path or not kfile.path:
+        return None
+    path = Path(kfile.path).parent / kfile.image_path
+    if path.suffix.lower() != ".png" or not path.is_file():
+        return None
+    try:
+        return read_png(path)
+    except (ValueError, OSError):
+        return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="resihmr", description="Residual-limb aware human mesh recovery.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -84,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("inputs", nargs="+", help="keypoints files or folders of them")
     run.add_argument("--out", required=True, help="output folder (one sub-folder per input)")
     run.add_argument("--model", default=None, help="SMPL-X .npz (default: the embedded body)")
-    run.add_argument("--formats", default="json", help=f"comma list of {', '.join(AVAILABLE_FORMATS)}")
+    run.add_argument("--formats", default="json,overlay,mask",
+                     help=f"comma list of {', '.join(AVAILABLE_FORMATS)} (blend/glb/fbx need bpy)")
     run.add_argument("--focal", type=float, default=None, help="focal length in pixels (overrides the file)")
     run.add_argument("--image-size", type=parse_size, default=None, help="WIDTHxHEIGHT when the file has none")
     run.add_argument("--threshold", type=float, default=15.0, help="RAFO acceptance threshold in pixels")
@@ -111,15 +127,9 @@ def run_command(args) -> int:
     from .core.body_model import BodyModelError, load_body_model
     from .core.fit import FitConfig
     from .core.keypoints import KeypointsError, read_keypoints
-    from .core.pipeline import (
-        PersonFailure,
-        camera_for,
-        measure_people,
-        reconstruct,
-        result_document,
-        write_json_atomic,
-    )
+    from .core.pipeline import PersonFailure, camera_for, measure_people, reconstruct
     from .core.rafo import RafoConfig
+    from .outputs import write_outputs
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     unknown = [f for f in formats if f not in AVAILABLE_FORMATS]
@@ -176,9 +186,14 @@ def run_command(args) -> int:
     person_failures = 0
     for j, (job, kfile, camera) in enumerate(loaded):
         people = [results[(j, p)] for p in range(len(kfile.people))]
-        measure_people(model, people)
-        document = result_document(model, camera, people, source=str(job.source))
-        write_json_atomic(job.out_dir / "result.json", document)
+        meshes = measure_people(model, people, pose=any(f in formats for f in ("overlay", "mask")))
+        try:
+            write_outputs(job.out_dir, model, kfile, camera, people, meshes, formats, source=str(job.source),
+                          photo=load_photo(kfile))
+        except Exception as exc:  # one image's export problem must not stop the batch
+            failures.append(f"{job.source}: writing outputs failed: {exc}")
+            print(f"error: {failures[-1]}", file=sys.stderr)
+            continue
         summary = []
         for p, res in enumerate(people):
             if isinstance(res, PersonFailure):

@@ -7,8 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import bpy  # noqa: I001
-import bmesh
+import bpy
 import numpy as np
 import pytest
 import trimesh
@@ -53,6 +52,8 @@ def imported(path: Path):
 
 
 def welded(mesh_obj) -> tuple[np.ndarray, np.ndarray]:
+    import bmesh  # after bpy
+
     bm = bmesh.new()
     bm.from_mesh(mesh_obj.data)
     bmesh.ops.remove_doubles(bm, verts=bm.verts, dist=1e-6)
