@@ -175,10 +175,19 @@ def cut_residual(mesh_obj, kind_name: str, lam: float, delete_distal_bones: bool
                 elif group in dvert:
                     del dvert[group]
         skin = _material_index(mesh, SKIN_MATERIAL, (0.8, 0.8, 0.82, 1.0)) if not mesh.materials else 0
+        face_order = [old_faces[i] for i in np.nonzero(sealed.face_keep)[0]]
         for face in sealed.faces[sealed.cap_face_start:]:
             new_face = bm.faces.new([lookup[i] for i in face])
             new_face.material_index = skin
             new_face.smooth = True
+            face_order.append(new_face)
+        # bmesh reuses freed slots, so new elements may sit anywhere: put them in SealedCut's order
+        for i, vert in enumerate(lookup):
+            vert.index = i
+        bm.verts.sort(key=lambda v: v.index)
+        for i, face in enumerate(face_order):
+            face.index = i
+        bm.faces.sort(key=lambda f: f.index)
         bm.normal_update()
         bm.to_mesh(mesh)
     finally:
