@@ -1,0 +1,1 @@
+"""Benchmarks: synthetic ground truth, forward timings, fit + RAFO against baselines."""
