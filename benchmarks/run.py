@@ -93,7 +93,7 @@ def run(n_people: int, seed: int, noise: float, iou_scale: float, timing_people:
     for start in range(0, len(people), 64):
         ours += reconstruct(model, people[start:start + 64], cameras[start:start + 64])
     batched_s = (time.perf_counter() - t0) / len(people)
-    trusting = fit_people(model, people, cameras, FitConfig(ignore_distal=False))
+    trusting = fit_people(model, people, cameras, FitConfig(ignore_distal=False, residual_segments=False))
 
     singles = []
     for i in range(min(timing_people, len(people))):

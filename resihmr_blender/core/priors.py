@@ -47,6 +47,19 @@ _L2_WEIGHT.update({"spine1": 2.0, "spine2": 2.0, "spine3": 2.0})
 L2_WEIGHTS = torch.tensor([_L2_WEIGHT[name] for name in list(JOINT_INDEX)[1:22] for _ in range(3)])
 
 
+def _relaxed_standing() -> torch.Tensor:
+    """Mean of the L2 pose prior: arms hanging relaxed (about 65° below horizontal, elbows slightly bent),
+    everything else at rest. Unobserved joints (e.g. a residual limb's segment) settle here rather than in the
+    T-pose, which no one stands in."""
+    pose = torch.zeros(21, 3)
+    pose[JOINT_INDEX["left_shoulder"] - 1, 2], pose[JOINT_INDEX["right_shoulder"] - 1, 2] = -1.15, 1.15
+    pose[JOINT_INDEX["left_elbow"] - 1, 1], pose[JOINT_INDEX["right_elbow"] - 1, 1] = -0.25, 0.25
+    return pose.reshape(-1)
+
+
+POSE_MEAN = _relaxed_standing()
+
+
 def joint_limit_penalty(body_pose: torch.Tensor) -> torch.Tensor:
     """Squared hinge beyond anatomical ranges, incl. elbow/knee hyper-extension. (B, 63) -> (B,)."""
     values = body_pose[:, LIMIT_INDEX]
