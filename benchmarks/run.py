@@ -48,6 +48,7 @@ class Scores:
     length_cm: list = field(default_factory=list)
     iou: list = field(default_factory=list)
     accepted: list = field(default_factory=list)
+    lam_by_kind: dict = field(default_factory=dict)
     failures: int = 0
 
 
@@ -121,6 +122,7 @@ def run(n_people: int, seed: int, noise: float, iou_scale: float, timing_people:
             r = by_kind[k]
             s.residual.append(float(np.linalg.norm(r.endpoint_2d - ge)))
             s.lam.append(abs(r.lam - gt.residuals[k]))
+            s.lam_by_kind.setdefault(k, []).append(abs(r.lam - gt.residuals[k]))
             s.length_cm.append(abs(r.residual_length_m - gl) * 100)
             s.accepted.append(r.accepted)
         s.iou.append(mask_iou(mask_of(model, res.params(), [(r.kind, r.lam) for r in res.residuals if r.accepted],
@@ -157,6 +159,8 @@ def table(report: dict) -> str:
     lines.append(f"{report['n']} people ({report['n_coco']} given as LDPose-style COCO keypoints, "
                  f"{report['n_halluc']} with hallucinated distal keypoints), {report['n_residuals']} residual limbs; "
                  f"RAFO accepted {sum(ours.accepted)}/{len(ours.accepted)} (threshold 15 px).")
+    per_kind = ", ".join(f"{k} {np.mean(v):.3f} (n={len(v)})" for k, v in sorted(ours.lam_by_kind.items()))
+    lines.append(f"ResiHMR λ MAE per kind: {per_kind}.")
     lines.append(f"Fit + RAFO time per person: {report['single_median_s']:.3f} s median one at a time; "
                  f"{report['batched_s']:.3f} s per person in batches of 64 "
                  f"({1.0 / report['batched_s']:.1f} people/s).")

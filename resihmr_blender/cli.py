@@ -214,3 +214,8 @@ def run_command(args) -> int:
     for problem in failures:
         print(f"  failed: {problem}")
     return 1 if failures or person_failures else 0
+
+
+def blender_command(argv) -> int:
+    """`blender --command resihmr ARGS`: registered by the extension (bpy.utils.register_cli_command)."""
+    return main(list(argv))

@@ -1,0 +1,42 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""ResiHMR for Blender: anatomically honest avatars of people with limb loss from one photo.
+
+Only register()/unregister() live here. Nothing heavy is imported at add-on import (torch, numpy work and the
+body model load when an operator runs), and `resihmr_blender.core` stays importable without Blender.
+"""
+
+_cli_handle = None
+
+
+def _classes():
+    from . import operators, panels, preferences, properties
+
+    return (*properties.classes, preferences.RESIHMR_AP_Preferences, *operators.classes, *panels.classes)
+
+
+def register():
+    import bpy
+
+    from . import cli, properties
+
+    for cls in _classes():
+        bpy.utils.register_class(cls)
+    properties.attach()
+    global _cli_handle
+    # `blender --command resihmr ARGS`: Blender's convention for extension commands
+    _cli_handle = bpy.utils.register_cli_command("resihmr", cli.blender_command)
+
+
+def unregister():
+    import bpy
+
+    from . import properties
+
+    global _cli_handle
+    if _cli_handle is not None:
+        bpy.utils.unregister_cli_command(_cli_handle)
+        _cli_handle = None
+    properties.detach()
+    for cls in reversed(_classes()):
+        if getattr(cls, "is_registered", False):
+            bpy.utils.unregister_class(cls)

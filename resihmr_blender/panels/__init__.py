@@ -1,0 +1,2 @@
+"""Sidebar panels (drawing only). `classes` is what register() registers."""
+classes: tuple = ()
