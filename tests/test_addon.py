@@ -1,13 +1,15 @@
 """The add-on as Blender loads an extension: manifest validation, enable/disable twice, preferences, names."""
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
 
-import addon_utils  # noqa: E402,I001  (importable once bpy has set up its module path)
 import bpy
 import pytest
+
+addon_utils = importlib.import_module("addon_utils")  # on the path only once bpy is imported
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "resihmr_blender"
