@@ -18,10 +18,12 @@ def register():
     import bpy
 
     from . import cli, properties
+    from .operators import load
 
     for cls in _classes():
         bpy.utils.register_class(cls)
     properties.attach()
+    bpy.types.TOPBAR_MT_file_import.append(load.menu_import)  # users look under File > Import first
     global _cli_handle
     # `blender --command resihmr ARGS`: Blender's convention for extension commands
     _cli_handle = bpy.utils.register_cli_command("resihmr", cli.blender_command)
@@ -36,6 +38,9 @@ def unregister():
     if _cli_handle is not None:
         bpy.utils.unregister_cli_command(_cli_handle)
         _cli_handle = None
+    from .operators import load
+
+    bpy.types.TOPBAR_MT_file_import.remove(load.menu_import)
     properties.detach()
     for cls in reversed(_classes()):
         if getattr(cls, "is_registered", False):

@@ -1,2 +1,4 @@
 """One module per user step; each exposes its operator classes. `classes` is what register() registers."""
-classes: tuple = ()
+from . import export, fit, load, reconstruct, residuals
+
+classes = (*load.classes, *residuals.classes, *fit.classes, *reconstruct.classes, *export.classes)

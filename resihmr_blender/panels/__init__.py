@@ -1,2 +1,4 @@
 """Sidebar panels (drawing only). `classes` is what register() registers."""
-classes: tuple = ()
+from . import sidebar
+
+classes = sidebar.classes

@@ -1,0 +1,92 @@
+"""Residual limbs: enable a kind (one per limb), set its endpoint by clicking on the photo in camera view."""
+from __future__ import annotations
+
+import bpy
+from bpy.props import FloatVectorProperty, IntProperty
+
+from .. import workflow
+from .base import ResihmrOperator, UserError
+
+
+class RESIHMR_OT_ToggleResidual(ResihmrOperator, bpy.types.Operator):
+    """Enable or disable a residual limb kind (a limb takes one kind)"""
+
+    bl_idname = "resihmr.toggle_residual"
+    bl_label = "Toggle residual limb"
+    index: IntProperty(min=0, max=7)
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene is not None and len(context.scene.resihmr.residuals) == 8
+
+    def run(self, context):
+        state = context.scene.resihmr
+        entry = state.residuals[self.index]
+        if not entry.enabled:
+            workflow.validate_residual_toggle(state, self.index)
+        entry.enabled = not entry.enabled
+        return {"FINISHED"}
+
+
+def image_pixel_from_view(context, region_xy) -> tuple[float, float]:
+    """Pixel of the photo under a mouse position in camera view (the camera's frame border maps to the image)."""
+    from bpy_extras.view3d_utils import location_3d_to_region_2d
+
+    scene, region, rv3d = context.scene, context.region, context.region_data
+    camera = scene.camera
+    if camera is None or rv3d is None or rv3d.view_perspective != "CAMERA":
+        raise UserError("switch to the camera view (Numpad 0) to place the endpoint on the photo")
+    frame = [camera.matrix_world @ v for v in camera.data.view_frame(scene=scene)]  # tr, br, bl, tl
+    corners = [location_3d_to_region_2d(region, rv3d, v) for v in frame]
+    (trx, tr_y), (_, bry), (blx, _), _ = corners
+    u = (region_xy[0] - blx) / (trx - blx) * scene.render.resolution_x
+    v = (tr_y - region_xy[1]) / (tr_y - bry) * scene.render.resolution_y
+    return float(u), float(v)
+
+
+class RESIHMR_OT_PlaceEndpoint(ResihmrOperator, bpy.types.Operator):
+    """Click on the photo (camera view) where the residual limb ends; Esc or right click cancels"""
+
+    bl_idname = "resihmr.place_endpoint"
+    bl_label = "Place endpoint"
+    index: IntProperty(min=0, max=7)
+    pixel: FloatVectorProperty(size=2, options={"SKIP_SAVE"})
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene is not None and len(context.scene.resihmr.residuals) == 8
+
+    def run(self, context):  # EXEC: the pixel is given (scripts, tests, redo panel)
+        entry = context.scene.resihmr.residuals[self.index]
+        if not entry.enabled:
+            workflow.validate_residual_toggle(context.scene.resihmr, self.index)
+        entry.endpoint, entry.enabled = tuple(self.pixel), True
+        entry.confidence = max(entry.confidence, 1.0)
+        self.report({"INFO"}, f"{entry.kind}: endpoint at ({self.pixel[0]:.0f}, {self.pixel[1]:.0f}) px")
+        return {"FINISHED"}
+
+    def invoke(self, context, event):
+        if context.area is None or context.area.type != "VIEW_3D":
+            self.report({"ERROR"}, "use this from the 3D viewport, in camera view")
+            return {"CANCELLED"}
+        context.window_manager.modal_handler_add(self)
+        context.workspace.status_text_set("Click where the residual limb ends on the photo · Esc: cancel")
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        if event.type in {"ESC", "RIGHTMOUSE"}:
+            context.workspace.status_text_set(None)
+            return {"CANCELLED"}
+        if event.type == "LEFTMOUSE" and event.value == "PRESS":
+            context.workspace.status_text_set(None)
+            try:
+                self.pixel = image_pixel_from_view(context, (event.mouse_region_x, event.mouse_region_y))
+            except UserError as exc:
+                self.report({"ERROR"}, str(exc))
+                return {"CANCELLED"}
+            return self.execute(context)
+        return {"PASS_THROUGH"} if event.type in {"MIDDLEMOUSE", "WHEELUPMOUSE", "WHEELDOWNMOUSE"} \
+            else {"RUNNING_MODAL"}
+
+
+classes = (RESIHMR_OT_ToggleResidual, RESIHMR_OT_PlaceEndpoint)
