@@ -28,8 +28,12 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
 
+# Blender extension .zip (bundles torch wheels for linux x86_64; see tools/build_extension.py for others)
+extension: $(STAMP)
+	$(PY) tools/build_extension.py --out dist
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check resihmr_blender tests tools benchmarks
 
 clean:
-	rm -rf out .blender-user .pytest_cache node_modules
+	rm -rf out .blender-user .pytest_cache node_modules build dist
