@@ -2,7 +2,7 @@
 
     python tools/build_extension.py [--out dist] [--no-wheels]
 
-The package folder is staged in build/extension/; unless --no-wheels, torch==2.13.0 and its pure-Python
+The package folder is staged in a fresh folder under build/; unless --no-wheels, torch==2.13.0 and its pure-Python
 dependencies are downloaded as linux x86_64 / CPython 3.11 wheels into it and listed in the staged manifest
 (`wheels = [...]`, `platforms = ["linux-x64"]`); numpy is not bundled (Blender ships it). Other platforms: run
 the same with `--platform` set to the pip platform tag of the target (e.g. macosx_11_0_arm64, win_amd64) and
@@ -14,6 +14,7 @@ import argparse
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import bpy
@@ -49,12 +50,17 @@ def add_wheels(staged: Path, pip_platform: str, blender_platform: str) -> None:
 
 
 def build(out: Path, wheels: bool, pip_platform: str, blender_platform: str) -> Path:
-    staged = stage(ROOT / "build" / "extension")
-    if wheels:
-        add_wheels(staged, pip_platform, blender_platform)
-    out.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, str(BLENDER_EXT), "build", "--source-dir", str(staged), "--output-dir",
-                    str(out)], check=True)
+    (ROOT / "build").mkdir(exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="extension-", dir=ROOT / "build"))  # concurrent builds never collide
+    try:
+        staged = stage(workdir)
+        if wheels:
+            add_wheels(staged, pip_platform, blender_platform)
+        out.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, str(BLENDER_EXT), "build", "--source-dir", str(staged), "--output-dir",
+                        str(out)], check=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     zips = sorted(out.glob("resihmr_blender-*.zip"), key=lambda p: p.stat().st_mtime)
     subprocess.run([sys.executable, str(BLENDER_EXT), "validate", str(zips[-1])], check=True)
     return zips[-1]
