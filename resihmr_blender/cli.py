@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, default=64, help="people fitted together")
     run.add_argument("--threads", type=int, default=0, help="torch threads (0 = automatic)")
     run.add_argument("--skip-existing", action="store_true", help="skip inputs whose result.json exists")
+    run.add_argument("--workers", type=int, default=1, help="processes, each with its own bpy/torch (default 1)")
     demo = sub.add_parser("demo", help="run the bundled example end to end")
     demo.add_argument("--out", default="out/demo")
     return parser
@@ -122,9 +123,50 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_command(args) -> int:
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in AVAILABLE_FORMATS]
+    if unknown:
+        print(f"error: --formats {','.join(unknown)} not available (available: {', '.join(AVAILABLE_FORMATS)})",
+              file=sys.stderr)
+        return 2
+    from .core.body_model import BodyModelError, load_body_model
+
+    try:
+        load_body_model(args.model)  # fail early, once, with the file contract's message
+    except BodyModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    jobs, failures = collect_inputs(args.inputs, Path(args.out))
+    for problem in failures:
+        print(f"error: {problem}", file=sys.stderr)
+    workers = max(1, min(args.workers, len(jobs)))
+    t0 = time.perf_counter()
+    if workers == 1:
+        outcomes = [process_jobs(jobs, args)]
+    else:
+        # one process per worker (bpy and torch imported once each); contiguous chunks keep names stable
+        import concurrent.futures
+        import multiprocessing
+
+        chunks = [jobs[i::workers] for i in range(workers)]
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            outcomes = list(pool.map(process_jobs, chunks, [args] * workers))
+    done = sum(o[0] for o in outcomes)
+    failures += [f for o in outcomes for f in o[1]]
+    person_failures = sum(o[2] for o in outcomes)
+    print(f"done: {done} file(s) written, {len(failures)} file(s) failed, {person_failures} person(s) failed "
+          f"({time.perf_counter() - t0:.1f} s, {workers} worker(s))")
+    for problem in failures:
+        print(f"  failed: {problem}")
+    return 1 if failures or person_failures else 0
+
+
+def process_jobs(jobs: list[Job], args) -> tuple[int, list[str], int]:
+    """Fit, RAFO, cut and write the outputs of these inputs; returns (written, failures, failed people)."""
     import torch
 
-    from .core.body_model import BodyModelError, load_body_model
+    from .core.body_model import load_body_model
     from .core.fit import FitConfig
     from .core.keypoints import KeypointsError, read_keypoints
     from .core.pipeline import PersonFailure, camera_for, measure_people, reconstruct
@@ -132,24 +174,11 @@ def run_command(args) -> int:
     from .outputs import write_outputs
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    unknown = [f for f in formats if f not in AVAILABLE_FORMATS]
-    if unknown:
-        print(f"error: --formats {','.join(unknown)} not available (available: {', '.join(AVAILABLE_FORMATS)})",
-              file=sys.stderr)
-        return 2
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    out_root = Path(args.out)
-    try:
-        model = load_body_model(args.model)
-    except BodyModelError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    jobs, failures = collect_inputs(args.inputs, out_root)
-    for problem in failures:
-        print(f"error: {problem}", file=sys.stderr)
+    model = load_body_model(args.model)
     inputs = {job.source.resolve() for job in jobs}
-
+    failures: list[str] = []
     # read everything first, so people from many files are fitted in shared batches
     loaded = []
     for job in jobs:
@@ -183,8 +212,9 @@ def run_command(args) -> int:
         print(f"fitted {min(start + len(chunk), len(flat))}/{len(flat)} people "
               f"({time.perf_counter() - t0:.1f} s)", flush=True)
 
-    person_failures = 0
+    person_failures, written = 0, 0
     for j, (job, kfile, camera) in enumerate(loaded):
+        start = time.perf_counter()
         people = [results[(j, p)] for p in range(len(kfile.people))]
         meshes = measure_people(model, people, pose=any(f in formats for f in ("overlay", "mask")))
         try:
@@ -194,6 +224,7 @@ def run_command(args) -> int:
             failures.append(f"{job.source}: writing outputs failed: {exc}")
             print(f"error: {failures[-1]}", file=sys.stderr)
             continue
+        written += 1
         summary = []
         for p, res in enumerate(people):
             if isinstance(res, PersonFailure):
@@ -206,14 +237,11 @@ def run_command(args) -> int:
                 volume = f" volume={extra['stump_volume_l']:.2f}l" if "stump_volume_l" in extra else ""
                 summary.append(f"person {p} {r.kind} λ={r.lam:.3f} err={r.reproj_error_px:.1f}px {state} "
                                f"length={r.residual_length_m * 100:.1f}cm{volume}")
-        print(f"[{j + 1}/{len(loaded)}] {job.name}: {len(people)} people -> {job.out_dir / 'result.json'}")
+        print(f"[{j + 1}/{len(loaded)}] {job.name}: {len(people)} people -> {job.out_dir} "
+              f"({time.perf_counter() - start:.1f} s)", flush=True)
         for line in summary:
             print(f"    {line}")
-    done = len(loaded)
-    print(f"done: {done} file(s) written, {len(failures)} file(s) failed, {person_failures} person(s) failed")
-    for problem in failures:
-        print(f"  failed: {problem}")
-    return 1 if failures or person_failures else 0
+    return written, failures, person_failures
 
 
 def blender_command(argv) -> int:

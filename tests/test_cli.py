@@ -104,3 +104,17 @@ def test_demo_writes_result_and_picture(tmp_path, out_name, capsys):
     assert (image[..., 0] > 180).sum() > 500 and ((image[..., 0] > 180) & (image[..., 1] < 90)).sum() > 500  # red
     printed = capsys.readouterr().out
     assert "left_transtibial" in printed and "λ =" in printed
+
+
+def test_workers_give_the_same_results(tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a", "b", "c"):
+        shutil.copy(EXAMPLE, inputs / f"{name}.json")
+    assert main(["run", str(inputs), "--out", str(tmp_path / "one"), "--formats", "json"]) == 0
+    assert main(["run", str(inputs), "--out", str(tmp_path / "two"), "--formats", "json", "--workers", "2"]) == 0
+    for name in ("a", "b", "c"):
+        one = json.loads((tmp_path / "one" / name / "result.json").read_text())["people"][0]
+        two = json.loads((tmp_path / "two" / name / "result.json").read_text())["people"][0]
+        assert one["residuals"][0]["lambda"] == pytest.approx(two["residuals"][0]["lambda"], abs=1e-4)
+        assert one["betas"] == pytest.approx(two["betas"], abs=1e-4)
