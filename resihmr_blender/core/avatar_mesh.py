@@ -12,18 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .body_model import JOINT_INDEX, PARENTS, BodyModel
+from .body_model import JOINT_INDEX, BodyModel
 from .keypoints import residual_by_name
 from .measure import LimbMeasurements, measure_limb
-from .stump import (
-    cut_and_seal,
-    cut_plane,
-    dominant_joint,
-    limb_parts,
-    removed_vertices,
-    residual_segment,
-    without_joints,
-)
+from .stump import cut_limb
 
 
 @dataclass
@@ -53,23 +45,14 @@ def build_mesh(model: BodyModel, params: dict, cuts: list[tuple[str, float]], po
     limb_masks: dict[str, np.ndarray] = {}
     for kind_name, lam in cuts:
         kind = residual_by_name(kind_name)
-        plane = cut_plane(rest_joints[JOINT_INDEX[kind.anchor_joint]], rest_joints[JOINT_INDEX[kind.upstream_joint]],
-                          lam)
-        removed = removed_vertices(verts, weights, kind, plane)
-        segment, distal = limb_parts(kind)
-        region = np.isin(dominant_joint(weights), [segment, *distal])
-        sealed = cut_and_seal(verts, faces, removed, region, plane)
-        n_new = len(sealed.new_vertices)
-        red = residual_segment(verts, weights, kind, removed, plane)
-        # measured surface: the segment, the part of its parent's region it grows out of, and the cap
-        near = np.isin(dominant_joint(weights), [segment, PARENTS[segment]]) & ~removed
-        verts = sealed.vertices(verts)
-        faces = sealed.faces
-        weights = without_joints(sealed.interpolate(weights), distal)
+        cut = cut_limb(verts, faces, weights, kind, rest_joints[JOINT_INDEX[kind.anchor_joint]],
+                       rest_joints[JOINT_INDEX[kind.upstream_joint]], lam)
+        sealed, n_new = cut.sealed, len(cut.sealed.new_vertices)
+        verts, faces, weights = sealed.vertices(verts), sealed.faces, cut.weights
         origin = np.concatenate([origin[sealed.keep], -np.ones(n_new, np.int64)])
-        mask = np.concatenate([(mask | red)[sealed.keep], np.ones(n_new, bool)])
+        mask = np.concatenate([mask[sealed.keep], np.zeros(n_new, bool)]) | cut.residual
         limb_masks = {k: np.concatenate([m[sealed.keep], np.zeros(n_new, bool)]) for k, m in limb_masks.items()}
-        limb_masks[kind.name] = np.concatenate([near[sealed.keep], np.ones(n_new, bool)])
+        limb_masks[kind.name] = cut.limb_surface
     mesh = AvatarMesh(rest_vertices=verts, faces=faces, weights=weights, residual_mask=mask)
     for kind_name, _ in cuts:
         kind = residual_by_name(kind_name)

@@ -282,3 +282,35 @@ def cut_and_seal(verts: np.ndarray, faces: np.ndarray, removed: np.ndarray, limb
     return SealedCut(keep=keep, face_keep=face_keep, faces=all_faces, new_vertices=new_vertices, new_sources=src,
                      new_source_weights=wts, boundary_loop=loop, cap_face_start=len(kept_faces),
                      plane_point=base, plane_normal=normal)
+
+
+@dataclass
+class LimbCut:
+    """One residual limb cut and sealed, with the rig data carried over (what both the numpy and the bmesh
+    side need). Arrays over vertices are in the sealed mesh's order: kept originals, then the cap."""
+
+    kind: ResidualKind
+    plane: CutPlane
+    sealed: SealedCut
+    weights: np.ndarray  # (N, J) interpolated to the cap, distal joints removed
+    residual: np.ndarray  # (N,) bool: residual segment and cap (the red part)
+    limb_surface: np.ndarray  # (N,) bool: segment, the region it grows out of, and cap (measured surface)
+    distal: list[int]
+
+
+def cut_limb(verts: np.ndarray, faces: np.ndarray, weights: np.ndarray, kind: ResidualKind | str,
+             anchor: np.ndarray, upstream: np.ndarray, lam: float) -> LimbCut:
+    """Eq. 6-7 plane, coarse + fine removal, rim cleanup and cap, rig transfer; raises StumpError/ValueError."""
+    kind = residual_by_name(kind) if isinstance(kind, str) else kind
+    plane = cut_plane(anchor, upstream, lam)
+    removed = removed_vertices(verts, weights, kind, plane)
+    segment, distal = limb_parts(kind)
+    label = dominant_joint(weights)
+    sealed = cut_and_seal(verts, faces, removed, np.isin(label, [segment, *distal]), plane)
+    n_new = len(sealed.new_vertices)
+    red = residual_segment(verts, weights, kind, removed, plane)
+    surface = np.isin(label, [segment, PARENTS[segment]]) & ~removed
+    return LimbCut(kind=kind, plane=plane, sealed=sealed,
+                   weights=without_joints(sealed.interpolate(weights), distal),
+                   residual=np.concatenate([red[sealed.keep], np.ones(n_new, bool)]),
+                   limb_surface=np.concatenate([surface[sealed.keep], np.ones(n_new, bool)]), distal=distal)

@@ -17,17 +17,7 @@ import numpy as np
 
 from ..core.body_model import JOINT_INDEX, JOINT_NAMES
 from ..core.keypoints import ResidualKind, residual_by_name
-from ..core.stump import (
-    SealedCut,
-    StumpError,
-    cut_and_seal,
-    cut_plane,
-    dominant_joint,
-    limb_parts,
-    removed_vertices,
-    residual_segment,
-    without_joints,
-)
+from ..core.stump import SealedCut, StumpError, cut_limb
 from .build import AVATAR_TAG
 from .frames import blender_to_body, body_to_blender
 
@@ -136,17 +126,14 @@ def cut_residual(mesh_obj, kind_name: str, lam: float, delete_distal_bones: bool
         weights = _weights(mesh_obj, bm)
         if not weights.any():
             raise CutError(f"{mesh_obj.name}: no skin weights in vertex groups named after the SMPL-X joints")
-        plane = cut_plane(joints_body[kind.anchor_joint], joints_body[kind.upstream_joint], lam)
-        removed = removed_vertices(verts_body, weights, kind, plane)
-        segment, distal = limb_parts(kind)
-        region = np.isin(dominant_joint(weights), [segment, *distal])
         try:
-            sealed = cut_and_seal(verts_body, faces, removed, region, plane)
+            cut = cut_limb(verts_body, faces, weights, kind, joints_body[kind.anchor_joint],
+                           joints_body[kind.upstream_joint], lam)
         except StumpError as exc:
             raise CutError(f"{mesh_obj.name}: {kind.name} at λ = {lam:.3f}: {exc}") from exc
+        sealed, new_weights, distal = cut.sealed, cut.weights, cut.distal
 
         # -- all numbers are ready: now edit the mesh
-        new_weights = without_joints(sealed.interpolate(weights), distal)
         new_offsets = {name: sealed.interpolate(off) for name, off in offsets.items()}
         n_kept = int(sealed.keep.sum())
         new_mixed = body_to_blender(sealed.new_vertices)
@@ -193,7 +180,7 @@ def cut_residual(mesh_obj, kind_name: str, lam: float, delete_distal_bones: bool
     finally:
         bm.free()
     mesh.update()
-    _mark_residual(mesh_obj, kind, sealed, new_weights, n_kept, sealed.vertices(verts_body), plane)
+    _mark_residual(mesh_obj, cut.residual)
     if delete_distal_bones:
         _delete_bones(arm_obj, [JOINT_NAMES[j] for j in distal])
     state = cut_state(mesh_obj) + [{"kind": kind.name, "lambda": float(lam)}]
@@ -201,13 +188,10 @@ def cut_residual(mesh_obj, kind_name: str, lam: float, delete_distal_bones: bool
     return sealed
 
 
-def _mark_residual(mesh_obj, kind: ResidualKind, sealed: SealedCut, weights: np.ndarray, n_kept: int,
-                   verts_body: np.ndarray, plane) -> None:
+def _mark_residual(mesh_obj, mark: np.ndarray) -> None:
     """Residual segment (plus its cap) as attribute, vertex group and red faces; earlier marks are kept."""
     mesh = mesh_obj.data
     n = len(mesh.vertices)
-    mark = residual_segment(verts_body, weights, kind, np.zeros(n, bool), plane)
-    mark[n_kept:] = True
     previous = np.zeros(n, np.float32)
     if MASK_NAME in mesh.attributes:
         mesh.attributes[MASK_NAME].data.foreach_get("value", previous)
