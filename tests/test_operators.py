@@ -143,3 +143,66 @@ def test_operators_that_change_the_scene_support_undo():
     for cls in operators.classes:
         if cls.bl_idname in changing:
             assert "UNDO" in cls.bl_options, cls.bl_idname
+
+
+class FakeEvent:
+    def __init__(self, type_, value="PRESS", x=0, y=0):
+        self.type, self.value, self.mouse_region_x, self.mouse_region_y = type_, value, x, y
+
+
+class FakeOperator:
+    """Stands in for the operator instance so the modal handlers can be driven with simulated events headless
+    (Blender only creates real operator instances through its event loop)."""
+
+    def __init__(self, cls, **props):
+        self.cls, self.reports = cls, []
+        self.__dict__.update(props)
+
+    def report(self, kind, message):
+        self.reports.append((next(iter(kind)), message))
+
+    def __getattr__(self, name):  # methods of the real class, bound to this stand-in
+        return getattr(self.cls, name).__get__(self)
+
+
+def test_fit_modal_finishes_or_cancels_on_escape(scene):
+    import threading
+
+    from resihmr_blender.operators.fit import RESIHMR_OT_Fit, compute
+
+    loaded(scene)
+    op = FakeOperator(RESIHMR_OT_Fit, _timer=None, _ticks=0)
+    model, person, camera, fit_config, rafo_config = op._prepare(bpy.context)
+    op._model, op._outcome = model, {"result": compute(model, person, camera, fit_config, rafo_config)}
+    # Esc while the worker runs: cancelled, and the scene never saw the result
+    op._thread = threading.Thread(target=lambda: None)
+    op._thread.start()
+    op._thread.join()
+    assert op.modal(bpy.context, FakeEvent("ESC")) == {"CANCELLED"}
+    assert not [o for o in scene.objects if o.get("resihmr_avatar")]
+    assert op.reports[-1][0] == "WARNING" and "nothing changed" in op.reports[-1][1]
+    # a timer tick after the worker finished: the avatar is built
+    assert op.modal(bpy.context, FakeEvent("TIMER")) == {"FINISHED"}
+    assert [o for o in scene.objects if o.get("resihmr_avatar") and o.type == "MESH"]
+    # a worker error is reported, nothing is built
+    bpy.ops.wm.read_homefile(use_empty=True)
+    loaded(bpy.context.scene)
+    op._outcome = {"error": ValueError("cannot fit this person: all keypoint confidences are zero")}
+    assert op.modal(bpy.context, FakeEvent("TIMER")) == {"CANCELLED"}
+    assert "confidences are zero" in op.reports[-1][1]
+    assert not [o for o in bpy.context.scene.objects if o.get("resihmr_avatar")]
+
+
+def test_place_endpoint_modal_with_simulated_clicks(scene, monkeypatch):
+    from resihmr_blender.operators import residuals
+
+    state = loaded(scene)
+    monkeypatch.setattr(residuals, "image_pixel_from_view", lambda context, xy: (xy[0] * 2.0, xy[1] * 3.0))
+    op = FakeOperator(residuals.RESIHMR_OT_PlaceEndpoint, index=7, pixel=(0.0, 0.0))
+    context = type("Ctx", (), {"scene": scene, "workspace": None, "region": None, "region_data": None})()
+    assert op.modal(context, FakeEvent("MOUSEMOVE")) == {"RUNNING_MODAL"}
+    assert op.modal(context, FakeEvent("ESC")) == {"CANCELLED"}
+    before = tuple(state.residuals[7].endpoint)
+    assert tuple(state.residuals[7].endpoint) == before  # Esc changed nothing
+    assert op.modal(context, FakeEvent("LEFTMOUSE", x=100, y=200)) == {"FINISHED"}
+    assert tuple(state.residuals[7].endpoint) == (200.0, 600.0) and state.residuals[7].enabled

@@ -44,6 +44,11 @@ def image_pixel_from_view(context, region_xy) -> tuple[float, float]:
     return float(u), float(v)
 
 
+def _status(context, text) -> None:
+    if getattr(context, "workspace", None) is not None:
+        context.workspace.status_text_set(text)
+
+
 class RESIHMR_OT_PlaceEndpoint(ResihmrOperator, bpy.types.Operator):
     """Click on the photo (camera view) where the residual limb ends; Esc or right click cancels"""
 
@@ -70,15 +75,15 @@ class RESIHMR_OT_PlaceEndpoint(ResihmrOperator, bpy.types.Operator):
             self.report({"ERROR"}, "use this from the 3D viewport, in camera view")
             return {"CANCELLED"}
         context.window_manager.modal_handler_add(self)
-        context.workspace.status_text_set("Click where the residual limb ends on the photo · Esc: cancel")
+        _status(context, "Click where the residual limb ends on the photo · Esc: cancel")
         return {"RUNNING_MODAL"}
 
     def modal(self, context, event):
         if event.type in {"ESC", "RIGHTMOUSE"}:
-            context.workspace.status_text_set(None)
+            _status(context, None)
             return {"CANCELLED"}
         if event.type == "LEFTMOUSE" and event.value == "PRESS":
-            context.workspace.status_text_set(None)
+            _status(context, None)
             try:
                 self.pixel = image_pixel_from_view(context, (event.mouse_region_x, event.mouse_region_y))
             except UserError as exc:
