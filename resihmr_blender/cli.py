@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, default=0, help="torch threads (0 = automatic)")
     run.add_argument("--skip-existing", action="store_true", help="skip inputs whose result.json exists")
     run.add_argument("--workers", type=int, default=1, help="processes, each with its own bpy/torch (default 1)")
+    run.add_argument("--executor", choices=("local", "ray"), default="local",
+                     help="ray: one task per input on a Ray cluster (pip install .[ray]); see --address")
+    run.add_argument("--address", default=None,
+                     help="Ray cluster address (default: the running local instance, or start one)")
     demo = sub.add_parser("demo", help="run the bundled example end to end")
     demo.add_argument("--out", default="out/demo")
     return parser
@@ -141,7 +145,10 @@ def run_command(args) -> int:
         print(f"error: {problem}", file=sys.stderr)
     workers = max(1, min(args.workers, len(jobs)))
     t0 = time.perf_counter()
-    if workers == 1:
+    if args.executor == "ray":
+        outcomes = run_on_ray(jobs, args)
+        workers = len(jobs)
+    elif workers == 1:
         outcomes = [process_jobs(jobs, args)]
     else:
         # one process per worker (bpy and torch imported once each); contiguous chunks keep names stable
@@ -160,6 +167,18 @@ def run_command(args) -> int:
     for problem in failures:
         print(f"  failed: {problem}")
     return 1 if failures or person_failures else 0
+
+
+def run_on_ray(jobs: list[Job], args) -> list[tuple[int, list[str], int]]:
+    """One Ray task per input, each writing its own output folder. Every node needs this package installed."""
+    try:
+        import ray
+    except ImportError:
+        raise SystemExit("error: --executor ray needs Ray: pip install 'resihmr-blender[ray]'") from None
+    ray.init(address=args.address, ignore_reinit_error=True, include_dashboard=False)
+    task = ray.remote(num_cpus=1)(process_jobs)
+    local = argparse.Namespace(**{**vars(args), "executor": "local", "workers": 1})
+    return ray.get([task.remote([job], local) for job in jobs])
 
 
 def process_jobs(jobs: list[Job], args) -> tuple[int, list[str], int]:

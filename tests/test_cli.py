@@ -118,3 +118,25 @@ def test_workers_give_the_same_results(tmp_path):
         two = json.loads((tmp_path / "two" / name / "result.json").read_text())["people"][0]
         assert one["residuals"][0]["lambda"] == pytest.approx(two["residuals"][0]["lambda"], abs=1e-4)
         assert one["betas"] == pytest.approx(two["betas"], abs=1e-4)
+
+
+def test_ray_executor_matches_the_local_run(tmp_path):
+    ray = pytest.importorskip("ray")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a", "b"):
+        shutil.copy(EXAMPLE, inputs / f"{name}.json")
+    assert main(["run", str(inputs), "--out", str(tmp_path / "local"), "--formats", "json,mask"]) == 0
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # the local Ray instance of this test
+    try:
+        assert main(["run", str(inputs), "--out", str(tmp_path / "ray"), "--formats", "json,mask",
+                     "--executor", "ray"]) == 0
+    finally:
+        ray.shutdown()
+    for name in ("a", "b"):
+        local = json.loads((tmp_path / "local" / name / "result.json").read_text())["people"][0]
+        remote = json.loads((tmp_path / "ray" / name / "result.json").read_text())["people"][0]
+        assert local["residuals"][0]["lambda"] == pytest.approx(remote["residuals"][0]["lambda"], abs=1e-4)
+        from resihmr_blender.core.metrics import mask_iou
+        masks = [read_png(tmp_path / run / name / "mask.png")[..., 0] > 0 for run in ("local", "ray")]
+        assert mask_iou(*masks) > 0.99
