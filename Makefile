@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml package.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0 numpy==1.26.4
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,detect]"
 	npm ci --no-audit --no-fund --loglevel=error  # the Khronos glTF validator, for the export tests
 	touch $(STAMP)
 

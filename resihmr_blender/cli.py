@@ -39,13 +39,17 @@ def output_name(path: Path) -> str:
     return path.parent.name if path.stem == "keypoints" else path.stem
 
 
-def collect_inputs(inputs: list[str], out_root: Path) -> tuple[list[Job], list[str]]:
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def collect_inputs(inputs: list[str], out_root: Path, images: bool = False) -> tuple[list[Job], list[str]]:
     """Expand folders, name outputs, refuse inputs that sit where outputs would go."""
     files, problems = [], []
+    suffixes = (".json", *IMAGE_SUFFIXES) if images else (".json",)
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*.json")
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes and p.is_file()
                            if out_root.resolve() not in p.resolve().parents and p.name != "ground_truth.json")
             if not found:
                 problems.append(f"{path}: folder holds no .json keypoint files")
@@ -108,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, default=0, help="torch threads (0 = automatic)")
     run.add_argument("--skip-existing", action="store_true", help="skip inputs whose result.json exists")
     run.add_argument("--workers", type=int, default=1, help="processes, each with its own bpy/torch (default 1)")
+    run.add_argument("--detect", action="store_true",
+                     help="inputs may be photos: detect keypoints (optional extra [detect]) and write keypoints.json")
+    run.add_argument("--accept-suggestions", action="store_true",
+                     help="with --detect: treat the detector's limb-loss suggestions as residual limbs")
     run.add_argument("--executor", choices=("local", "ray"), default="local",
                      help="ray: one task per input on a Ray cluster (pip install .[ray]); see --address")
     run.add_argument("--address", default=None,
@@ -140,7 +148,7 @@ def run_command(args) -> int:
     except BodyModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    jobs, failures = collect_inputs(args.inputs, Path(args.out))
+    jobs, failures = collect_inputs(args.inputs, Path(args.out), images=args.detect)
     for problem in failures:
         print(f"error: {problem}", file=sys.stderr)
     workers = max(1, min(args.workers, len(jobs)))
@@ -181,6 +189,33 @@ def run_on_ray(jobs: list[Job], args) -> list[tuple[int, list[str], int]]:
     return ray.get([task.remote([job], local) for job in jobs])
 
 
+def detect_to_file(job: Job, accept: bool):
+    """Detect a photo's keypoints, write DIR/<name>/keypoints.json (suggestions kept apart), return the file."""
+    import json
+
+    from .core.atomic import write_text_atomic
+    from .core.detect import detect, read_image
+    from .core.keypoints import RESIDUAL_KINDS, KeypointsFile, read_keypoints, write_keypoints
+
+    found = detect(read_image(job.source), source=str(job.source))
+    if accept:
+        for s in found.suggestions:
+            found.person.residual[RESIDUAL_KINDS.index(s.kind)] = [*s.endpoint, s.score]
+    kfile = KeypointsFile(path=None, people=[found.person], image_path=str(job.source.resolve()),
+                          image_width=found.width, image_height=found.height)
+    target = job.out_dir / "keypoints.json"
+    job.out_dir.mkdir(parents=True, exist_ok=True)
+    write_keypoints(target, kfile)
+    document = json.loads(target.read_text())
+    document["resihmr_suggestions"] = [{"kind": s.kind, "endpoint": list(s.endpoint), "score": round(s.score, 3),
+                                        "reasons": s.reasons, "applied": accept} for s in found.suggestions]
+    write_text_atomic(target, json.dumps(document, indent=1) + "\n")
+    for s in found.suggestions:
+        print(f"    suggestion for {job.name}: {s.kind} at ({s.endpoint[0]:.0f}, {s.endpoint[1]:.0f}) px, "
+              f"score {s.score:.2f} ({'applied' if accept else 'not applied: --accept-suggestions'})")
+    return read_keypoints(target)
+
+
 def process_jobs(jobs: list[Job], args) -> tuple[int, list[str], int]:
     """Fit, RAFO, cut and write the outputs of these inputs; returns (written, failures, failed people)."""
     import torch
@@ -209,9 +244,12 @@ def process_jobs(jobs: list[Job], args) -> tuple[int, list[str], int]:
             print(f"skip {job.name}: {target} exists")
             continue
         try:
-            kfile = read_keypoints(job.source, image_size=args.image_size)
+            if job.source.suffix.lower() in IMAGE_SUFFIXES:
+                kfile = detect_to_file(job, args.accept_suggestions)
+            else:
+                kfile = read_keypoints(job.source, image_size=args.image_size)
             camera = camera_for(kfile, args.focal, args.image_size)
-        except (KeypointsError, ValueError, OSError) as exc:
+        except (KeypointsError, ValueError, OSError, RuntimeError) as exc:
             failures.append(str(exc) if str(job.source) in str(exc) else f"{job.source}: {exc}")
             print(f"error: {failures[-1]}", file=sys.stderr)
             continue

@@ -24,6 +24,9 @@ class RESIHMR_PG_Residual(bpy.types.PropertyGroup):
     lam: FloatProperty(name="λ", default=0.5, min=0.0, max=1.0, description="Residual factor (RAFO's result)")
     reproj_error_px: FloatProperty(name="Reprojection error", default=-1.0, subtype="PIXEL")
     accepted: BoolProperty(name="Accepted", default=False)
+    suggested: BoolProperty(name="Suggested", default=False, description="The detector thinks this limb is absent")
+    suggested_endpoint: FloatVectorProperty(name="Suggested endpoint (px)", size=2)
+    suggestion_score: FloatProperty(name="Suggestion score", default=0.0, min=0.0, max=1.0)
 
 
 class RESIHMR_PG_Scene(bpy.types.PropertyGroup):

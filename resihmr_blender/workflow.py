@@ -212,3 +212,37 @@ def measurements_text(obj, csv: bool = False) -> str:
                      " ".join(f"{c:.4f}" for c in r.get("circumferences_m", []))))
     sep = "," if csv else "\t"
     return "\n".join(sep.join(row) for row in rows)
+
+
+def detect_photo(scene, out_folder: str) -> list:
+    """Detect keypoints on the scene's photo, write them as a keypoints file in `out_folder` (never beside the
+    photo, so no user file is overwritten), load it, and mark the limb-loss suggestions (not enabled)."""
+    from .core.detect import detect, read_image
+    from .core.keypoints import KeypointsFile, write_keypoints
+
+    state = scene.resihmr
+    if not state.photo_path:
+        raise UserError("load the photo first")
+    photo = bpy.path.abspath(state.photo_path)
+    found = detect(read_image(photo), source=photo)
+    target = Path(out_folder) / (Path(photo).stem + "_detected_keypoints.json")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_keypoints(target, KeypointsFile(path=None, people=[found.person], image_path=photo,
+                                          image_width=found.width, image_height=found.height))
+    load_keypoints(scene, str(target))
+    for entry in state.residuals:
+        entry.suggested = False
+    for s in found.suggestions:
+        entry = state.residuals[RESIDUAL_KINDS.index(s.kind)]
+        entry.suggested, entry.suggested_endpoint, entry.suggestion_score = True, s.endpoint, s.score
+    return found.suggestions
+
+
+def accept_suggestion(state, index: int) -> None:
+    entry = state.residuals[index]
+    if not entry.suggested:
+        raise UserError(f"{entry.kind}: no suggestion to accept")
+    if not entry.enabled:
+        validate_residual_toggle(state, index)
+    entry.enabled, entry.endpoint = True, tuple(entry.suggested_endpoint)
+    entry.confidence, entry.suggested = max(entry.suggestion_score, 0.5), False

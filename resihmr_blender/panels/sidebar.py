@@ -29,6 +29,7 @@ class RESIHMR_PT_Input(_Panel, bpy.types.Panel):
         if state.photo_path:
             col.label(text=bpy.path.basename(state.photo_path), icon="CHECKMARK")
         col.operator("resihmr.load_keypoints", text="Load keypoints", icon="FILE")
+        col.operator("resihmr.detect", text="Detect keypoints", icon="VIEWZOOM")
         if state.keypoints_path:
             col.label(text=bpy.path.basename(state.keypoints_path), icon="CHECKMARK")
             col.prop(state, "person_index")
@@ -53,6 +54,10 @@ class RESIHMR_PT_Residuals(_Panel, bpy.types.Panel):
                 place = row.operator("resihmr.place_endpoint", text="", icon="RESTRICT_SELECT_OFF")
                 place.index = i
                 row.prop(entry, "lam", text="λ")
+            elif entry.suggested:
+                accept = row.operator("resihmr.accept_suggestion", text=f"suggested ({entry.suggestion_score:.0%})",
+                                      icon="QUESTION")
+                accept.index = i
 
 
 class RESIHMR_PT_Fit(_Panel, bpy.types.Panel):

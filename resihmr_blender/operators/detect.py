@@ -1,0 +1,56 @@
+"""Detect keypoints on the photo (optional extra) and accept the limb-loss suggestions one by one."""
+from __future__ import annotations
+
+import tempfile
+
+import bpy
+from bpy.props import IntProperty
+
+from .. import workflow
+from .base import ResihmrOperator
+
+
+def _user_folder() -> str:
+    """Where detected keypoint files go: the extension's user folder, else a temporary one (scripts)."""
+    from ..preferences import ADDON_ID
+
+    try:
+        return bpy.utils.extension_path_user(ADDON_ID, path="detections", create=True)
+    except (ValueError, RuntimeError):
+        return tempfile.mkdtemp(prefix="resihmr-detections-")
+
+
+class RESIHMR_OT_Detect(ResihmrOperator, bpy.types.Operator):
+    """Detect the person's keypoints on the photo and suggest which limbs look absent (you confirm them)"""
+
+    bl_idname = "resihmr.detect"
+    bl_label = "Detect keypoints"
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene is not None and bool(context.scene.resihmr.photo_path)
+
+    def run(self, context):
+        suggestions = workflow.detect_photo(context.scene, _user_folder())
+        listed = ", ".join(s.kind for s in suggestions) or "none"
+        self.report({"INFO"}, f"keypoints detected; suggested residual limbs: {listed} (confirm them)")
+        return {"FINISHED"}
+
+
+class RESIHMR_OT_AcceptSuggestion(ResihmrOperator, bpy.types.Operator):
+    """Use the detector's suggestion for this residual limb"""
+
+    bl_idname = "resihmr.accept_suggestion"
+    bl_label = "Accept suggestion"
+    index: IntProperty(min=0, max=7)
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene is not None and len(context.scene.resihmr.residuals) == 8
+
+    def run(self, context):
+        workflow.accept_suggestion(context.scene.resihmr, self.index)
+        return {"FINISHED"}
+
+
+classes = (RESIHMR_OT_Detect, RESIHMR_OT_AcceptSuggestion)
