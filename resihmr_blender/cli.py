@@ -198,6 +198,8 @@ def detect_to_file(job: Job, accept: bool):
     from .core.keypoints import RESIDUAL_KINDS, KeypointsFile, read_keypoints, write_keypoints
 
     found = detect(read_image(job.source), source=str(job.source))
+    if found.others:
+        print(f"    {job.name}: {found.others} other person(s) in the image; fitting the largest one")
     if accept:
         for s in found.suggestions:
             found.person.residual[RESIDUAL_KINDS.index(s.kind)] = [*s.endpoint, s.score]
@@ -207,6 +209,7 @@ def detect_to_file(job: Job, accept: bool):
     job.out_dir.mkdir(parents=True, exist_ok=True)
     write_keypoints(target, kfile)
     document = json.loads(target.read_text())
+    document["resihmr_other_people"] = found.others
     document["resihmr_suggestions"] = [{"kind": s.kind, "endpoint": list(s.endpoint), "score": round(s.score, 3),
                                         "reasons": s.reasons, "applied": accept} for s in found.suggestions]
     write_text_atomic(target, json.dumps(document, indent=1) + "\n")

@@ -235,7 +235,7 @@ def detect_photo(scene, out_folder: str) -> list:
     for s in found.suggestions:
         entry = state.residuals[RESIDUAL_KINDS.index(s.kind)]
         entry.suggested, entry.suggested_endpoint, entry.suggestion_score = True, s.endpoint, s.score
-    return found.suggestions
+    return found
 
 
 def accept_suggestion(state, index: int) -> None:

@@ -105,3 +105,26 @@ def test_detect_operator_suggests_and_the_user_confirms():
         assert state.residuals[suggested[0]].enabled
     finally:
         resihmr_blender.unregister()
+
+
+def test_several_people_use_the_largest_and_report_the_others():
+    import math
+
+    from resihmr_blender.core.avatar_mesh import build_mesh
+    from resihmr_blender.core.body_model import load_body_model
+    from resihmr_blender.core.camera import Camera
+    from resihmr_blender.core.raster import shaded
+
+    model = load_body_model()
+    camera = Camera(1600, 1200, 1500.0)
+    image = np.full((1200, 1600, 3), 230.0)
+    pose = np.zeros(63)
+    pose[15 * 3 + 2], pose[16 * 3 + 2] = -1.2, 1.2  # arms down
+    for x, depth in ((-0.6, 3.0), (0.8, 4.5)):  # the nearer person is the larger one, on the left
+        params = {"betas": np.zeros(10), "global_orient": np.array([math.pi, 0, 0]), "body_pose": pose,
+                  "transl": np.array([x, 0.1, depth])}
+        mesh = build_mesh(model, params, [], pose=True)
+        image = shaded(mesh.posed_vertices, mesh.faces, camera, background=image, alpha=1.0).astype(float)
+    found = detect(image.astype(np.uint8))
+    assert found.others == 1
+    assert found.person.body25[BODY25_INDEX["Nose"], 0] < 800  # the larger, left person

@@ -13,7 +13,8 @@ MediaPipe's wheel ships its pose model, so nothing is downloaded at run time. It
 | R/LBigToe | 32 / 31 (foot index: the tip of the foot) | R/LSmallToe | none (confidence 0) |
 
 Confidence = MediaPipe's landmark visibility (derived points: the smaller of their two). MediaPipe left = the
-subject's left, as in OpenPose. The legacy Pose solution finds one person: the largest one in the frame.
+subject's left, as in OpenPose. The Pose solution finds one person per call, so `detect` paints each person it
+finds out of the image and looks again: the largest person is used, the others are counted and reported.
 
 Limb-loss hints: detectors invent missing limbs (visibility ~0.7-0.8 on a hallucinated forearm). What we use
 per limb segment: its 2D length against the same segment on the other side, the person segmentation mask along
@@ -64,6 +65,7 @@ class Detection:
     suggestions: list[Suggestion]
     landmarks: np.ndarray  # (33, 3) x, y pixels, visibility
     mask: np.ndarray  # (H, W) float person segmentation
+    others: int = 0  # further people found in the image (not fitted; reported)
 
 
 def _require_mediapipe():
@@ -85,19 +87,49 @@ def read_image(path: str) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def detect(image: np.ndarray, source: str = "image") -> Detection:
-    """Detect the (largest) person's keypoints and the limb-loss hints in an RGB uint8 image."""
+def _people(image: np.ndarray, max_people: int):
+    """MediaPipe's pose solution finds one person per call: find one, paint them out, look again."""
     mp = _require_mediapipe()
     height, width = image.shape[:2]
+    work = np.ascontiguousarray(image[..., :3]).copy()
+    fill = np.median(work.reshape(-1, 3), axis=0).astype(np.uint8)
+    found = []
     with mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=True) as pose:
-        found = pose.process(np.ascontiguousarray(image[..., :3]))
-    if found.pose_landmarks is None:
+        for _ in range(max_people):
+            out = pose.process(work)
+            if out.pose_landmarks is None:
+                break
+            lms = np.array([[lm.x * width, lm.y * height, lm.visibility] for lm in out.pose_landmarks.landmark])
+            mask = np.asarray(out.segmentation_mask, dtype=np.float32) if out.segmentation_mask is not None \
+                else np.ones((height, width), np.float32)
+            found.append((lms, mask))
+            painted = mask > 0.2
+            if painted.sum() < 100:
+                break
+            work[painted] = fill
+    return found
+
+
+def _size(lms: np.ndarray, width: int, height: int) -> float:
+    """Area of the box around the visible landmarks inside the frame: 'the largest person'."""
+    seen = lms[(lms[:, 2] > 0.5) & (lms[:, 0] >= 0) & (lms[:, 0] < width) & (lms[:, 1] >= 0) & (lms[:, 1] < height)]
+    if len(seen) < 2:
+        return 0.0
+    extent = seen[:, :2].max(axis=0) - seen[:, :2].min(axis=0)
+    return float(extent[0] * extent[1])
+
+
+def detect(image: np.ndarray, source: str = "image", max_people: int = 4) -> Detection:
+    """Detect the largest person's keypoints and limb-loss hints in an RGB uint8 image; `others` counts the rest."""
+    height, width = image.shape[:2]
+    people = _people(image, max_people)
+    if not people:
         raise DetectError(f"{source}: no person found")
-    lms = np.array([[lm.x * width, lm.y * height, lm.visibility] for lm in found.pose_landmarks.landmark])
-    mask = np.asarray(found.segmentation_mask, dtype=np.float32) if found.segmentation_mask is not None else \
-        np.ones((height, width), np.float32)
-    person = to_body25(lms, width, height)
-    return Detection(person, width, height, limb_loss_hints(lms, mask), lms, mask)
+    sizes = [_size(lms, width, height) for lms, _ in people]
+    lms, mask = people[int(np.argmax(sizes))]
+    detection = Detection(to_body25(lms, width, height), width, height, limb_loss_hints(lms, mask), lms, mask)
+    detection.others = len(people) - 1
+    return detection
 
 
 def to_body25(lms: np.ndarray, width: int, height: int) -> Person:

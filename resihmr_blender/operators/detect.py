@@ -31,9 +31,10 @@ class RESIHMR_OT_Detect(ResihmrOperator, bpy.types.Operator):
         return context.scene is not None and bool(context.scene.resihmr.photo_path)
 
     def run(self, context):
-        suggestions = workflow.detect_photo(context.scene, _user_folder())
-        listed = ", ".join(s.kind for s in suggestions) or "none"
-        self.report({"INFO"}, f"keypoints detected; suggested residual limbs: {listed} (confirm them)")
+        found = workflow.detect_photo(context.scene, _user_folder())
+        listed = ", ".join(s.kind for s in found.suggestions) or "none"
+        others = f"; {found.others} other person(s) ignored (the largest is used)" if found.others else ""
+        self.report({"INFO"}, f"keypoints detected; suggested residual limbs: {listed} (confirm them){others}")
         return {"FINISHED"}
 
 
