@@ -15,7 +15,7 @@ from pathlib import Path
 
 from resihmr_blender.core.keypoints import KeypointsFile, write_keypoints
 
-from .groundtruth import make_dataset
+from .synth import make_dataset
 
 
 def write_inputs(folder: Path, n: int, seed: int) -> None:

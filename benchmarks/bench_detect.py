@@ -21,7 +21,7 @@ from resihmr_blender.core.detect import DetectError, detect
 from resihmr_blender.core.keypoints import RESIDUAL_KINDS
 from resihmr_blender.core.raster import shaded
 
-from .groundtruth import make_dataset
+from .synth import make_dataset
 
 
 def render(model, person) -> np.ndarray:

@@ -34,7 +34,7 @@ from resihmr_blender.core.metrics import mask_iou
 from resihmr_blender.core.pipeline import PersonFailure, reconstruct
 from resihmr_blender.core.raster import silhouette
 
-from . import groundtruth as synth
+from . import synth
 
 METHODS = ("ResiHMR (ours)", "intact fit + midpoint", "our fit + midpoint", "joint collapse")
 
