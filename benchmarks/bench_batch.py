@@ -13,7 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from resihmr_blender.core.keypoints import KeypointsFile, write_keypoints
+from resihmr_blender.core.keypoints import KeypointsFile
+from resihmr_blender.core.keypoints_io import write_keypoints
 
 from .synth import make_dataset
 

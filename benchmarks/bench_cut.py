@@ -14,7 +14,7 @@ import numpy as np
 
 from resihmr_blender.core.avatar_mesh import build_mesh
 from resihmr_blender.core.body_model import load_body_model
-from resihmr_blender.core.keypoints import RESIDUAL_KINDS
+from resihmr_blender.core.residuals import RESIDUAL_KINDS
 
 
 def main() -> None:

@@ -17,9 +17,9 @@ import numpy as np
 
 from resihmr_blender.core.avatar_mesh import build_mesh
 from resihmr_blender.core.body_model import load_body_model
-from resihmr_blender.core.detect import DetectError, detect
-from resihmr_blender.core.keypoints import RESIDUAL_KINDS
 from resihmr_blender.core.raster import shaded
+from resihmr_blender.core.residuals import RESIDUAL_KINDS
+from resihmr_blender.detect import DetectError, detect
 
 from .synth import make_dataset
 

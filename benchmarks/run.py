@@ -29,10 +29,10 @@ from resihmr_blender.core.avatar_mesh import build_mesh
 from resihmr_blender.core.body_model import JOINT_INDEX, load_body_model
 from resihmr_blender.core.camera import Camera
 from resihmr_blender.core.fit import FitConfig, fit_people
-from resihmr_blender.core.keypoints import RESIDUAL_KINDS, residual_by_name
 from resihmr_blender.core.metrics import mask_iou
 from resihmr_blender.core.pipeline import PersonFailure, reconstruct
 from resihmr_blender.core.raster import silhouette
+from resihmr_blender.core.residuals import RESIDUAL_KINDS, residual_by_name
 
 from . import synth
 

@@ -22,23 +22,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.poses import aa_to_matrix, matrix_to_aa, rot, sample_pose
+from benchmarks.poses import sample_pose
+from resihmr_blender.core.atomic import write_text_atomic
 from resihmr_blender.core.body_model import JOINT_INDEX, NUM_BODY_JOINTS, BodyModel, load_body_model
 from resihmr_blender.core.camera import Camera
-from resihmr_blender.core.keypoints import (
-    BODY25_INDEX,
-    BODY25_NAMES,
-    COCO17_TO_BODY25,
-    LIMBS,
-    RESIDUAL_KINDS,
-    RESIDUALS,
-    KeypointsFile,
-    Person,
-    distal_mask,
-    read_keypoints,
-    residual_by_name,
-    write_keypoints,
-)
+from resihmr_blender.core.keypoints import KeypointsFile, Person
+from resihmr_blender.core.keypoints_io import read_keypoints, write_keypoints
+from resihmr_blender.core.layouts import BODY25_INDEX, BODY25_NAMES, COCO17_TO_BODY25
+from resihmr_blender.core.residuals import LIMBS, RESIDUAL_KINDS, RESIDUALS, distal_mask, residual_by_name
+from resihmr_blender.core.rotations import aa_to_matrix, matrix_to_axis_angle, rot
 
 IMAGE_SIZES: tuple[tuple[int, int], ...] = ((1080, 1920), (1920, 1080), (1000, 1000))  # (width, height)
 FOCAL_DIAGONAL_RANGE = (0.8, 1.6)  # focal length / image diagonal
@@ -104,7 +96,7 @@ def _draft(rng: np.random.Generator, num_betas: int) -> _Draft:
     pitch, roll = np.clip(rng.normal(0.0, TILT_SIGMA, 2), -MAX_TILT, MAX_TILT)
     # Rx(π) turns the body's y-up/facing-+z into the camera's y-down/facing-the-camera; then turn and tilt
     orient = rot("y", yaw) @ rot("x", pitch) @ rot("z", roll) @ rot("x", math.pi)
-    return _Draft(betas, matrix_to_aa(orient), body_pose, source)
+    return _Draft(betas, matrix_to_axis_angle(orient), body_pose, source)
 
 
 def _place(rng: np.random.Generator, points: np.ndarray, margin_px: float) -> tuple[Camera, np.ndarray] | None:
@@ -393,9 +385,7 @@ def write_dataset(folder: str | os.PathLike[str], people: list[SyntheticPerson],
         write_keypoints(folder / name, to_keypoints_file(person, name))
     doc = {"format": GROUND_TRUTH_FORMAT, "meta": meta or {}, "body25_names": list(BODY25_NAMES),
            "residual_kinds": list(RESIDUAL_KINDS), "people": [ground_truth_entry(p) for p in people]}
-    tmp = folder / ".ground_truth.json.tmp"
-    tmp.write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, folder / "ground_truth.json")
+    write_text_atomic(folder / "ground_truth.json", json.dumps(doc, indent=1, allow_nan=False) + "\n")
     return folder
 
 

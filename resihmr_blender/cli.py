@@ -194,8 +194,10 @@ def detect_to_file(job: Job, accept: bool):
     import json
 
     from .core.atomic import write_text_atomic
-    from .core.detect import detect, read_image
-    from .core.keypoints import RESIDUAL_KINDS, KeypointsFile, read_keypoints, write_keypoints
+    from .core.keypoints import KeypointsFile
+    from .core.keypoints_io import read_keypoints, write_keypoints
+    from .core.residuals import RESIDUAL_KINDS
+    from .detect import detect, read_image
 
     found = detect(read_image(job.source), source=str(job.source))
     if found.others:
@@ -225,7 +227,8 @@ def process_jobs(jobs: list[Job], args) -> tuple[int, list[str], int]:
 
     from .core.body_model import load_body_model
     from .core.fit import FitConfig
-    from .core.keypoints import KeypointsError, read_keypoints
+    from .core.keypoints import KeypointsError
+    from .core.keypoints_io import read_keypoints
     from .core.pipeline import PersonFailure, camera_for, measure_people, reconstruct
     from .core.rafo import RafoConfig
     from .outputs import write_outputs

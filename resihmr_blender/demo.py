@@ -16,7 +16,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "demo"
 def run_demo(out_dir: Path, example: Path = EXAMPLE, formats=("json", "overlay", "mask", "blend", "glb", "fbx")) -> int:
     from .cli import load_photo
     from .core.body_model import load_body_model
-    from .core.keypoints import read_keypoints
+    from .core.keypoints_io import read_keypoints
     from .core.pipeline import PersonFailure, camera_for, measure_people, reconstruct
     from .outputs import write_outputs
 

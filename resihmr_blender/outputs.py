@@ -4,10 +4,9 @@ atomically; inputs are never touched.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from .core.atomic import set_default_permissions
+from .core.atomic import atomic_path
 
 FORMATS = ("json", "overlay", "mask", "blend", "glb", "fbx")
 BLENDER_FORMATS = ("blend", "glb", "fbx")
@@ -67,13 +66,7 @@ def write_blender_outputs(out_dir: Path, model, camera, results, formats, kfile=
                 written.append(export_avatar(arm, obj, path))
     if "blend" in formats:
         target = out_dir / "avatar.blend"
-        tmp = out_dir / f".avatar.{os.getpid()}.blend"
-        try:
+        with atomic_path(target) as tmp:
             bpy.ops.wm.save_as_mainfile(filepath=str(tmp), copy=True, check_existing=False, compress=True)
-            set_default_permissions(tmp)
-            os.replace(tmp, target)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
         written.append(target)
     return written

@@ -13,7 +13,7 @@ from bpy.props import (
     StringProperty,
 )
 
-from .core.keypoints import RESIDUAL_KINDS
+from .core.residuals import RESIDUAL_KINDS
 
 
 class RESIHMR_PG_Residual(bpy.types.PropertyGroup):

@@ -11,7 +11,9 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from .core.keypoints import RESIDUAL_KINDS, KeypointsFile, read_keypoints, residual_by_name
+from .core.keypoints import KeypointsFile
+from .core.keypoints_io import read_keypoints
+from .core.residuals import RESIDUAL_KINDS, residual_by_name
 from .errors import UserError
 
 KEYPOINTS_OBJECT = "ResiHMR keypoints"
@@ -217,8 +219,9 @@ def measurements_text(obj, csv: bool = False) -> str:
 def detect_photo(scene, out_folder: str) -> list:
     """Detect keypoints on the scene's photo, write them as a keypoints file in `out_folder` (never beside the
     photo, so no user file is overwritten), load it, and mark the limb-loss suggestions (not enabled)."""
-    from .core.detect import detect, read_image
-    from .core.keypoints import KeypointsFile, write_keypoints
+    from .core.keypoints import KeypointsFile
+    from .core.keypoints_io import write_keypoints
+    from .detect import detect, read_image
 
     state = scene.resihmr
     if not state.photo_path:

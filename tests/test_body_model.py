@@ -12,11 +12,11 @@ from resihmr_blender.core.body_model import (
     DEFAULT_MODEL_PATH,
     JOINT_INDEX,
     BodyModelError,
-    axis_angle_to_matrix,
     load_body_model,
     read_model_arrays,
 )
-from resihmr_blender.core.keypoints import BODY25_NAMES
+from resihmr_blender.core.layouts import BODY25_NAMES
+from resihmr_blender.core.rotations import axis_angle_to_matrix
 
 smplx = pytest.importorskip("smplx")
 

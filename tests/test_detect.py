@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("mediapipe")
 
-from resihmr_blender.core.detect import DetectError, detect, limb_loss_hints, read_image, to_body25  # noqa: E402
-from resihmr_blender.core.keypoints import BODY25_INDEX  # noqa: E402
+from resihmr_blender.core.layouts import BODY25_INDEX  # noqa: E402
+from resihmr_blender.detect import DetectError, detect, limb_loss_hints, read_image, to_body25  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT / "examples" / "demo" / "photo_synthetic.png"

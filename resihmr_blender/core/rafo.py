@@ -1,7 +1,7 @@
 """Residual Anchor-Factor Optimization (RAFO), ResiHMR paper §3.3, eq. 3-5 and Algorithm 1.
 
 For each residual limb r, with the anchor joint Ja (the distal joint at the base of the amputated segment, e.g.
-the knee for a transtibial limb... see keypoints.RESIDUALS) and its upstream joint Jt from the initial fit:
+the knee for a transtibial limb... see residuals.RESIDUALS) and its upstream joint Jt from the initial fit:
 
     eq. 3   R_r = Ja + λ_r (Jt − Ja)                         residual endpoint on the segment, λ_r ∈ [0, 1]
     eq. 4   L   = L_reproj + α L_reg + μ L_len
@@ -28,9 +28,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .body_model import JOINT_INDEX, BodyModel, axis_angle_to_matrix
+from .body_model import JOINT_INDEX, BodyModel
 from .camera import Camera
-from .keypoints import RESIDUALS, Person, ResidualKind
+from .keypoints import Person
+from .residuals import RESIDUALS, ResidualKind
+from .rotations import axis_angle_to_matrix, matrix_to_axis_angle, rotation_between
 
 
 @dataclass
@@ -178,41 +180,6 @@ def solve(problems: list[LimbProblem], config: RafoConfig | None = None) -> list
 # Feeding the optimised anchor back into the pose
 
 
-def matrix_to_axis_angle(rot: np.ndarray) -> np.ndarray:
-    """3x3 rotation -> axis-angle, stable near 0 and pi (via the quaternion)."""
-    m = rot
-    trace = m[0, 0] + m[1, 1] + m[2, 2]
-    if trace > 0:
-        s = 2.0 * np.sqrt(trace + 1.0)
-        q = np.array([0.25 * s, (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s])
-    else:
-        i = int(np.argmax(np.diag(m)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * np.sqrt(max(1.0 + m[i, i] - m[j, j] - m[k, k], 1e-12))
-        q = np.empty(4)
-        q[0] = (m[k, j] - m[j, k]) / s
-        q[1 + i] = 0.25 * s
-        q[1 + j] = (m[j, i] + m[i, j]) / s
-        q[1 + k] = (m[k, i] + m[i, k]) / s
-    if q[0] < 0:
-        q = -q
-    norm_v = np.linalg.norm(q[1:])
-    if norm_v < 1e-12:
-        return np.zeros(3)
-    return q[1:] / norm_v * 2.0 * np.arctan2(norm_v, q[0])
-
-
-def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
-    axis, c = np.cross(a, b), float(np.dot(a, b))
-    s = np.linalg.norm(axis)
-    if s < 1e-12:
-        return np.eye(3)
-    k = axis / s
-    skew = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + s * skew + (1 - c) * skew @ skew
-
-
 def pose_following_anchors(model: BodyModel, params: dict[str, np.ndarray],
                            residuals: list[ResidualResult]) -> np.ndarray:
     """Body pose whose upstream joints turn each accepted limb segment towards its optimised anchor."""
@@ -229,7 +196,7 @@ def pose_following_anchors(model: BodyModel, params: dict[str, np.ndarray],
             g_rot, _ = model.kinematics(rot, rest)
         g_parent = g_rot[0, model.parents[t_idx]].numpy()
         local = rot[0, t_idx].numpy()
-        delta = _rotation_between(res.anchor_init_3d - res.upstream_3d, res.anchor_3d - res.upstream_3d)
+        delta = rotation_between(res.anchor_init_3d - res.upstream_3d, res.anchor_3d - res.upstream_3d)
         new_local = g_parent.T @ delta @ g_parent @ local
         body_pose[(t_idx - 1) * 3:(t_idx - 1) * 3 + 3] = matrix_to_axis_angle(new_local)
     return body_pose

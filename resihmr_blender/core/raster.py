@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .camera import Camera
+from .colours import DEFAULT_FACE_RGB8
 
 _GRIDS: dict[int, np.ndarray] = {}
 
@@ -83,7 +84,7 @@ def shaded(verts_cam: np.ndarray, faces: np.ndarray, camera: Camera, background:
     view /= np.linalg.norm(view, axis=1, keepdims=True) + 1e-12
     light = 0.25 + 0.75 * np.abs((normal * view).sum(axis=1))
     if face_colors is None:
-        colors = np.tile(np.array([200.0, 205.0, 215.0]), (len(faces), 1))
+        colors = np.tile(np.array(DEFAULT_FACE_RGB8, dtype=np.float64), (len(faces), 1))
     else:
         colors = np.asarray(face_colors, dtype=np.float64)
     fi = face_index[covered]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .body_model import JOINT_INDEX, PARENTS
-from .keypoints import ResidualKind, residual_by_name
+from .residuals import ResidualKind, residual_by_name
 
 
 def descendants(joint: int, parents: tuple[int, ...] = PARENTS) -> list[int]:

@@ -14,7 +14,8 @@ import bpy
 import numpy as np
 import torch
 
-from ..core.body_model import JOINT_NAMES, axis_angle_to_matrix
+from ..core.body_model import JOINT_NAMES
+from ..core.rotations import axis_angle_to_matrix
 from .frames import C, blender_to_body
 
 POSE_LAYOUTS = {165: "smplx", 156: "smplh", 66: "body"}

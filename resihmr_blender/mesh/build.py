@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from mathutils import Matrix, Quaternion, Vector
 
-from ..core.body_model import JOINT_NAMES, NUM_JOINTS, BodyModel, axis_angle_to_matrix
+from ..core.body_model import JOINT_NAMES, NUM_JOINTS, BodyModel
+from ..core.rotations import axis_angle_to_matrix
 from .frames import ROOT_FROM_CAMERA, blender_to_body, body_to_blender
 
 AVATAR_TAG = "resihmr_avatar"  # custom property marking objects this add-on built

@@ -16,7 +16,8 @@ import bpy
 import numpy as np
 
 from ..core.body_model import JOINT_INDEX, JOINT_NAMES
-from ..core.keypoints import ResidualKind, residual_by_name
+from ..core.colours import RESIDUAL_RGBA, SKIN_RGBA
+from ..core.residuals import ResidualKind, residual_by_name
 from ..core.stump import SealedCut, StumpError, cut_limb
 from .build import AVATAR_TAG
 from .frames import blender_to_body, body_to_blender
@@ -161,7 +162,7 @@ def cut_residual(mesh_obj, kind_name: str, lam: float, delete_distal_bones: bool
                     dvert[group] = float(row[joint])
                 elif group in dvert:
                     del dvert[group]
-        skin = _material_index(mesh, SKIN_MATERIAL, (0.8, 0.8, 0.82, 1.0)) if not mesh.materials else 0
+        skin = _material_index(mesh, SKIN_MATERIAL, SKIN_RGBA) if not mesh.materials else 0
         face_order = [old_faces[i] for i in np.nonzero(sealed.face_keep)[0]]
         for face in sealed.faces[sealed.cap_face_start:]:
             new_face = bm.faces.new([lookup[i] for i in face])
@@ -201,7 +202,7 @@ def _mark_residual(mesh_obj, mark: np.ndarray) -> None:
     attribute.data.foreach_set("value", values)
     group = mesh_obj.vertex_groups.get(MASK_NAME) or mesh_obj.vertex_groups.new(name=MASK_NAME)
     group.add(np.nonzero(values > 0.5)[0].tolist(), 1.0, "REPLACE")
-    red = _material_index(mesh, RED_MATERIAL, (0.85, 0.08, 0.08, 1.0))
+    red = _material_index(mesh, RED_MATERIAL, RESIDUAL_RGBA)
     faces = np.empty(len(mesh.polygons) * 3, np.int32)
     mesh.polygons.foreach_get("vertices", faces)
     in_mask = (values > 0.5)[faces.reshape(-1, 3)].all(axis=1)

@@ -7,19 +7,17 @@ is deleted afterwards; the user's objects, selection and active object are resto
 from __future__ import annotations
 
 import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import bpy
 import numpy as np
 
-from ..core.atomic import set_default_permissions
+from ..core.atomic import atomic_path
+from ..core.colours import RESIDUAL_RGBA, SKIN_RGBA
 from .cut import MASK_NAME
 
 COLOR_NAME = "residual_color"
-SKIN_RGBA = (0.80, 0.80, 0.82, 1.0)
-RED_RGBA = (0.85, 0.08, 0.08, 1.0)
 
 # Presets: what engines expect. All keep every bone (humanoid mappings need the full skeleton).
 PRESETS = {
@@ -90,21 +88,13 @@ def add_mask_color(mesh) -> None:
     mask = np.zeros(n, np.float32)
     if MASK_NAME in mesh.attributes:
         mesh.attributes[MASK_NAME].data.foreach_get("value", mask)
-    colors = np.where(mask[:, None] > 0.5, RED_RGBA, SKIN_RGBA).astype(np.float32)
+    colors = np.where(mask[:, None] > 0.5, RESIDUAL_RGBA, SKIN_RGBA).astype(np.float32)
     if COLOR_NAME in mesh.color_attributes:
         mesh.color_attributes.remove(mesh.color_attributes[COLOR_NAME])
     attribute = mesh.color_attributes.new(COLOR_NAME, "FLOAT_COLOR", "POINT")
     attribute.data.foreach_set("color", colors.ravel())
     mesh.color_attributes.active_color = attribute
     mesh.color_attributes.render_color_index = mesh.color_attributes.active_color_index
-
-
-def _atomic_target(path: Path):
-    """A temp path in the same folder; the caller renames it over the target when the export succeeded."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
 
 
 def export_avatar(arm_obj, mesh_obj, path: str | os.PathLike, fmt: str | None = None, animation: bool = False,
@@ -115,8 +105,7 @@ def export_avatar(arm_obj, mesh_obj, path: str | os.PathLike, fmt: str | None = 
     if fmt not in ("glb", "fbx"):
         raise ExportError(f"{path}: unknown export format {fmt!r} (use .glb or .fbx)")
     options = dict(PRESETS.get(preset or "", {}).get(fmt, {}))
-    tmp = _atomic_target(path)
-    try:
+    with atomic_path(path) as tmp:
         with _temporary_copy(arm_obj, mesh_obj) as (arm_copy, mesh_copy), _only_selected([arm_copy, mesh_copy]):
             if fmt == "glb":
                 add_mask_color(mesh_copy.data)
@@ -128,10 +117,4 @@ def export_avatar(arm_obj, mesh_obj, path: str | os.PathLike, fmt: str | None = 
                 bpy.ops.export_scene.fbx(
                     filepath=str(tmp), use_selection=True, add_leaf_bones=False, bake_anim=animation,
                     use_armature_deform_only=False, **options)
-        set_default_permissions(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
     return path

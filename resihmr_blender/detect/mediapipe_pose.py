@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .keypoints import BODY25_INDEX, Person
+from ..core.keypoints import Person
+from ..core.layouts import BODY25_INDEX
 
 MP_TO_BODY25 = {"Nose": 0, "LEye": 2, "REye": 5, "LEar": 7, "REar": 8, "LShoulder": 11, "RShoulder": 12,
                 "LElbow": 13, "RElbow": 14, "LWrist": 15, "RWrist": 16, "LHip": 23, "RHip": 24, "LKnee": 25,

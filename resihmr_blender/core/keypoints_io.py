@@ -1,0 +1,311 @@
+"""Reading and writing keypoint files (DESIGN §3.4), the format detected from the content:
+
+* OpenPose per-image JSON, extended with ``image``, ``camera`` and ``residual_keypoints_2d``
+  (``"people"`` at the top level). Plain OpenPose output without residuals is valid.
+* LDPose-style COCO annotations (``"annotations"`` at the top level): per person 17 COCO body
+  points followed by the 8 LDPose residual endpoints (75 numbers). Plain COCO (51 numbers, no
+  residual endpoints) is accepted too.
+
+Everything is converted to one in-memory layout (keypoints.Person): BODY_25 order for the body,
+residuals.RESIDUAL_KINDS order for the residual endpoints.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from .atomic import write_text_atomic
+from .keypoints import KeypointsError, KeypointsFile, Person
+from .keypoints_check import (
+    _check_image_size,
+    _check_inside,
+    _check_one_per_limb,
+    _Ctx,
+    _optional_str,
+    _parse_flat,
+    _positive_float,
+    _positive_int,
+    validate_person,
+)
+from .layouts import (
+    COCO17_NAMES,
+    COCO17_TO_BODY25,
+    F_AVAILABLE,
+    F_FACE,
+    F_HAND_L,
+    F_HAND_R,
+    F_POSE,
+    F_RESIDUAL,
+    F_SOURCE,
+    LDPOSE_COCO_RESIDUAL_ORDER,
+    N_BODY25,
+    N_FACE,
+    N_HAND,
+    N_RESIDUAL,
+    SOURCE_FORMATS,
+)
+from .residuals import LDPOSE_NAMES
+
+# COCO residual position -> our kind index.
+_COCO_RESIDUAL_TO_KIND: tuple[int, ...] = tuple(LDPOSE_NAMES.index(n) for n in LDPOSE_COCO_RESIDUAL_ORDER)
+_COCO_POINT_NAMES: tuple[str, ...] = COCO17_NAMES + LDPOSE_COCO_RESIDUAL_ORDER
+
+_COCO_AVAILABLE = np.zeros(N_BODY25, dtype=bool)
+_COCO_AVAILABLE[list(COCO17_TO_BODY25)] = True
+
+
+def _load_json(path: str) -> Any:
+    ctx = _Ctx(path, None)
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8-sig")  # tolerate a BOM (some Windows tools write one)
+    except UnicodeDecodeError as e:
+        raise ctx.error(f"not valid JSON: not UTF-8 text (byte {e.start})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ctx.error(f"not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+
+
+
+def _read_openpose(doc: dict[str, Any], path: str, image_size: tuple[int, int] | None) -> KeypointsFile:
+    ctx = _Ctx(path, None)
+    image_path = width = height = focal = None
+    image = doc.get("image")
+    if image is not None:
+        if not isinstance(image, dict):
+            raise ctx.error(f"expected an object, got {type(image).__name__}", "image")
+        image_path = _optional_str(image.get("path"), ctx, "image.path")
+        if image.get("width") is not None:
+            width = _positive_int(image["width"], ctx, "image.width")
+        if image.get("height") is not None:
+            height = _positive_int(image["height"], ctx, "image.height")
+        if (width is None) != (height is None):
+            missing = "image.height" if height is None else "image.width"
+            raise ctx.error("image width and height must be given together", missing)
+    camera = doc.get("camera")
+    if camera is not None:
+        if not isinstance(camera, dict):
+            raise ctx.error(f"expected an object, got {type(camera).__name__}", "camera")
+        if camera.get("focal_length_px") is not None:
+            focal = _positive_float(camera["focal_length_px"], ctx, "camera.focal_length_px")
+    if image_size is not None:
+        width, height = image_size
+    size = (width, height) if width is not None and height is not None else None
+
+    if "people" not in doc:
+        raise ctx.error("missing (expected OpenPose JSON with a 'people' list, "
+                        "or a COCO/LDPose file with 'annotations')", "people")
+    people_raw = doc["people"]
+    if not isinstance(people_raw, list):
+        raise ctx.error(f"expected a list, got {type(people_raw).__name__}", "people")
+
+    people = []
+    for p, entry in enumerate(people_raw):
+        pctx = _Ctx(path, p)
+        if not isinstance(entry, dict):
+            raise pctx.error(f"expected an object, got {type(entry).__name__}")
+        if F_POSE not in entry:
+            raise pctx.error("missing", F_POSE)
+        body25 = _parse_flat(entry[F_POSE], N_BODY25, F_POSE, pctx, "25 BODY_25 points x 3")
+        residual = np.zeros((N_RESIDUAL, 3))
+        if entry.get(F_RESIDUAL) is not None:
+            residual = _parse_flat(entry[F_RESIDUAL], N_RESIDUAL, F_RESIDUAL, pctx, "8 residual endpoints x 3")
+        optional: dict[str, np.ndarray | None] = {}
+        for key, n, what in ((F_HAND_L, N_HAND, "21 hand points x 3"), (F_HAND_R, N_HAND, "21 hand points x 3"),
+                             (F_FACE, N_FACE, "70 face points x 3")):
+            value = entry.get(key)
+            # OpenPose writes [] when hands/face detection was off: same as absent.
+            optional[key] = None if value is None or value == [] else _parse_flat(value, n, key, pctx, what)
+        available = np.ones(N_BODY25, dtype=bool)
+        if entry.get(F_AVAILABLE) is not None:
+            flags = entry[F_AVAILABLE]
+            if not isinstance(flags, list) or len(flags) != N_BODY25 or not all(isinstance(f, bool) for f in flags):
+                raise pctx.error(f"expected a list of {N_BODY25} booleans", F_AVAILABLE)
+            available = np.array(flags, dtype=bool)
+        source = entry.get(F_SOURCE, "openpose")
+        if source not in SOURCE_FORMATS:
+            raise pctx.error(f"unknown source format {source!r}; expected one of {SOURCE_FORMATS}", F_SOURCE)
+        person = Person(body25=body25, residual=residual, hand_left=optional[F_HAND_L],
+                        hand_right=optional[F_HAND_R], face=optional[F_FACE], body25_available=available,
+                        source_format=source)
+        validate_person(person, size, path=path, person_index=p)
+        people.append(person)
+    return KeypointsFile(path=path, people=people, image_path=image_path, image_width=width,
+                         image_height=height, focal_length_px=focal)
+
+
+def _coco_person(ann: dict[str, Any], ctx: _Ctx, size: tuple[int, int] | None) -> Person | None:
+    """One COCO annotation -> Person, or None when it labels no point at all (e.g. a crowd box)."""
+    if "keypoints" not in ann:
+        raise ctx.error("missing", "keypoints")
+    raw = _parse_flat(ann["keypoints"], 25, "keypoints", ctx, "17 COCO points + 8 LDPose residual endpoints, x, y, v",
+                      alt_points=17)
+    v = raw[:, 2]
+    bad = np.flatnonzero(~np.isin(v, (0.0, 1.0, 2.0)))
+    if bad.size:
+        i = int(bad[0])
+        raise ctx.error(f"{_COCO_POINT_NAMES[i]} visibility {v[i]:g} is not 0, 1 or 2", "keypoints", i)
+    # v=1 (labelled but occluded) counts as a label: the annotator placed the point, and for a
+    # residual endpoint the position is what matters, not whether it is visible.
+    labelled = v > 0
+    if not labelled.any():
+        return None
+    _check_inside(raw, labelled, "keypoints", ctx, size, _COCO_POINT_NAMES)
+    points = np.where(labelled[:, None], np.column_stack([raw[:, :2], np.ones(len(raw))]), 0.0)
+    residual_present = np.zeros(N_RESIDUAL, dtype=bool)
+    if len(raw) == 25:
+        residual_present[list(_COCO_RESIDUAL_TO_KIND)] = labelled[17:]
+    file_index = [0] * N_RESIDUAL
+    for pos, k in enumerate(_COCO_RESIDUAL_TO_KIND):
+        file_index[k] = 17 + pos
+    _check_one_per_limb(residual_present, "keypoints", ctx, file_index)
+
+    body25 = np.zeros((N_BODY25, 3))
+    body25[list(COCO17_TO_BODY25)] = points[:17]
+    residual = np.zeros((N_RESIDUAL, 3))
+    if len(raw) == 25:
+        residual[list(_COCO_RESIDUAL_TO_KIND)] = points[17:]
+    return Person(body25=body25, residual=residual, body25_available=_COCO_AVAILABLE.copy(),
+                  source_format="coco-ldpose")
+
+
+def _read_coco(doc: dict[str, Any], path: str, image_size: tuple[int, int] | None) -> list[KeypointsFile]:
+    """One KeypointsFile per image in a COCO file; person indices in errors are annotation indices."""
+    ctx = _Ctx(path, None)
+    anns = doc["annotations"]
+    if not isinstance(anns, list):
+        raise ctx.error(f"expected a list, got {type(anns).__name__}", "annotations")
+    images = doc.get("images", [])
+    if images is None:
+        images = []
+    if not isinstance(images, list):
+        raise ctx.error(f"expected a list, got {type(images).__name__}", "images")
+
+    # Group by image id, in the order of "images" then of first appearance in "annotations".
+    info: dict[Any, tuple[str | None, int | None, int | None]] = {}
+    order: list[Any] = []
+    for i, img in enumerate(images):
+        if not isinstance(img, dict):
+            raise ctx.error(f"expected an object, got {type(img).__name__}", "images", i)
+        width = height = None
+        if img.get("width") is not None:
+            width = _positive_int(img["width"], ctx, f"images[{i}].width")
+        if img.get("height") is not None:
+            height = _positive_int(img["height"], ctx, f"images[{i}].height")
+        if (width is None) != (height is None):
+            raise ctx.error("image width and height must be given together", f"images[{i}]")
+        image_id = img.get("id")
+        info[image_id] = (_optional_str(img.get("file_name"), ctx, f"images[{i}].file_name"), width, height)
+        order.append(image_id)
+    groups: dict[Any, list[tuple[int, dict[str, Any]]]] = {image_id: [] for image_id in order}
+    for a, ann in enumerate(anns):
+        if not isinstance(ann, dict):
+            raise _Ctx(path, a).error(f"expected an object, got {type(ann).__name__}")
+        image_id = ann.get("image_id")
+        if image_id not in groups:
+            groups[image_id] = []
+            order.append(image_id)
+        groups[image_id].append((a, ann))
+
+    files = []
+    for image_id in order or [None]:
+        file_name, width, height = info.get(image_id, (None, None, None))
+        if image_size is not None:
+            width, height = image_size
+        size = (width, height) if width is not None and height is not None else None
+        people = []
+        for a, ann in groups.get(image_id, []):
+            if ann.get("iscrowd"):  # a crowd region, not one person
+                continue
+            person = _coco_person(ann, _Ctx(path, a), size)
+            if person is not None:
+                people.append(person)
+        files.append(KeypointsFile(path=path, people=people, image_path=file_name, image_width=width,
+                                   image_height=height, focal_length_px=None))
+    return files
+
+
+def read_keypoints_all(path: str | os.PathLike[str],
+                       image_size: tuple[int, int] | None = None) -> list[KeypointsFile]:
+    """Like :func:`read_keypoints`, but a COCO file holding several images gives one entry per image."""
+    path = os.fspath(path)
+    ctx = _Ctx(path, None)
+    if image_size is not None:
+        image_size = _check_image_size(image_size, ctx)
+    doc = _load_json(path)
+    if not isinstance(doc, dict):
+        raise ctx.error(f"not a keypoints file: the top level is a JSON {type(doc).__name__}, expected an object")
+    if "people" not in doc and "annotations" in doc:
+        return _read_coco(doc, path, image_size)
+    return [_read_openpose(doc, path, image_size)]
+
+
+def read_keypoints(path: str | os.PathLike[str], image_size: tuple[int, int] | None = None) -> KeypointsFile:
+    """Read an OpenPose(-extended) or LDPose/COCO keypoints file (format detected from the content).
+
+    ``image_size`` = (width, height), e.g. from the command line, overrides the size in the file.
+    Raises :class:`KeypointsError` (a ValueError) naming file, person, field and index on any
+    malformed content; OSError when the file cannot be read. A COCO file must hold one image
+    (use :func:`read_keypoints_all` for more).
+    """
+    files = read_keypoints_all(path, image_size)
+    if len(files) != 1:
+        raise KeypointsError(f"this COCO file holds {len(files)} images; read it with read_keypoints_all() "
+                             "or split it into one file per image", path=path)
+    return files[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+
+
+def _flat(points: np.ndarray) -> list[float]:
+    return [float(v) for v in np.asarray(points, dtype=np.float64).reshape(-1)]
+
+
+def write_keypoints(path: str | os.PathLike[str], kf: KeypointsFile) -> None:
+    """Write ``kf`` as OpenPose-extended JSON (DESIGN §3.4), atomically (temp file + os.replace).
+
+    Validates first, so a file this writes always reads back with :func:`read_keypoints`.
+    """
+    path = os.fspath(path)
+    ctx = _Ctx(path, None)
+    if (kf.image_width is None) != (kf.image_height is None):
+        raise ctx.error("image width and height must be given together", "image")
+    size = None
+    if kf.image_width is not None:
+        size = (_positive_int(kf.image_width, ctx, "image.width"), _positive_int(kf.image_height, ctx, "image.height"))
+    doc: dict[str, Any] = {"version": 1.3}
+    image: dict[str, Any] = {}
+    if kf.image_path is not None:
+        image["path"] = _optional_str(kf.image_path, ctx, "image.path")
+    if size is not None:
+        image["width"], image["height"] = size
+    if image:
+        doc["image"] = image
+    if kf.focal_length_px is not None:
+        doc["camera"] = {"focal_length_px": _positive_float(kf.focal_length_px, ctx, "camera.focal_length_px")}
+    people = []
+    for p, person in enumerate(kf.people):
+        validate_person(person, size, path=path, person_index=p)
+        entry: dict[str, Any] = {F_POSE: _flat(person.body25), F_RESIDUAL: _flat(person.residual)}
+        if person.hand_left is not None:
+            entry[F_HAND_L] = _flat(person.hand_left)
+        if person.hand_right is not None:
+            entry[F_HAND_R] = _flat(person.hand_right)
+        if person.face is not None:
+            entry[F_FACE] = _flat(person.face)
+        # Extension keys only when they carry information, so plain-OpenPose people stay plain.
+        if not person.body25_available.all():
+            entry[F_AVAILABLE] = [bool(a) for a in person.body25_available]
+        if person.source_format != "openpose":
+            entry[F_SOURCE] = person.source_format
+        people.append(entry)
+    doc["people"] = people
+    write_text_atomic(path, json.dumps(doc, allow_nan=False) + "\n")
