@@ -21,6 +21,7 @@ from ..core.rotations import axis_angle_to_matrix
 from .frames import ROOT_FROM_CAMERA, blender_to_body, body_to_blender
 
 AVATAR_TAG = "resihmr_avatar"  # custom property marking objects this add-on built
+UNCUT_PROP = "resihmr_uncut"  # ID property on the mesh object: its uncut mesh, where every re-cut starts (cut.py)
 MIN_BONE_LENGTH = 0.02
 
 
@@ -118,7 +119,43 @@ def build_avatar(model: BodyModel, params: dict, name: str = "ResiHMR", collecti
     mesh_obj["resihmr_model_sha256"] = model.sha256 or ""
     mesh_obj["resihmr_params"] = json.dumps({k: np.asarray(v).tolist() for k, v in params.items()})
     mesh_obj["resihmr_cut"] = "[]"
+    keep_uncut(mesh_obj)
     return arm_obj, mesh_obj
+
+
+def keep_uncut(mesh_obj):
+    """Store a copy of the mesh (shape keys, vertex groups and all) as the object's uncut mesh.
+
+    An ID pointer, not a name, so renaming either survives; it is saved in the .blend and restored by undo with
+    the object. No fake user: the pointer is the copy's one user, so when the avatar object is deleted the copy
+    becomes orphan data that Blender drops on the next save/reload or purge (remove_avatar drops it at once).
+    """
+    uncut = mesh_obj.data.copy()
+    uncut.name = f"{mesh_obj.data.name}_uncut"
+    mesh_obj[UNCUT_PROP] = uncut
+    return uncut
+
+
+def remove_avatar(obj) -> None:
+    """Delete an avatar: its armature, every mesh object on it (given the mesh object or the armature), and
+    their datablocks (meshes, shape keys, stored uncut meshes, armature) when nothing else uses them.
+    The shared ResiHMR materials stay (other avatars use them)."""
+    arm = obj if obj.type == "ARMATURE" else obj.parent
+    if arm is not None and (arm.type != "ARMATURE" or not arm.get(AVATAR_TAG)):
+        arm = None
+    objects = [obj] if arm is None else [arm, *[c for c in arm.children if c.get(AVATAR_TAG)]]
+    if obj not in objects:
+        objects.append(obj)
+    datablocks = []
+    for o in objects:
+        for data in (o.data, o.get(UNCUT_PROP)):
+            if isinstance(data, bpy.types.ID) and data not in datablocks:
+                datablocks.append(data)
+    for o in objects:
+        bpy.data.objects.remove(o)
+    for data in datablocks:
+        if data.users == 0:  # a linked duplicate elsewhere keeps its data
+            bpy.data.batch_remove([data])
 
 
 def _grouped(column: np.ndarray):
