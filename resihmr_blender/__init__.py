@@ -21,7 +21,8 @@ def register():
     from .operators import load
 
     for cls in _classes():
-        bpy.utils.register_class(cls)
+        if not getattr(cls, "is_registered", False):  # a batch run in this process may have registered the state
+            bpy.utils.register_class(cls)
     properties.attach()
     bpy.types.TOPBAR_MT_file_import.append(load.menu_import)  # users look under File > Import first
     global _cli_handle

@@ -12,6 +12,7 @@ others still run; the exit status is non-zero when any file or person failed. In
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -81,19 +82,34 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     return w, h
 
 
-def load_photo(kfile):
-    """The photo named by the keypoints file, when it is a PNG beside it (other formats: no background)."""
-    from .core.image import read_png
-
-    if not kfile.image_path or not kfile.path:
-        return None
-    path = Path(kfile.path).parent / kfile.image_path
-    if path.suffix.lower() != ".png" or not path.is_file():
-        return None
+def positive_float(text: str) -> float:
     try:
-        return read_png(path)
-    except (ValueError, OSError):
-        return None
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,13 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", default=None, help="SMPL-X .npz (default: the embedded body)")
     run.add_argument("--formats", default="json,overlay,mask",
                      help=f"comma list of {', '.join(AVAILABLE_FORMATS)} (blend/glb/fbx need bpy)")
-    run.add_argument("--focal", type=float, default=None, help="focal length in pixels (overrides the file)")
+    run.add_argument("--focal", type=positive_float, default=None, help="focal length in pixels (overrides the file)")
     run.add_argument("--image-size", type=parse_size, default=None, help="WIDTHxHEIGHT when the file has none")
-    run.add_argument("--threshold", type=float, default=15.0, help="RAFO acceptance threshold in pixels")
-    run.add_argument("--batch-size", type=int, default=64, help="people fitted together")
+    run.add_argument("--threshold", type=non_negative_float, default=15.0, help="RAFO acceptance threshold in pixels")
+    run.add_argument("--batch-size", type=positive_int, default=64, help="people fitted together")
     run.add_argument("--threads", type=int, default=0, help="torch threads (0 = automatic)")
     run.add_argument("--skip-existing", action="store_true", help="skip inputs whose result.json exists")
-    run.add_argument("--workers", type=int, default=1, help="processes, each with its own bpy/torch (default 1)")
+    run.add_argument("--workers", type=positive_int, default=1,
+                     help="processes, each with its own bpy/torch (default 1)")
     run.add_argument("--detect", action="store_true",
                      help="inputs may be photos: detect keypoints (optional extra [detect]) and write keypoints.json")
     run.add_argument("--accept-suggestions", action="store_true",
@@ -136,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_command(args) -> int:
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    if not formats:
+        print(f"error: --formats is empty; give a comma list of {', '.join(AVAILABLE_FORMATS)}", file=sys.stderr)
+        return 2
     unknown = [f for f in formats if f not in AVAILABLE_FORMATS]
     if unknown:
         print(f"error: --formats {','.join(unknown)} not available (available: {', '.join(AVAILABLE_FORMATS)})",
@@ -221,21 +241,31 @@ def detect_to_file(job: Job, accept: bool):
     return read_keypoints(target)
 
 
+def settings_from_args(args):
+    """The command line's flags -> the core's one settings object."""
+    from .core.settings import Settings
+
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    return Settings.from_values(threshold_px=args.threshold, num_threads=args.threads, focal_length_px=args.focal,
+                                image_size=args.image_size,
+                                pose_meshes=any(f in formats for f in ("overlay", "mask")))
+
+
 def process_jobs(jobs: list[Job], args) -> tuple[int, list[str], int]:
-    """Fit, RAFO, cut and write the outputs of these inputs; returns (written, failures, failed people)."""
+    """pipeline.run_many over these inputs, then each file's outputs; returns (written, failures, failed people).
+    The local run, the worker processes and the Ray tasks all come here."""
     import torch
 
     from .core.body_model import load_body_model
-    from .core.fit import FitConfig
     from .core.keypoints import KeypointsError
     from .core.keypoints_io import read_keypoints
-    from .core.pipeline import PersonFailure, camera_for, measure_people, reconstruct
-    from .core.rafo import RafoConfig
+    from .core.pipeline import run_many
     from .outputs import write_outputs
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    settings = settings_from_args(args)
     model = load_body_model(args.model)
     inputs = {job.source.resolve() for job in jobs}
     failures: list[str] = []
@@ -254,53 +284,43 @@ def process_jobs(jobs: list[Job], args) -> tuple[int, list[str], int]:
                 kfile = detect_to_file(job, args.accept_suggestions)
             else:
                 kfile = read_keypoints(job.source, image_size=args.image_size)
-            camera = camera_for(kfile, args.focal, args.image_size)
         except (KeypointsError, ValueError, OSError, RuntimeError) as exc:
             failures.append(str(exc) if str(job.source) in str(exc) else f"{job.source}: {exc}")
             print(f"error: {failures[-1]}", file=sys.stderr)
             continue
-        loaded.append((job, kfile, camera))
+        loaded.append((job, kfile))
 
-    fit_config = FitConfig(num_threads=args.threads)
-    rafo_config = RafoConfig(accept_threshold_px=args.threshold)
-    flat = [(j, p) for j, (_, kfile, _) in enumerate(loaded) for p in range(len(kfile.people))]
-    results: dict[tuple[int, int], object] = {}
     t0 = time.perf_counter()
-    for start in range(0, len(flat), max(1, args.batch_size)):
-        chunk = flat[start:start + args.batch_size]
-        people = [loaded[j][1].people[p] for j, p in chunk]
-        cameras = [loaded[j][2] for j, _ in chunk]
-        for key, res in zip(chunk, reconstruct(model, people, cameras, fit_config, rafo_config)):
-            results[key] = res
-        print(f"fitted {min(start + len(chunk), len(flat))}/{len(flat)} people "
-              f"({time.perf_counter() - t0:.1f} s)", flush=True)
-
+    reconstructions = run_many(model, [k for _, k in loaded], settings, batch_size=args.batch_size,
+                               progress=lambda stage, fraction: print(
+                                   f"fitted {fraction:.0%} of {sum(len(k.people) for _, k in loaded)} people "
+                                   f"({time.perf_counter() - t0:.1f} s)", flush=True))
     person_failures, written = 0, 0
-    for j, (job, kfile, camera) in enumerate(loaded):
+    for j, ((job, _), rec) in enumerate(zip(loaded, reconstructions)):
         start = time.perf_counter()
-        people = [results[(j, p)] for p in range(len(kfile.people))]
-        meshes = measure_people(model, people, pose=any(f in formats for f in ("overlay", "mask")))
+        if isinstance(rec, Exception):
+            failures.append(str(rec) if str(job.source) in str(rec) else f"{job.source}: {rec}")
+            print(f"error: {failures[-1]}", file=sys.stderr)
+            continue
         try:
-            write_outputs(job.out_dir, model, kfile, camera, people, meshes, formats, source=str(job.source),
-                          photo=load_photo(kfile))
+            write_outputs(job.out_dir, rec, formats)
         except Exception as exc:  # one image's export problem must not stop the batch
             failures.append(f"{job.source}: writing outputs failed: {exc}")
             print(f"error: {failures[-1]}", file=sys.stderr)
             continue
         written += 1
         summary = []
-        for p, res in enumerate(people):
-            if isinstance(res, PersonFailure):
-                person_failures += 1
-                print(f"error: {job.source}: person {p}: {res.reason}", file=sys.stderr)
-                continue
-            for r in res.residuals:
+        for p, reason in rec.failures():
+            person_failures += 1
+            print(f"error: {job.source}: person {p}: {reason}", file=sys.stderr)
+        for p, res in zip(rec.person_indices, rec.people):
+            for r in getattr(res, "residuals", []):
                 state = "accepted" if r.accepted else "REJECTED"
                 extra = res.measurements.get(r.kind, {})
                 volume = f" volume={extra['stump_volume_l']:.2f}l" if "stump_volume_l" in extra else ""
                 summary.append(f"person {p} {r.kind} λ={r.lam:.3f} err={r.reproj_error_px:.1f}px {state} "
                                f"length={r.residual_length_m * 100:.1f}cm{volume}")
-        print(f"[{j + 1}/{len(loaded)}] {job.name}: {len(people)} people -> {job.out_dir} "
+        print(f"[{j + 1}/{len(loaded)}] {job.name}: {len(rec.people)} people -> {job.out_dir} "
               f"({time.perf_counter() - start:.1f} s)", flush=True)
         for line in summary:
             print(f"    {line}")

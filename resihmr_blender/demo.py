@@ -14,20 +14,17 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "demo"
 
 
 def run_demo(out_dir: Path, example: Path = EXAMPLE, formats=("json", "overlay", "mask", "blend", "glb", "fbx")) -> int:
-    from .cli import load_photo
     from .core.body_model import load_body_model
     from .core.keypoints_io import read_keypoints
-    from .core.pipeline import PersonFailure, camera_for, measure_people, reconstruct
+    from .core.pipeline import PersonFailure, run
+    from .core.settings import Settings
     from .outputs import write_outputs
 
     t0 = time.perf_counter()
-    model = load_body_model()
     kfile = read_keypoints(example / "keypoints.json")
-    camera = camera_for(kfile)
-    results = reconstruct(model, kfile.people, [camera] * len(kfile.people))
-    meshes = measure_people(model, results, pose=True)
-    written = write_outputs(out_dir, model, kfile, camera, results, meshes, formats, source=str(example),
-                            photo=load_photo(kfile))
+    reconstruction = run(load_body_model(), kfile, Settings())
+    results = reconstruction.people
+    written = write_outputs(out_dir, reconstruction, formats)
     truth = json.loads((example / "ground_truth.json").read_text())["residuals"]
     print("ResiHMR demo on the bundled SYNTHETIC example (the embedded body with two known amputations)")
     for person, res in zip(kfile.people, results):

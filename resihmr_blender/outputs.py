@@ -1,6 +1,6 @@
-"""Write one image's outputs (DESIGN §3.5): result.json, overlay.png, mask.png (numpy, no Blender) and
-avatar.blend / avatar.glb / avatar.fbx (Blender, imported only when asked for). Every file is written
-atomically; inputs are never touched.
+"""Write one reconstruction's outputs (DESIGN §3.5): result.json, overlay.png, mask.png (numpy, no Blender) and
+avatar.blend / avatar.glb / avatar.fbx (Blender, imported only when asked for; built by workflow.apply, the
+same entry the sidebar uses). Every file is written atomically; inputs are never touched.
 """
 from __future__ import annotations
 
@@ -12,50 +12,49 @@ FORMATS = ("json", "overlay", "mask", "blend", "glb", "fbx")
 BLENDER_FORMATS = ("blend", "glb", "fbx")
 
 
-def write_outputs(out_dir: Path, model, kfile, camera, results, meshes, formats, source: str | None = None,
-                  photo=None) -> list[Path]:
+def write_outputs(out_dir: Path, reconstruction, formats) -> list[Path]:
     from .core.image import write_png
     from .core.overlay import mask_picture, overlay_picture
-    from .core.pipeline import result_document, write_json_atomic
+    from .core.photo import read_photo
+    from .core.result_json import write_json_atomic
 
+    out_dir = Path(out_dir)
     written = []
+    camera, meshes = reconstruction.camera, reconstruction.meshes
     if "json" in formats:
-        write_json_atomic(out_dir / "result.json", result_document(model, camera, results, source=source))
+        write_json_atomic(out_dir / "result.json", reconstruction.document())
         written.append(out_dir / "result.json")
     if "overlay" in formats:
-        write_png(out_dir / "overlay.png", overlay_picture(camera, kfile.people, results, meshes, photo))
+        people = [reconstruction.keypoints.people[i] for i in reconstruction.person_indices]
+        picture = overlay_picture(camera, people, reconstruction.people, meshes, read_photo(reconstruction.keypoints))
+        write_png(out_dir / "overlay.png", picture)
         written.append(out_dir / "overlay.png")
     if "mask" in formats:
         write_png(out_dir / "mask.png", mask_picture(camera, meshes))
         written.append(out_dir / "mask.png")
     if any(f in formats for f in BLENDER_FORMATS):
-        written += write_blender_outputs(out_dir, model, camera, results, formats, kfile)
+        written += write_blender_outputs(out_dir, reconstruction, formats)
     return written
 
 
-def write_blender_outputs(out_dir: Path, model, camera, results, formats, kfile=None) -> list[Path]:
-    """Build every fitted person as a live rigged avatar in a fresh scene, cut the accepted limbs, save."""
+def write_blender_outputs(out_dir: Path, reconstruction, formats) -> list[Path]:
+    """Every fitted person as a live rigged, cut and marked avatar in a fresh scene (workflow.apply), saved."""
     import bpy
 
-    from .core.pipeline import PersonFailure, accepted_cuts
-    from .mesh.build import build_avatar
-    from .mesh.camera import create_photo_camera
-    from .mesh.cut import cut_residual
+    from .core.pipeline import PersonFailure
     from .mesh.export import export_avatar
+    from .properties import ensure_attached
+    from .workflow import apply, show_photo_camera
 
+    ensure_attached()
     bpy.ops.wm.read_homefile(use_empty=True)
-    image_path = None
-    if kfile is not None and kfile.image_path and kfile.path:
-        candidate = Path(kfile.path).parent / kfile.image_path
-        image_path = str(candidate) if candidate.is_file() else None
-    create_photo_camera(camera, image_path=image_path)
+    scene = bpy.context.scene
+    show_photo_camera(scene, reconstruction)
     avatars = []
-    for p, res in enumerate(results):
+    for p, res in enumerate(reconstruction.people):
         if isinstance(res, PersonFailure):
             continue
-        arm, obj = build_avatar(model, res.params(), name="ResiHMR" if p == 0 else f"ResiHMR_{p}")
-        for kind, lam in accepted_cuts(res):
-            cut_residual(obj, kind, lam)
+        arm, obj = apply(reconstruction, scene, person=p, name="ResiHMR" if p == 0 else f"ResiHMR_{p}")
         avatars.append((p, arm, obj))
     written = []
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""State stored on the scene (the current input) and on each avatar object (its own fit and cuts)."""
+"""State stored on the scene (the current input) and on each avatar object (its own fit, cuts and live λ)."""
 from __future__ import annotations
 
 import bpy
@@ -16,17 +16,26 @@ from bpy.props import (
 from .core.residuals import RESIDUAL_KINDS
 
 
+def _kind_items():
+    return [(k, k.replace("_", " "), "") for k in RESIDUAL_KINDS]
+
+
 class RESIHMR_PG_Residual(bpy.types.PropertyGroup):
-    kind: EnumProperty(name="Kind", items=[(k, k.replace("_", " "), "") for k in RESIDUAL_KINDS])
+    """One residual kind of the current input, as the user edits it (the file's, a click, a suggestion)."""
+
+    kind: EnumProperty(name="Kind", items=_kind_items())
     enabled: BoolProperty(name="Residual limb", default=False)
     endpoint: FloatVectorProperty(name="Endpoint (px)", size=2, description="Residual endpoint in image pixels")
     confidence: FloatProperty(name="Confidence", default=1.0, min=0.0, max=1.0)
-    lam: FloatProperty(name="λ", default=0.5, min=0.0, max=1.0, description="Residual factor (RAFO's result)")
-    reproj_error_px: FloatProperty(name="Reprojection error", default=-1.0, subtype="PIXEL")
-    accepted: BoolProperty(name="Accepted", default=False)
     suggested: BoolProperty(name="Suggested", default=False, description="The detector thinks this limb is absent")
     suggested_endpoint: FloatVectorProperty(name="Suggested endpoint (px)", size=2)
     suggestion_score: FloatProperty(name="Suggestion score", default=0.0, min=0.0, max=1.0)
+
+
+def _highlight_changed(self, context):
+    from .workflow import set_residual_highlight
+
+    set_residual_highlight(self.show_residual_highlight)
 
 
 class RESIHMR_PG_Scene(bpy.types.PropertyGroup):
@@ -34,16 +43,54 @@ class RESIHMR_PG_Scene(bpy.types.PropertyGroup):
     keypoints_path: StringProperty(name="Keypoints", subtype="FILE_PATH")
     person_index: IntProperty(name="Person", default=0, min=0)
     residuals: CollectionProperty(type=RESIHMR_PG_Residual)
-    residual_index: IntProperty(default=0)
+    show_residual_highlight: BoolProperty(
+        name="Residual highlight", default=True, update=_highlight_changed,
+        description="Show the residual limbs in red (the mask attribute and vertex group are always kept)")
+
+
+def _lambda_changed(self, context):
+    """The live λ: dragging the slider re-cuts the stump (workflow.set_limb_lambda); a refused λ puts the
+    slider back and says why in the panel."""
+    from .workflow import avatar_document, is_syncing, set_limb_lambda, syncing
+
+    if is_syncing():
+        return
+
+    obj = self.id_data
+    try:
+        set_limb_lambda(obj, self.kind, self.lam)
+        obj.resihmr.last_error = ""
+    except Exception as exc:  # an update callback cannot report: keep the message for the panel
+        obj.resihmr.last_error = f"{self.kind}: λ {self.lam:.3f} refused: {exc}"
+        previous = next(r["lambda"] for r in avatar_document(obj)["people"][0]["residuals"] if r["kind"] == self.kind)
+        with syncing():
+            self.lam = previous
+
+
+class RESIHMR_PG_Limb(bpy.types.PropertyGroup):
+    """One residual limb of an avatar: its λ (a live slider) and what RAFO or the user decided."""
+
+    kind: EnumProperty(name="Kind", items=_kind_items())
+    lam: FloatProperty(name="λ", default=0.5, min=0.0, max=1.0, precision=3, update=_lambda_changed,
+                       description="Residual factor: 0 = the limb ends at the anchor joint, 1 = at the upstream "
+                                   "joint. Dragging re-cuts the stump; the value is then marked as set by hand")
+    reproj_error_px: FloatProperty(name="Reprojection error", default=-1.0, subtype="PIXEL")
+    accepted: BoolProperty(name="Accepted", default=False)
+    by_hand: BoolProperty(name="Set by hand", default=False)
+    length_m: FloatProperty(name="Residual length", default=0.0, subtype="DISTANCE", unit="LENGTH")
+    volume_l: FloatProperty(name="Stump volume (l)", default=-1.0)
+    circumferences_m: FloatVectorProperty(name="Circumferences at 25/50/75 %", size=3, subtype="NONE")
 
 
 class RESIHMR_PG_Avatar(bpy.types.PropertyGroup):
     model_sha256: StringProperty(name="Body model SHA-256")
     fit_error_px: FloatProperty(name="Fit error", default=-1.0, subtype="PIXEL")
-    result_json: StringProperty(name="Result (JSON)", description="This avatar's entry of result.json")
+    result_json: StringProperty(name="Result (JSON)", description="This avatar's result document (resihmr-result/1)")
+    limbs: CollectionProperty(type=RESIHMR_PG_Limb)
+    last_error: StringProperty(name="Last error")
 
 
-classes = (RESIHMR_PG_Residual, RESIHMR_PG_Scene, RESIHMR_PG_Avatar)
+classes = (RESIHMR_PG_Residual, RESIHMR_PG_Scene, RESIHMR_PG_Limb, RESIHMR_PG_Avatar)
 
 
 def attach() -> None:
@@ -55,3 +102,14 @@ def detach() -> None:
     for owner in (bpy.types.Scene, bpy.types.Object):
         if hasattr(owner, "resihmr"):
             del owner.resihmr
+
+
+def ensure_attached() -> None:
+    """Batch runs build avatars without the add-on enabled: register the state classes so each avatar carries
+    its result and limbs (the saved .blend then shows them when opened with the add-on)."""
+    if hasattr(bpy.types.Object, "resihmr"):
+        return
+    for cls in classes:
+        if not getattr(cls, "is_registered", False):
+            bpy.utils.register_class(cls)
+    attach()

@@ -1,23 +1,106 @@
-"""The Blender-side steps behind the operators (operators stay thin: they call these and report).
+"""THE Blender entry: `apply(reconstruction, scene)` turns a core Reconstruction into a live rigged avatar
+(built, cut, sealed, marked, its result document stored on it). Around it, the scene-side steps the operators
+call (operators stay thin: they call these and report).
 
 Scene state (the current input): `scene.resihmr` — photo, keypoints file, person, the 8 residual entries the user
-can edit. Avatar state (one per avatar): custom properties on the mesh object (`resihmr_result` JSON, the cuts).
+can edit. Avatar state (one per avatar): `obj.resihmr` on the mesh object — its result document (the same
+`resihmr-result/1` the command line writes), its cut limbs with their λ (a live slider: dragging re-cuts).
+
+Every step validates everything it needs before it changes anything: a refused step leaves the scene as it was.
 """
 from __future__ import annotations
 
+import contextlib
 import json
-from pathlib import Path
 
 import bpy
 import numpy as np
 
 from .core.keypoints import KeypointsFile
 from .core.keypoints_io import read_keypoints
-from .core.residuals import RESIDUAL_KINDS, residual_by_name
+from .core.residuals import RESIDUAL_KINDS, limb_conflict, limb_label
 from .errors import UserError
 
+_SYNCING = [False]  # True while the add-on itself writes mirrored values: their update callbacks must not act
+
+
+@contextlib.contextmanager
+def syncing():
+    previous = _SYNCING[0]
+    _SYNCING[0] = True
+    try:
+        yield
+    finally:
+        _SYNCING[0] = previous
+
+
+def is_syncing() -> bool:
+    return _SYNCING[0]
+
+
 KEYPOINTS_OBJECT = "ResiHMR keypoints"
+CAMERA_OBJECT = "ResiHMR camera"
 DISPLAY_DEPTH = 1.0  # metres in front of the camera where the keypoints are drawn (they project onto the photo)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Settings and camera: the core's one settings object and one camera decider, fed from the scene
+
+
+def scene_settings(scene, context=None):
+    """The run's settings from the add-on preferences (the command line's defaults when it is not enabled),
+    with the loaded photo's size as the image size."""
+    from .core.settings import Settings
+    from .preferences import get_preferences
+
+    prefs = get_preferences(context)
+    values = {} if prefs is None else {
+        "threshold_px": prefs.accept_threshold_px, "lambda_min": prefs.lambda_min, "lambda_max": prefs.lambda_max,
+        "num_threads": prefs.num_threads}
+    return Settings.from_values(image_size=_photo_size(scene), **values)
+
+
+def _photo_size(scene, path: str | None = None) -> tuple[int, int] | None:
+    path = path or scene.resihmr.photo_path
+    if not path:
+        return None
+    image = _load_image(bpy.path.abspath(path))
+    return tuple(int(v) for v in image.size)
+
+
+def _load_image(path: str):
+    """The photo as an image datablock; a file Blender cannot read leaves no datablock behind."""
+    try:
+        image = bpy.data.images.load(path, check_existing=True)
+    except RuntimeError as exc:
+        raise UserError(f"{path}: cannot read this photo ({exc})") from None
+    if image.size[0] == 0:
+        if image.users == 0:
+            bpy.data.images.remove(image)
+        raise UserError(f"{path}: not an image Blender can read")
+    return image
+
+
+def show_photo_camera(scene, reconstruction_or_camera, photo: str | None = None):
+    """The photo's camera in the scene (replacing ours), with the photo as its background when known."""
+    from .core.photo import photo_path
+    from .mesh.camera import create_photo_camera
+
+    camera = getattr(reconstruction_or_camera, "camera", reconstruction_or_camera)
+    if photo is None and hasattr(reconstruction_or_camera, "keypoints"):
+        found = photo_path(reconstruction_or_camera.keypoints)
+        photo = str(found) if found else None
+    old = bpy.data.objects.get(CAMERA_OBJECT)
+    if old is not None:
+        data = old.data
+        bpy.data.objects.remove(old)
+        if data.users == 0:
+            bpy.data.cameras.remove(data)
+    return create_photo_camera(camera, name=CAMERA_OBJECT, scene=scene, image_path=photo)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Input
 
 
 def ensure_residual_entries(state) -> None:
@@ -32,90 +115,79 @@ def read_scene_keypoints(scene) -> KeypointsFile:
     state = scene.resihmr
     if not state.keypoints_path:
         raise UserError("no keypoints file: load one in the Input panel (or File > Import > ResiHMR keypoints)")
-    size = _photo_size(scene)
-    return read_keypoints(bpy.path.abspath(state.keypoints_path), image_size=size)
-
-
-def _photo_size(scene):
-    state = scene.resihmr
-    if not state.photo_path:
-        return None
-    image = bpy.data.images.load(bpy.path.abspath(state.photo_path), check_existing=True)
-    return tuple(int(v) for v in image.size) if image.size[0] > 0 else None
+    return read_keypoints(bpy.path.abspath(state.keypoints_path), image_size=_photo_size(scene))
 
 
 def load_keypoints(scene, path: str) -> KeypointsFile:
-    """Read and validate the file (errors name file, person, field, index), then show it in the scene."""
+    """Read and validate the file (errors name file, person, field, index) and decide its camera; only then
+    show it in the scene."""
+    from .core.photo import photo_path
+    from .core.pipeline import camera_for
+
+    state = scene.resihmr
     kfile = read_keypoints(path, image_size=_photo_size(scene))
     if not kfile.people:
         raise UserError(f"{path}: no people in the file")
-    state = scene.resihmr
-    state.keypoints_path = path
-    state.person_index = min(state.person_index, len(kfile.people) - 1)
+    person_index = min(state.person_index, len(kfile.people) - 1)
+    photo = bpy.path.abspath(state.photo_path) if state.photo_path else None
+    if photo is None and photo_path(kfile) is not None:
+        photo = str(photo_path(kfile))
+    settings = scene_settings(scene)
+    if photo and settings.image_size is None:
+        settings.image_size = _photo_size(scene, photo)
+    camera = camera_for(kfile, settings)
+    # -- everything is known: change the scene
+    state.keypoints_path, state.person_index = path, person_index
+    if photo and not state.photo_path:
+        state.photo_path = photo
     ensure_residual_entries(state)
-    person = kfile.people[state.person_index]
     for k, entry in enumerate(state.residuals):
-        x, y, conf = person.residual[k]
+        x, y, conf = kfile.people[person_index].residual[k]
         entry.enabled, entry.endpoint, entry.confidence = bool(conf > 0), (float(x), float(y)), float(max(conf, 0))
-    if kfile.image_path and not state.photo_path and kfile.path:
-        photo = Path(kfile.path).parent / kfile.image_path
-        if photo.is_file():
-            state.photo_path = str(photo)
-    setup_camera(scene, kfile)
-    show_keypoints(scene, kfile)
+        entry.suggested = False
+    show_photo_camera(scene, camera, photo)
+    show_keypoints(scene, kfile, camera)
     return kfile
 
 
-def scene_camera_model(scene, kfile: KeypointsFile | None = None):
-    """The core Camera for the scene's input: the photo's size, the file's focal length or the guess."""
-    from .core.camera import Camera
-
-    size = _photo_size(scene) or (kfile.image_size if kfile is not None else None)
-    if not size:
-        raise UserError("image size unknown: load the photo, or give image width/height in the keypoints file")
-    return Camera.for_image(size[0], size[1], kfile.focal_length_px if kfile is not None else None)
-
-
-def setup_camera(scene, kfile: KeypointsFile | None = None):
-    from .mesh.camera import create_photo_camera
-
-    camera = scene_camera_model(scene, kfile)
-    old = bpy.data.objects.get("ResiHMR camera")
-    if old is not None:
-        bpy.data.objects.remove(old)
-    state = scene.resihmr
-    path = bpy.path.abspath(state.photo_path) if state.photo_path else None
-    return create_photo_camera(camera, image_path=path if path and Path(path).is_file() else None)
-
-
 def load_photo(scene, path: str) -> None:
-    image = bpy.data.images.load(path, check_existing=True)
-    if image.size[0] == 0:
-        raise UserError(f"{path}: not an image Blender can read")
-    scene.resihmr.photo_path = path
-    kfile = None
+    """Load the photo (refused without a trace when Blender cannot read it); re-place the camera for it."""
+    from .core.pipeline import camera_for
+
+    image = _load_image(path)
+    size = tuple(int(v) for v in image.size)
+    kfile = camera = None
     if scene.resihmr.keypoints_path:
-        kfile = read_scene_keypoints(scene)
-    setup_camera(scene, kfile)
+        kfile = read_keypoints(bpy.path.abspath(scene.resihmr.keypoints_path), image_size=size)
+        settings = scene_settings(scene)
+        settings.image_size = size
+        camera = camera_for(kfile, settings)
+    else:
+        from .core.camera import Camera
+
+        camera = Camera.for_image(*size)
+    scene.resihmr.photo_path = path
+    show_photo_camera(scene, camera, path)
     if kfile is not None:
-        show_keypoints(scene, kfile)
+        show_keypoints(scene, kfile, camera)
 
 
-def show_keypoints(scene, kfile: KeypointsFile) -> None:
+def show_keypoints(scene, kfile: KeypointsFile, camera) -> None:
     """The person's keypoints as vertices on a plane in front of the camera, so they sit on the photo."""
     from .mesh.frames import camera_to_world
 
-    camera = scene_camera_model(scene, kfile)
     person = kfile.people[scene.resihmr.person_index]
     points = [p for p in person.body25 if p[2] > 0] + [p for p in person.residual if p[2] > 0]
     pixels = np.array([p[:2] for p in points]).reshape(-1, 2)
     rays = np.c_[(pixels - camera.principal_point) / camera.focal_length, np.ones(len(pixels))] * DISPLAY_DEPTH
-    world = camera_to_world(rays)
     mesh = bpy.data.meshes.new(KEYPOINTS_OBJECT)
-    mesh.from_pydata(world.tolist(), [], [])
+    mesh.from_pydata(camera_to_world(rays).tolist(), [], [])
     old = bpy.data.objects.get(KEYPOINTS_OBJECT)
     if old is not None:
+        data = old.data
         bpy.data.objects.remove(old)
+        if data.users == 0:
+            bpy.data.meshes.remove(data)
     obj = bpy.data.objects.new(KEYPOINTS_OBJECT, mesh)
     obj.display_type = "WIRE"
     obj.show_in_front = True
@@ -123,36 +195,43 @@ def show_keypoints(scene, kfile: KeypointsFile) -> None:
     scene.collection.objects.link(obj)
 
 
-def scene_person(scene):
-    """The person to fit, with the residual limbs as edited in the panel (they override the file's)."""
+def scene_request(scene):
+    """(keypoints file with the panel's residual limbs for the chosen person, person index, settings), all
+    validated: the residual limbs edited in the panel override the file's."""
+    from .core.pipeline import camera_for, with_person
+
     kfile = read_scene_keypoints(scene)
     state = scene.resihmr
     if state.person_index >= len(kfile.people):
-        raise UserError(f"person {state.person_index} does not exist in {state.keypoints_path}")
-    person = kfile.people[state.person_index]
+        raise UserError(f"person {state.person_index} does not exist in {state.keypoints_path} "
+                        f"(it holds {len(kfile.people)})")
     ensure_residual_entries(state)
+    enabled = [e.kind for e in state.residuals if e.enabled]
+    conflict = limb_conflict(enabled)
+    if conflict:
+        raise UserError(f"two residual kinds on the {limb_label(conflict[0])}: {conflict[0]} and {conflict[1]}; "
+                        "keep one")
+    person = kfile.people[state.person_index]
     residual = np.zeros((8, 3))
-    limbs = {}
     for k, entry in enumerate(state.residuals):
-        if not entry.enabled:
-            continue
-        limb = residual_by_name(entry.kind).limb
-        if limb in limbs:
-            raise UserError(f"two residual kinds on the {limb.replace('_', ' ')}: {limbs[limb]} and {entry.kind}; "
-                            "keep one")
-        limbs[limb] = entry.kind
-        residual[k] = [entry.endpoint[0], entry.endpoint[1], max(entry.confidence, 1e-3)]
+        if entry.enabled:
+            residual[k] = [entry.endpoint[0], entry.endpoint[1], max(entry.confidence, 1e-3)]
+            # the panel holds float32 copies: where they are the file's values, use the file's exact numbers
+            if np.array_equal(residual[k].astype(np.float32), person.residual[k].astype(np.float32)):
+                residual[k] = person.residual[k]
     person.residual = residual
-    return person, scene_camera_model(scene, kfile), kfile
+    settings = scene_settings(scene)
+    camera_for(kfile, settings)  # refuse an unknown image size now, not in the worker
+    return with_person(kfile, state.person_index, person), state.person_index, settings
 
 
 def validate_residual_toggle(state, index: int) -> None:
     """Refuse enabling a second kind on a limb that already has one."""
     entry = state.residuals[index]
-    limb = residual_by_name(entry.kind).limb
-    for other in state.residuals:
-        if other != entry and other.enabled and residual_by_name(other.kind).limb == limb:
-            raise UserError(f"the {limb.replace('_', ' ')} already has {other.kind}; disable it first")
+    others = [o.kind for o in state.residuals if o != entry and o.enabled]
+    conflict = limb_conflict([*others, entry.kind])
+    if conflict:
+        raise UserError(f"the {limb_label(entry.kind)} already has {conflict[0]}; disable it first")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -163,63 +242,138 @@ def avatars(scene):
     return [o for o in scene.objects if o.type == "MESH" and o.get("resihmr_avatar")]
 
 
-def apply_fit(scene, model, result, name: str = "ResiHMR"):
-    """Build the live avatar for a fit result (replacing the previous avatar of the same name)."""
-    from .core.pipeline import person_json
-    from .mesh.build import build_avatar
+def apply(reconstruction, scene, person: int = 0, name: str = "ResiHMR"):
+    """Build person `person` of the reconstruction as a live rigged avatar in `scene`, cut and seal its accepted
+    residual limbs, mark them, and store its result document on the object; returns (armature, mesh object).
 
-    for old in [o for o in scene.objects if o.get("resihmr_avatar") and o.name.startswith(name)]:
-        data = old.data
-        bpy.data.objects.remove(old)
-        if isinstance(data, bpy.types.Mesh) and data.users == 0:
-            bpy.data.meshes.remove(data)
-        elif isinstance(data, bpy.types.Armature) and data.users == 0:
-            bpy.data.armatures.remove(data)
-    arm, obj = build_avatar(model, result.params(), name=name, collection=scene.collection)
-    obj["resihmr_result"] = json.dumps(person_json(result))
-    state = scene.resihmr
-    ensure_residual_entries(state)
-    for entry in state.residuals:
-        entry.reproj_error_px, entry.accepted = -1.0, False
-    for r in result.residuals:
-        entry = state.residuals[RESIDUAL_KINDS.index(r.kind)]
-        entry.lam, entry.reproj_error_px, entry.accepted = r.lam, r.reproj_error_px, r.accepted
-    obj.resihmr.fit_error_px = result.fit.fit_error_px
-    obj.resihmr.model_sha256 = model.sha256 or ""
+    A previous avatar called `name` is replaced only when the new one is complete: if building or cutting
+    fails, the scene is as it was.
+    """
+    from .core.pipeline import PersonFailure
+    from .core.result_json import cut_list
+    from .mesh.build import build_avatar, remove_avatar
+    from .mesh.cut import recut
+
+    result = reconstruction.people[person]
+    if isinstance(result, PersonFailure):
+        raise UserError(f"cannot fit this person: {result.reason}")
+    document = reconstruction.single_person_document(person)
+    arm, obj = build_avatar(reconstruction.model, result.params(), name=f"{name}.building",
+                            collection=scene.collection)
+    try:
+        measurements = recut(obj, cut_list(document["people"][0]))
+        for entry in document["people"][0]["residuals"]:
+            if entry["kind"] in measurements:
+                entry.update(measurements[entry["kind"]].to_json())
+        _store_document(obj, document)
+        obj.resihmr.fit_error_px = result.fit.fit_error_px
+        obj.resihmr.model_sha256 = reconstruction.model_info.get("sha256") or ""
+    except BaseException:
+        remove_avatar(obj)
+        raise
+    for old in [o for o in avatars(scene) if o.name == name]:
+        remove_avatar(old)
+    obj.name, arm.name = name, f"{name}_rig"
+    obj.data.name, arm.data.name = f"{name}_body", f"{name}_rig"
     return arm, obj
 
 
+def avatar_document(obj) -> dict:
+    if not obj.resihmr.result_json:
+        raise UserError(f"{obj.name}: no fit stored on this avatar (run Fit)")
+    return json.loads(obj.resihmr.result_json)
+
+
+def _store_document(obj, document: dict) -> None:
+    """The document on the object, and one λ slider per residual limb mirroring it (without re-cutting)."""
+    obj.resihmr.result_json = json.dumps(document, allow_nan=False)
+    residuals = document["people"][0].get("residuals", [])
+    with syncing():
+        # in place when the limbs are the same: this runs inside a slider's own update callback
+        if [limb.kind for limb in obj.resihmr.limbs] != [r["kind"] for r in residuals]:
+            obj.resihmr.limbs.clear()
+            for entry in residuals:
+                obj.resihmr.limbs.add().kind = entry["kind"]
+        for limb, entry in zip(obj.resihmr.limbs, residuals):
+            limb.lam, limb.accepted, limb.reproj_error_px = entry["lambda"], entry["accepted"], entry["reproj_error_px"]
+            limb.by_hand = entry.get("lambda_source") == "hand"
+            limb.length_m, limb.volume_l = entry["residual_length_m"], entry.get("stump_volume_l", -1.0)
+            limb.circumferences_m = (list(entry.get("circumferences_m", [])) + [0.0, 0.0, 0.0])[:3]
+
+
+def set_limb_lambda(obj, kind: str, lam: float) -> dict:
+    """The live λ: re-cut the avatar with this λ for `kind` (the previous cut undone, not stacked), update its
+    document (λ marked as set by hand, endpoint, length and measurements follow). All or nothing."""
+    from .core.result_json import cut_list, set_residual_lambda
+    from .mesh.cut import recut
+
+    document = avatar_document(obj)
+    threshold = scene_settings(bpy.context.scene).rafo.accept_threshold_px
+    entry = set_residual_lambda(document, 0, kind, lam, accept_threshold_px=threshold)
+    measurements = recut(obj, cut_list(document["people"][0]))  # raises before changing anything
+    if kind in measurements:
+        entry.update(measurements[kind].to_json())
+    _store_document(obj, document)
+    return entry
+
+
 def cut_avatar(obj) -> list[str]:
-    """Cut and seal every accepted residual limb of the avatar's fit that is not cut yet."""
-    from .mesh.cut import cut_residual, cut_state
+    """Cut and seal the avatar as its result says (accepted limbs and λ set by hand); all limbs or none."""
+    from .core.result_json import cut_list
+    from .mesh.cut import recut
 
     if obj is None or not obj.get("resihmr_avatar") or obj.type != "MESH":
         raise UserError("select an avatar built by ResiHMR (run Fit first)")
-    result = json.loads(obj.get("resihmr_result", "{}"))
-    done = {c["kind"] for c in cut_state(obj)}
-    todo = [(r["kind"], r["lambda"]) for r in result.get("residuals", []) if r["accepted"] and r["kind"] not in done]
-    if not todo:
-        raise UserError(f"{obj.name}: nothing to cut (no accepted residual limb left)")
-    for kind, lam in todo:
-        cut_residual(obj, kind, lam)
-    return [k for k, _ in todo]
+    document = avatar_document(obj)
+    cuts = cut_list(document["people"][0])
+    if not cuts:
+        raise UserError(f"{obj.name}: nothing to cut (no accepted residual limb)")
+    measurements = recut(obj, cuts)
+    for entry in document["people"][0]["residuals"]:
+        if entry["kind"] in measurements:
+            entry.update(measurements[entry["kind"]].to_json())
+    _store_document(obj, document)
+    return [k for k, _ in cuts]
+
+
+def restore_limbs(obj) -> None:
+    """The uncut body again (the result and its λ are kept; Cut and seal brings the stumps back)."""
+    from .mesh.cut import recut
+
+    recut(obj, [])
 
 
 def measurements_text(obj, csv: bool = False) -> str:
-    result = json.loads(obj.get("resihmr_result", "{}"))
-    rows = [("kind", "lambda", "accepted", "residual_length_m", "stump_volume_l", "circumferences_m")]
-    for r in result.get("residuals", []):
-        rows.append((r["kind"], f"{r['lambda']:.4f}", str(r["accepted"]), f"{r.get('residual_length_m', 0):.4f}",
-                     f"{r.get('stump_volume_l', float('nan')):.4f}",
+    document = avatar_document(obj)
+    rows = [("kind", "lambda", "lambda_source", "accepted", "residual_length_m", "stump_volume_l",
+             "circumferences_m")]
+    for r in document["people"][0].get("residuals", []):
+        rows.append((r["kind"], f"{r['lambda']:.4f}", r.get("lambda_source", "rafo"), str(r["accepted"]),
+                     f"{r.get('residual_length_m', 0):.4f}", f"{r.get('stump_volume_l', float('nan')):.4f}",
                      " ".join(f"{c:.4f}" for c in r.get("circumferences_m", []))))
     sep = "," if csv else "\t"
     return "\n".join(sep.join(row) for row in rows)
 
 
-def detect_photo(scene, out_folder: str) -> list:
+def set_residual_highlight(shown: bool) -> None:
+    """The red residual-limb material shown in red, or in skin colour (the mask attribute is kept)."""
+    from .core.colours import RESIDUAL_RGBA, SKIN_RGBA
+    from .mesh.cut import RED_MATERIAL
+
+    material = bpy.data.materials.get(RED_MATERIAL)
+    if material is not None:
+        material.diffuse_color = RESIDUAL_RGBA if shown else SKIN_RGBA
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Detection (optional extra)
+
+
+def detect_photo(scene, out_folder: str):
     """Detect keypoints on the scene's photo, write them as a keypoints file in `out_folder` (never beside the
     photo, so no user file is overwritten), load it, and mark the limb-loss suggestions (not enabled)."""
-    from .core.keypoints import KeypointsFile
+    from pathlib import Path
+
     from .core.keypoints_io import write_keypoints
     from .detect import detect, read_image
 
@@ -233,8 +387,6 @@ def detect_photo(scene, out_folder: str) -> list:
     write_keypoints(target, KeypointsFile(path=None, people=[found.person], image_path=photo,
                                           image_width=found.width, image_height=found.height))
     load_keypoints(scene, str(target))
-    for entry in state.residuals:
-        entry.suggested = False
     for s in found.suggestions:
         entry = state.residuals[RESIDUAL_KINDS.index(s.kind)]
         entry.suggested, entry.suggested_endpoint, entry.suggestion_score = True, s.endpoint, s.score

@@ -11,7 +11,7 @@ import pytest
 
 from resihmr_blender.cli import main, output_name
 from resihmr_blender.core.image import read_png
-from resihmr_blender.core.pipeline import is_finite_document
+from resihmr_blender.core.result_json import is_finite_document
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "demo" / "keypoints.json"

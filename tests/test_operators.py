@@ -70,21 +70,35 @@ def test_place_endpoint_sets_the_pixel(scene):
         bpy.ops.resihmr.place_endpoint(index=4, pixel=(600.0, 1300.0))  # right_transfemoral: same leg
 
 
+def avatar_of(scene):
+    found = [o for o in scene.objects if o.get("resihmr_avatar") and o.type == "MESH"]
+    assert len(found) == 1
+    return found[0]
+
+
+def mesh_arrays(obj):
+    verts = np.array([v.co[:] for v in obj.data.vertices])
+    faces = np.array([p.vertices[:] for p in obj.data.polygons])
+    return verts, faces
+
+
 def test_fit_cut_measure_export_end_to_end(scene, tmp_path):
-    state = loaded(scene)
+    loaded(scene)
     assert bpy.ops.resihmr.fit() == {"FINISHED"}
-    avatar = next(o for o in scene.objects if o.get("resihmr_avatar") and o.type == "MESH")
+    avatar = avatar_of(scene)
+    assert bpy.context.view_layer.objects.active == avatar  # the new avatar is the one the panels show
     truth = json.loads((EXAMPLE / "ground_truth.json").read_text())["residuals"]
-    for entry in state.residuals:
-        if entry.enabled:
-            assert entry.accepted and abs(entry.lam - truth[entry.kind]["lambda"]) < 0.15
-    bpy.context.view_layer.objects.active = avatar
-    assert bpy.ops.resihmr.cut_residual() == {"FINISHED"}
-    verts = np.array([v.co[:] for v in avatar.data.vertices])
-    faces = np.array([p.vertices[:] for p in avatar.data.polygons])
+    limbs = {limb.kind: limb for limb in avatar.resihmr.limbs}
+    assert set(limbs) == {"right_transradial", "left_transtibial"}
+    for kind, limb in limbs.items():
+        assert limb.accepted and not limb.by_hand and abs(limb.lam - truth[kind]["lambda"]) < 0.15
+        assert limb.volume_l > 0 and limb.length_m > 0
+    # Fit builds, cuts and seals in one step (workflow.apply): closed, every stump marked
+    verts, faces = mesh_arrays(avatar)
     assert trimesh.Trimesh(verts, faces, process=False).is_watertight
-    with pytest.raises(RuntimeError, match="nothing to cut"):
-        bpy.ops.resihmr.cut_residual()
+    assert len(avatar.data.vertices) < 13000
+    assert bpy.ops.resihmr.cut_residual() == {"FINISHED"}  # again: the same cuts, not stacked
+    assert np.array_equal(mesh_arrays(avatar)[1], faces)
     assert bpy.ops.resihmr.copy_measurements(csv=True) == {"FINISHED"}  # headless: no clipboard to read back
     from resihmr_blender.workflow import measurements_text
     text = measurements_text(avatar, csv=True)
@@ -100,7 +114,136 @@ def test_fit_cut_measure_export_end_to_end(scene, tmp_path):
     assert {r["kind"] for r in result["people"][0]["residuals"]} == {"right_transradial", "left_transtibial"}
     # re-running the fit replaces the avatar instead of piling up copies
     bpy.ops.resihmr.fit()
-    assert len([o for o in scene.objects if o.get("resihmr_avatar") and o.type == "MESH"]) == 1
+    assert avatar_of(scene).name == "ResiHMR"
+
+
+def strip_timings(document):
+    for person in document["people"]:
+        person.pop("timings_s", None)
+    return document
+
+
+def test_sidebar_result_json_equals_the_command_lines(scene, tmp_path):
+    from resihmr_blender.cli import main
+
+    assert main(["run", str(EXAMPLE / "keypoints.json"), "--out", str(tmp_path / "cli"), "--formats", "json"]) == 0
+    cli = json.loads((tmp_path / "cli" / "demo" / "result.json").read_text())
+    loaded(scene)
+    bpy.ops.resihmr.fit()
+    bpy.ops.resihmr.export_result(filepath=str(tmp_path / "sidebar.json"))
+    sidebar = json.loads((tmp_path / "sidebar.json").read_text())
+    assert json.dumps(strip_timings(sidebar), sort_keys=True) == json.dumps(strip_timings(cli), sort_keys=True)
+
+
+def test_live_lambda_recuts_the_stump_and_marks_it_set_by_hand(scene, tmp_path):
+    loaded(scene)
+    bpy.ops.resihmr.fit()
+    avatar = avatar_of(scene)
+    limb = next(limb for limb in avatar.resihmr.limbs if limb.kind == "left_transtibial")
+    rafo_lambda, volume = limb.lam, limb.volume_l
+    first_verts, first_faces = mesh_arrays(avatar)
+
+    def stump_tip():  # lowest residual-limb vertex of the left leg in the rest pose (Blender z up)
+        verts, _ = mesh_arrays(avatar)
+        mask = np.zeros(len(verts), np.float32)
+        avatar.data.attributes["residual_mask"].data.foreach_get("value", mask)
+        left_leg = (mask > 0.5) & (verts[:, 0] > 0.02) & (verts[:, 2] < 0.6)
+        return verts[left_leg, 2].min()
+
+    tip = stump_tip()
+    limb.lam = 0.9  # what dragging the slider does
+    assert not avatar.resihmr.last_error
+    assert stump_tip() > tip + 0.1  # λ 0.9: the stump ends near the knee, 10+ cm higher
+    assert limb.by_hand and limb.volume_l < volume
+    entry = next(r for r in json.loads(avatar.resihmr.result_json)["people"][0]["residuals"]
+                 if r["kind"] == "left_transtibial")
+    assert entry["lambda"] == 0.9 and entry["lambda_source"] == "hand"
+    assert entry["stump_volume_l"] == pytest.approx(limb.volume_l, abs=1e-6)
+    limb.lam = rafo_lambda  # back: the same mesh as the first cut, nothing stacked
+    verts, faces = mesh_arrays(avatar)
+    assert np.array_equal(faces, first_faces) and np.allclose(verts, first_verts, atol=1e-6)
+    bpy.ops.resihmr.export_result(filepath=str(tmp_path / "result.json"))
+    exported = json.loads((tmp_path / "result.json").read_text())["people"][0]["residuals"]
+    assert {r["kind"]: r["lambda_source"] for r in exported} == {"right_transradial": "rafo",
+                                                                "left_transtibial": "hand"}
+
+
+def test_cut_over_several_limbs_is_all_or_nothing(scene):
+    loaded(scene)
+    bpy.ops.resihmr.fit()
+    avatar = avatar_of(scene)
+    bpy.ops.resihmr.restore_limbs()
+    uncut_verts, uncut_faces = mesh_arrays(avatar)
+    assert "residual_mask" not in avatar.data.attributes or not any(
+        d.value for d in avatar.data.attributes["residual_mask"].data)
+    document = json.loads(avatar.resihmr.result_json)
+    document["people"][0]["residuals"][1]["lambda"] = 1.7  # the second limb cannot be cut
+    avatar.resihmr.result_json = json.dumps(document)
+    with pytest.raises(RuntimeError, match="λ"):
+        bpy.ops.resihmr.cut_residual()
+    verts, faces = mesh_arrays(avatar)
+    assert np.array_equal(faces, uncut_faces) and np.array_equal(verts, uncut_verts)  # not even the first
+
+
+def test_highlight_toggle_hides_and_brings_back_the_red(scene):
+    from resihmr_blender.core.colours import RESIDUAL_RGBA, SKIN_RGBA
+    from resihmr_blender.mesh.cut import RED_MATERIAL
+
+    loaded(scene)
+    bpy.ops.resihmr.fit()
+    material = bpy.data.materials[RED_MATERIAL]
+    assert np.allclose(material.diffuse_color, RESIDUAL_RGBA)
+    scene.resihmr.show_residual_highlight = False
+    assert np.allclose(material.diffuse_color, SKIN_RGBA)
+    scene.resihmr.show_residual_highlight = True
+    assert np.allclose(material.diffuse_color, RESIDUAL_RGBA)  # the colour came back
+
+
+def test_operators_act_on_the_active_avatar_only(scene):
+    loaded(scene)
+    bpy.ops.resihmr.fit()
+    bpy.ops.mesh.primitive_cube_add()
+    assert bpy.context.active_object.name == "Cube"
+    assert not bpy.ops.resihmr.cut_residual.poll() and not bpy.ops.resihmr.export_result.poll()
+
+
+def test_undo_brings_back_the_state_before_an_operator(scene):
+    """Headless, operators called from Python push no undo step of their own (Blender does that for UI calls
+    of operators with UNDO in bl_options); the steps are pushed by hand around them. What this checks is that
+    everything an operator changes lives in undoable data: one undo restores the mesh, its result and λ."""
+    loaded(scene)
+    bpy.ops.resihmr.fit()
+    avatar = avatar_of(scene)
+    cut_count, document = len(avatar.data.vertices), avatar.resihmr.result_json
+    bpy.ops.ed.undo_push(message="before")
+    avatar.resihmr.limbs[1].lam = 0.9  # live λ re-cut
+    bpy.ops.resihmr.restore_limbs()
+    bpy.ops.ed.undo_push(message="after")
+    restored = bpy.data.objects["ResiHMR"]
+    assert len(restored.data.vertices) > cut_count and restored.resihmr.result_json != document
+    bpy.ops.ed.undo()
+    avatar = bpy.data.objects["ResiHMR"]
+    assert len(avatar.data.vertices) == cut_count and avatar.resihmr.result_json == document
+    assert not avatar.resihmr.limbs[1].by_hand
+    bpy.ops.resihmr.restore_limbs()  # the uncut mesh the live cut starts from survived the undo too
+    assert len(avatar.data.vertices) > cut_count
+
+
+def test_load_validates_before_it_changes_anything(scene, tmp_path):
+    no_size = tmp_path / "no_size.json"
+    doc = json.loads((EXAMPLE / "keypoints.json").read_text())
+    doc.pop("image", None)
+    no_size.write_text(json.dumps(doc))
+    with pytest.raises(RuntimeError, match="image size unknown"):
+        bpy.ops.resihmr.load_keypoints(filepath=str(no_size))
+    state = scene.resihmr
+    assert not state.keypoints_path and len(state.residuals) == 0 and scene.camera is None
+    assert "ResiHMR keypoints" not in bpy.data.objects
+    text = tmp_path / "photo.png"
+    text.write_text("not a picture")
+    with pytest.raises(RuntimeError, match="photo.png"):
+        bpy.ops.resihmr.load_photo(filepath=str(text))
+    assert not state.photo_path and not bpy.data.images  # no datablock left behind
 
 
 def test_error_paths_report_clearly(scene, tmp_path):
@@ -132,19 +275,6 @@ def test_missing_body_model_points_at_the_preference(scene, tmp_path, monkeypatc
         bpy.ops.resihmr.fit()
 
 
-def test_operators_that_change_the_scene_support_undo():
-    """Undo itself needs a window (ed.undo's poll fails headless); every changing operator registers an undo
-    step, and a refused step leaves the object unchanged (tests/test_mesh.py checks that)."""
-    from resihmr_blender import operators
-
-    changing = {"resihmr.load_keypoints", "resihmr.load_photo", "resihmr.toggle_residual",
-                "resihmr.place_endpoint", "resihmr.fit", "resihmr.cut_residual", "resihmr.toggle_pose",
-                "resihmr.toggle_highlight"}
-    for cls in operators.classes:
-        if cls.bl_idname in changing:
-            assert "UNDO" in cls.bl_options, cls.bl_idname
-
-
 class FakeEvent:
     def __init__(self, type_, value="PRESS", x=0, y=0):
         self.type, self.value, self.mouse_region_x, self.mouse_region_y = type_, value, x, y
@@ -165,32 +295,40 @@ class FakeOperator:
         return getattr(self.cls, name).__get__(self)
 
 
-def test_fit_modal_finishes_or_cancels_on_escape(scene):
-    import threading
-
-    from resihmr_blender.operators.fit import RESIHMR_OT_Fit, compute
+def test_fit_worker_progress_escape_and_errors_through_one_path(scene):
+    from resihmr_blender.operators.fit import RESIHMR_OT_Fit, Worker
 
     loaded(scene)
-    op = FakeOperator(RESIHMR_OT_Fit, _timer=None, _ticks=0)
-    model, person, camera, fit_config, rafo_config = op._prepare(bpy.context)
-    op._model, op._outcome = model, {"result": compute(model, person, camera, fit_config, rafo_config)}
-    # Esc while the worker runs: cancelled, and the scene never saw the result
-    op._thread = threading.Thread(target=lambda: None)
-    op._thread.start()
-    op._thread.join()
+    op = FakeOperator(RESIHMR_OT_Fit, _timer=None, _worker=None)
+    # a worker run to the end went through the pipeline's real stages
+    worker = Worker(*op._prepare(bpy.context))
+    worker.thread.start()
+    worker.thread.join()
+    assert (worker.stage, worker.fraction) == ("done", 1.0) and worker.error is None
+    # Esc while the worker runs: it is stopped (not left running) and the scene never sees a result
+    op._worker = Worker(*op._prepare(bpy.context))
+    op._worker.thread.start()
     assert op.modal(bpy.context, FakeEvent("ESC")) == {"CANCELLED"}
+    assert not op._worker.thread.is_alive() and op._worker.result is None
     assert not [o for o in scene.objects if o.get("resihmr_avatar")]
     assert op.reports[-1][0] == "WARNING" and "nothing changed" in op.reports[-1][1]
-    # a timer tick after the worker finished: the avatar is built
+    # a timer tick after a finished worker builds the avatar
+    op._worker = worker
     assert op.modal(bpy.context, FakeEvent("TIMER")) == {"FINISHED"}
-    assert [o for o in scene.objects if o.get("resihmr_avatar") and o.type == "MESH"]
-    # a worker error is reported, nothing is built
+    assert avatar_of(scene)
+    # a worker error is reported on one line through the same path as execute, nothing is built
     bpy.ops.wm.read_homefile(use_empty=True)
     loaded(bpy.context.scene)
-    op._outcome = {"error": ValueError("cannot fit this person: all keypoint confidences are zero")}
+    from resihmr_blender.core.fit import FitError
+
+    worker.error = FitError("all keypoint confidences are zero\n  (second line)")
     assert op.modal(bpy.context, FakeEvent("TIMER")) == {"CANCELLED"}
-    assert "confidences are zero" in op.reports[-1][1]
+    assert op.reports[-1] == ("ERROR", "all keypoint confidences are zero (second line)")
     assert not [o for o in bpy.context.scene.objects if o.get("resihmr_avatar")]
+    # invoke with a bad request: refused through the same path, before any thread starts
+    bpy.context.scene.resihmr.residuals[0].enabled = True  # a second kind on the right arm
+    assert op.invoke(bpy.context, FakeEvent("LEFTMOUSE")) == {"CANCELLED"}
+    assert "two residual kinds on the right arm" in op.reports[-1][1]
 
 
 def test_place_endpoint_modal_with_simulated_clicks(scene, monkeypatch):

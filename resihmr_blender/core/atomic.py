@@ -28,6 +28,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{TEMP_MARK}{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
+    tmp.unlink()  # a unique free name; writers that keep backups (Blender's .blend1) must not find a file there
     try:
         yield tmp
         if not tmp.is_file():

@@ -1,26 +1,36 @@
-"""Fit -> RAFO -> pose feedback for the people of one or many keypoint files, and the result.json writer.
+"""THE core entry: a keypoints file + settings -> a Reconstruction (fit, RAFO, pose feedback, cut and sealed
+meshes, measurements, the result document). The command line, the demo, the batch executors and the Blender
+sidebar all call `run` (one file) or `run_many` (many files, people fitted in shared batches); the Blender side
+then only turns a Reconstruction into live objects (workflow.apply).
 
-No bpy here: the command line with `--formats json`, notebooks and the Blender operators all call this.
+No bpy here.
 """
 from __future__ import annotations
 
-import json
-import math
-import os
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from .atomic import write_text_atomic
+from .avatar_mesh import AvatarMesh, build_mesh
 from .body_model import BodyModel
 from .camera import Camera
 from .fit import FitConfig, FitError, PersonFit, fit_people
 from .keypoints import KeypointsFile, Person
 from .rafo import RafoConfig, ResidualError, ResidualResult, limb_problems, pose_following_anchors, solve
+from .result_json import person_json, result_document
+from .settings import Settings
 
-RESULT_FORMAT = "resihmr-result/1"
+# (stage, fraction of the whole run done) — stages: "fit", "rafo", "mesh", "done". A callback may raise
+# Cancelled to stop the run between stages.
+Progress = Callable[[str, float], None]
+
+
+class Cancelled(Exception):
+    """The user stopped the run; nothing was produced."""
 
 
 @dataclass
@@ -32,7 +42,7 @@ class PersonResult:
     body_pose: np.ndarray  # after the anchors drove the pose
     joints_3d: np.ndarray  # (55, 3) final, camera frame
     body25_2d: np.ndarray  # (25, 2) final
-    measurements: dict[str, dict] = field(default_factory=dict)  # per residual kind, filled by measure.py
+    measurements: dict[str, dict] = field(default_factory=dict)  # per residual kind, from measure.py
     timings_s: dict = field(default_factory=dict)
 
     def params(self) -> dict[str, np.ndarray]:
@@ -44,21 +54,58 @@ class PersonFailure:
     reason: str
 
 
-def camera_for(kfile: KeypointsFile, focal_length: float | None = None,
-               image_size: tuple[int, int] | None = None) -> Camera:
-    """Camera from (in order) the arguments, the keypoints file, a documented guess."""
-    width, height = image_size or (kfile.image_width, kfile.image_height)
+@dataclass
+class Reconstruction:
+    """One keypoints file's people, reconstructed; `document()` is its result.json."""
+
+    keypoints: KeypointsFile
+    camera: Camera
+    people: list[PersonResult | PersonFailure]
+    meshes: list[AvatarMesh | None]
+    model_info: dict
+    settings: Settings
+    person_indices: list[int]  # which people of the file these are (all of them, or the one the sidebar fits)
+    model: BodyModel = field(repr=False, default=None)  # type: ignore[assignment]  # what Blender builds from
+
+    @property
+    def source(self) -> str | None:
+        return str(Path(self.keypoints.path).resolve()) if self.keypoints.path else None
+
+    def document(self) -> dict:
+        return result_document(self.model_info, self.camera, [person_json(p) for p in self.people], self.source)
+
+    def single_person_document(self, index: int) -> dict:
+        """The document of one of these people alone (what an avatar in Blender carries)."""
+        return result_document(self.model_info, self.camera, [person_json(self.people[index])], self.source)
+
+    def failures(self) -> list[tuple[int, str]]:
+        return [(i, p.reason) for i, p in zip(self.person_indices, self.people) if isinstance(p, PersonFailure)]
+
+
+def camera_for(kfile: KeypointsFile, settings: Settings | None = None) -> Camera:
+    """THE camera decider: image size from the settings (a loaded photo, --image-size) else the file; focal
+    length from the settings (--focal), else the file, else the documented guess (camera.guess_focal_length)."""
+    settings = settings or Settings()
+    width, height = settings.image_size or (kfile.image_width, kfile.image_height)
     if not width or not height:
-        raise FitError(f"{kfile.path}: image size unknown: give 'image': {{'width', 'height'}} in the file "
-                       "or --image-size WIDTHxHEIGHT")
-    return Camera.for_image(int(width), int(height), focal_length or kfile.focal_length_px)
+        raise FitError(f"{kfile.path}: image size unknown: give 'image': {{'width', 'height'}} in the file, "
+                       "load the photo, or pass --image-size WIDTHxHEIGHT")
+    return Camera.for_image(int(width), int(height), settings.focal_length_px or kfile.focal_length_px)
+
+
+def model_info(model: BodyModel) -> dict:
+    return {"path": model.source_path, "sha256": model.sha256, "embedded_default": model.is_default}
 
 
 def reconstruct(model: BodyModel, people: list[Person], cameras: list[Camera], fit_config: FitConfig | None = None,
-                rafo_config: RafoConfig | None = None) -> list[PersonResult | PersonFailure]:
-    """Fit every person in one batch, then RAFO over every residual limb of every person in one batch."""
+                rafo_config: RafoConfig | None = None,
+                progress: Progress | None = None) -> list[PersonResult | PersonFailure]:
+    """Fit every person in one batch, RAFO on every residual limb (each limb its own problem), pose feedback."""
     fit_config, rafo_config = fit_config or FitConfig(), rafo_config or RafoConfig()
+    report = progress or (lambda stage, fraction: None)
+    report("fit", 0.0)
     fits = fit_people(model, people, cameras, fit_config)
+    report("rafo", 0.6)
     out: list[PersonResult | PersonFailure | None] = [None] * len(people)
     problems, owner = [], []
     for i, (person, fit) in enumerate(zip(people, fits)):
@@ -97,26 +144,28 @@ def reconstruct(model: BodyModel, people: list[Person], cameras: list[Camera], f
     return out  # type: ignore[return-value]
 
 
-def accepted_cuts(result: PersonResult) -> list[tuple[str, float]]:
+def cuts_of(result: PersonResult) -> list[tuple[str, float]]:
+    """Where the avatar is cut: the residual limbs RAFO accepted (result_json.cut_list reads the same rule
+    back from a document, where a λ set by hand also counts)."""
     return [(r.kind, r.lam) for r in result.residuals if r.accepted]
 
 
-def measure_people(model: BodyModel, results: list, pose: bool = False) -> list:
-    """Cut and seal every accepted residual limb (core geometry, no Blender) and store the measurements;
-    returns each person's AvatarMesh (None for failures)."""
-    from .avatar_mesh import build_mesh
+def build_meshes(model: BodyModel, results: list, pose: bool = True) -> list[AvatarMesh | None]:
+    """Cut and seal every accepted residual limb (core geometry) and store the measurements in each result;
+    a limb that cannot be cut is reported in its measurements, never stops the others."""
     from .stump import StumpError
 
-    meshes = []
+    meshes: list[AvatarMesh | None] = []
     for result in results:
         if isinstance(result, PersonFailure):
             meshes.append(None)
             continue
         t0 = time.perf_counter()
+        cuts = cuts_of(result)
         try:
-            mesh = build_mesh(model, result.params(), accepted_cuts(result), pose=pose)
-        except StumpError as exc:
-            for kind, _ in accepted_cuts(result):
+            mesh = build_mesh(model, result.params(), cuts, pose=pose)
+        except (StumpError, ValueError) as exc:
+            for kind, _ in cuts:
                 result.measurements[kind] = {"measurement_error": str(exc)}
             meshes.append(None)
             continue
@@ -127,57 +176,66 @@ def measure_people(model: BodyModel, results: list, pose: bool = False) -> list:
     return meshes
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# result.json
+def run(model: BodyModel, kfile: KeypointsFile, settings: Settings | None = None, people: list[int] | None = None,
+        progress: Progress | None = None) -> Reconstruction:
+    """Reconstruct the people of one keypoints file (all, or those listed in `people`)."""
+    settings = settings or Settings()
+    indices = list(range(len(kfile.people))) if people is None else list(people)
+    for i in indices:
+        if not 0 <= i < len(kfile.people):
+            raise FitError(f"{kfile.path}: person {i} does not exist (the file holds {len(kfile.people)})")
+    camera = camera_for(kfile, settings)
+    results = reconstruct(model, [kfile.people[i] for i in indices], [camera] * len(indices), settings.fit,
+                          settings.rafo, progress)
+    return _finish(model, kfile, camera, results, settings, indices, progress)
 
 
-def _finite(value) -> list:
-    arr = np.asarray(value, dtype=np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("refusing to write a non-finite number to result.json")
-    return np.round(arr, 6).tolist()
+def run_many(model: BodyModel, kfiles: list[KeypointsFile], settings: Settings | None = None,
+             batch_size: int = 64, progress: Progress | None = None) -> list[Reconstruction | FitError]:
+    """`run` for many files, their people fitted together in batches of `batch_size` (each person and each
+    residual limb is still its own problem). A file whose camera cannot be decided gives its FitError."""
+    settings = settings or Settings()
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    cameras: list[Camera | FitError] = []
+    for kfile in kfiles:
+        try:
+            cameras.append(camera_for(kfile, settings))
+        except FitError as exc:
+            cameras.append(exc)
+    flat = [(f, p) for f, kfile in enumerate(kfiles) if isinstance(cameras[f], Camera)
+            for p in range(len(kfile.people))]
+    results: dict[tuple[int, int], PersonResult | PersonFailure] = {}
+    for start in range(0, len(flat), batch_size):
+        chunk = flat[start:start + batch_size]
+        done = reconstruct(model, [kfiles[f].people[p] for f, p in chunk], [cameras[f] for f, _ in chunk],
+                           settings.fit, settings.rafo)
+        results.update(zip(chunk, done))
+        if progress is not None:
+            progress("fit", min(start + batch_size, len(flat)) / max(len(flat), 1))
+    out: list[Reconstruction | FitError] = []
+    for f, kfile in enumerate(kfiles):
+        camera = cameras[f]
+        if isinstance(camera, FitError):
+            out.append(camera)
+            continue
+        indices = list(range(len(kfile.people)))
+        out.append(_finish(model, kfile, camera, [results[(f, p)] for p in indices], settings, indices, None))
+    return out
 
 
-def person_json(result: PersonResult | PersonFailure) -> dict:
-    if isinstance(result, PersonFailure):
-        return {"error": result.reason}
-    fit = result.fit
-    residuals = []
-    for r in result.residuals:
-        entry = {"kind": r.kind, "lambda": round(r.lam, 6), "anchor_3d": _finite(r.anchor_3d),
-                 "anchor_init_3d": _finite(r.anchor_init_3d), "upstream_3d": _finite(r.upstream_3d),
-                 "endpoint_3d": _finite(r.endpoint_3d), "endpoint_2d": _finite(r.endpoint_2d),
-                 "target_2d": _finite(r.target_2d), "reproj_error_px": round(r.reproj_error_px, 4),
-                 "accepted": r.accepted, "residual_length_m": round(r.residual_length_m, 6)}
-        entry.update(result.measurements.get(r.kind, {}))
-        residuals.append(entry)
-    return {"betas": _finite(fit.betas), "expression": _finite(fit.expression),
-            "global_orient": _finite(fit.global_orient), "body_pose": _finite(result.body_pose),
-            "body_pose_before_rafo": _finite(fit.body_pose), "transl": _finite(fit.transl),
-            "joints_2d_body25": _finite(result.body25_2d), "joints_3d": _finite(result.joints_3d),
-            "fit_error_px": round(fit.fit_error_px, 4), "keypoints_used": [bool(u) for u in fit.used],
-            "residuals": residuals, "timings_s": {k: round(v, 6) for k, v in result.timings_s.items()}}
+def _finish(model, kfile, camera, results, settings: Settings, indices, progress) -> Reconstruction:
+    if progress is not None:
+        progress("mesh", 0.8)
+    meshes = build_meshes(model, results, pose=settings.pose_meshes)
+    if progress is not None:
+        progress("done", 1.0)
+    return Reconstruction(keypoints=kfile, camera=camera, people=results, meshes=meshes,
+                          model_info=model_info(model), settings=settings, person_indices=indices, model=model)
 
 
-def result_document(model: BodyModel, camera: Camera, results: list, source: str | None = None) -> dict:
-    return {"format": RESULT_FORMAT, "source": source,
-            "body_model": {"path": model.source_path, "sha256": model.sha256, "embedded_default": model.is_default},
-            "image": {"width": camera.width, "height": camera.height}, "camera": camera.to_json(),
-            "coordinates": "camera frame, OpenCV convention (x right, y down, z forward), metres",
-            "people": [person_json(r) for r in results]}
-
-
-def write_json_atomic(path: str | os.PathLike, document: dict) -> None:
-    """Temp file in the same folder + rename: readers never see half a file. NaN/inf are refused."""
-    write_text_atomic(path, json.dumps(document, indent=1, allow_nan=False) + "\n")
-
-
-def is_finite_document(document) -> bool:
-    """True when no number anywhere in the document is NaN or infinite."""
-    if isinstance(document, dict):
-        return all(is_finite_document(v) for v in document.values())
-    if isinstance(document, list):
-        return all(is_finite_document(v) for v in document)
-    if isinstance(document, float):
-        return math.isfinite(document)
-    return True
+def with_person(kfile: KeypointsFile, index: int, person: Person) -> KeypointsFile:
+    """A copy of the file whose person `index` is replaced (the sidebar's residual limbs override the file's)."""
+    people = list(kfile.people)
+    people[index] = person
+    return replace(kfile, people=people)

@@ -1,8 +1,6 @@
 """Export: FBX/GLB with presets for Unity, Unreal and the web; the result JSON; measurements as text/CSV."""
 from __future__ import annotations
 
-import json
-
 import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper
@@ -61,13 +59,11 @@ class RESIHMR_OT_ExportResult(ResihmrOperator, bpy.types.Operator, ExportHelper)
         return active_avatar(context) is not None
 
     def run(self, context):
-        from ..core.pipeline import RESULT_FORMAT, write_json_atomic
+        from ..core.result_json import write_json_atomic
 
-        obj = active_avatar(context)
-        document = {"format": RESULT_FORMAT, "body_model": {"sha256": obj.resihmr.model_sha256},
-                    "people": [json.loads(obj.get("resihmr_result", "{}"))]}
-        write_json_atomic(self.filepath, document)
-        self.report({"INFO"}, f"wrote {self.filepath}")
+        path = bpy.path.ensure_ext(self.filepath, ".json")
+        write_json_atomic(path, workflow.avatar_document(active_avatar(context)))
+        self.report({"INFO"}, f"wrote {path}")
         return {"FINISHED"}
 
 

@@ -1,4 +1,5 @@
-"""Fit + RAFO on the scene's person, in a background thread: the UI stays live, Esc cancels."""
+"""Fit + RAFO + cut on the scene's person: pipeline.run in a background thread (the UI stays live, the progress
+bar follows the pipeline's real stages, Esc stops the worker), then workflow.apply builds the avatar."""
 from __future__ import annotations
 
 import threading
@@ -6,40 +7,50 @@ import threading
 import bpy
 
 from .. import workflow
-from ..preferences import get_preferences, resolve_body_model
-from .base import ResihmrOperator, UserError
+from ..preferences import resolve_body_model
+from .base import ResihmrOperator
+
+STAGE_TEXT = {"fit": "fitting the body", "rafo": "finding where each residual limb ends", "mesh": "cutting and sealing",
+              "done": "building the avatar"}
 
 
-def _configs(context):
-    from ..core.fit import FitConfig
-    from ..core.rafo import RafoConfig
+class Worker:
+    """pipeline.run in a thread; the progress callback records the stage and stops the run when cancelled."""
 
-    prefs = get_preferences(context)
-    if prefs is None:
-        return FitConfig(), RafoConfig()
-    return (FitConfig(num_threads=prefs.num_threads),
-            RafoConfig(accept_threshold_px=prefs.accept_threshold_px, lambda_min=prefs.lambda_min,
-                       lambda_max=max(prefs.lambda_min, prefs.lambda_max)))
+    def __init__(self, model, kfile, person, settings):
+        from ..core.pipeline import Cancelled, run
 
+        self.stage, self.fraction = "fit", 0.0
+        self.result = self.error = None
+        self.cancel = threading.Event()
 
-def compute(model, person, camera, fit_config, rafo_config):
-    """The heavy part (no bpy): fit, RAFO, measurements."""
-    from ..core.pipeline import PersonFailure, measure_people, reconstruct
+        def progress(stage, fraction):
+            if self.cancel.is_set():
+                raise Cancelled()
+            self.stage, self.fraction = stage, fraction
 
-    result = reconstruct(model, [person], [camera], fit_config, rafo_config)[0]
-    if isinstance(result, PersonFailure):
-        raise UserError(f"cannot fit this person: {result.reason}")
-    measure_people(model, [result])
-    return result
+        def work():
+            try:
+                self.result = run(model, kfile, settings, people=[person], progress=progress)
+            except Cancelled:
+                pass
+            except Exception as exc:  # handed to the main thread, reported there
+                self.error = exc
+
+        self.thread = threading.Thread(target=work, name="resihmr-fit", daemon=True)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.cancel.set()
+        self.thread.join(timeout)
 
 
 class RESIHMR_OT_Fit(ResihmrOperator, bpy.types.Operator):
-    """Fit the body to the intact keypoints and find where each residual limb ends (RAFO)"""
+    """Fit the body to the intact keypoints, find where each residual limb ends (RAFO), cut and seal the stumps"""
 
     bl_idname = "resihmr.fit"
     bl_label = "Fit"
 
-    _thread = None
+    _worker = None
     _timer = None
 
     @classmethod
@@ -47,76 +58,65 @@ class RESIHMR_OT_Fit(ResihmrOperator, bpy.types.Operator):
         return context.scene is not None and bool(context.scene.resihmr.keypoints_path)
 
     def _prepare(self, context):
-        person, camera, _ = workflow.scene_person(context.scene)
-        model = resolve_body_model(context)
-        return model, person, camera, *_configs(context)
+        """Everything validated before the work starts (and before anything changes)."""
+        kfile, person, settings = workflow.scene_request(context.scene)
+        return resolve_body_model(context), kfile, person, settings
 
-    def _finish(self, context, model, result):
-        _, obj = workflow.apply_fit(context.scene, model, result)
-        accepted = sum(r.accepted for r in result.residuals)
-        self.report({"INFO"}, f"fit error {result.fit.fit_error_px:.1f} px; {accepted}/{len(result.residuals)} "
-                              f"residual limb(s) accepted")
+    def _finish(self, context, reconstruction):
+        _, obj = workflow.apply(reconstruction, context.scene)
+        context.view_layer.objects.active = obj
+        document = workflow.avatar_document(obj)["people"][0]
+        accepted = sum(r["accepted"] for r in document["residuals"])
+        self.report({"INFO"}, f"fit error {document['fit_error_px']:.1f} px; {accepted}/{len(document['residuals'])} "
+                              f"residual limb(s) accepted and cut")
         return {"FINISHED"}
 
     def run(self, context):  # synchronous (scripts, tests, batch)
-        model, person, camera, fit_config, rafo_config = self._prepare(context)
-        return self._finish(context, model, compute(model, person, camera, fit_config, rafo_config))
+        from ..core.pipeline import run
 
-    def invoke(self, context, event):
-        try:
-            args = self._prepare(context)
-        except Exception as exc:  # same reporting as execute
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        self._model = args[0]
-        self._outcome = {}
+        model, kfile, person, settings = self._prepare(context)
+        return self._finish(context, run(model, kfile, settings, people=[person]))
 
-        def work():
-            try:
-                self._outcome["result"] = compute(*args)
-            except Exception as exc:  # handed to the main thread, reported there
-                self._outcome["error"] = exc
-
-        self._thread = threading.Thread(target=work, daemon=True)
-        self._thread.start()
+    def start(self, context, event):
+        self._worker = Worker(*self._prepare(context))
+        self._worker.thread.start()
         wm = context.window_manager
         self._timer = wm.event_timer_add(0.1, window=context.window)
         wm.progress_begin(0, 100)
-        self._ticks = 0
         wm.modal_handler_add(self)
-        if context.workspace is not None:
-            context.workspace.status_text_set("ResiHMR: fitting… Esc cancels")
+        self._status(context, "ResiHMR: fitting… Esc cancels")
         return {"RUNNING_MODAL"}
 
-    def _cleanup(self, context):
+    def _status(self, context, text):
+        if getattr(context, "workspace", None) is not None:
+            context.workspace.status_text_set(text)
+
+    def cleanup(self, context):
         wm = context.window_manager
+        if self._worker is not None and self._worker.thread.is_alive():
+            self._worker.stop()
         if self._timer is not None:
             wm.event_timer_remove(self._timer)
             self._timer = None
-        wm.progress_end()
-        if context.workspace is not None:
-            context.workspace.status_text_set(None)
+            wm.progress_end()
+        self._status(context, None)
 
-    def modal(self, context, event):
+    def step(self, context, event):
+        worker = self._worker
         if event.type == "ESC":
-            self._cleanup(context)  # the thread's result is dropped; the scene was never touched
+            self.cleanup(context)  # stops and joins the worker; the scene was never touched
             self.report({"WARNING"}, "fit cancelled; nothing changed")
             return {"CANCELLED"}
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
-        self._ticks += 1
-        context.window_manager.progress_update(min(95, self._ticks * 5))
-        if self._thread.is_alive():
+        if worker.thread.is_alive():
+            context.window_manager.progress_update(int(100 * worker.fraction))
+            self._status(context, f"ResiHMR: {STAGE_TEXT.get(worker.stage, worker.stage)}… Esc cancels")
             return {"RUNNING_MODAL"}
-        self._cleanup(context)
-        if "error" in self._outcome:
-            self.report({"ERROR"}, str(self._outcome["error"]))
-            return {"CANCELLED"}
-        try:
-            return self._finish(context, self._model, self._outcome["result"])
-        except Exception as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
+        self.cleanup(context)
+        if worker.error is not None:
+            raise worker.error  # through the one error path
+        return self._finish(context, worker.result)
 
 
 classes = (RESIHMR_OT_Fit,)

@@ -1,4 +1,4 @@
-"""Reconstruct: cut and seal the accepted residual limbs; show rest/fitted pose; toggle the red highlight."""
+"""Reconstruct: cut and seal the active avatar's residual limbs (or restore them); show rest/fitted pose."""
 from __future__ import annotations
 
 import bpy
@@ -8,13 +8,14 @@ from .base import ResihmrOperator, UserError
 
 
 def active_avatar(context):
+    """The avatar the user selected (its mesh, or its armature): never a guess, so a cube being active never
+    makes an operator act on some avatar elsewhere in the scene."""
     obj = context.active_object
     if obj is not None and obj.type == "ARMATURE":
-        obj = next((c for c in obj.children if c.get("resihmr_avatar")), None)
+        obj = next((c for c in obj.children if c.get("resihmr_avatar") and c.type == "MESH"), None)
     if obj is not None and obj.get("resihmr_avatar") and obj.type == "MESH":
         return obj
-    found = workflow.avatars(context.scene)
-    return found[0] if len(found) == 1 else None
+    return None
 
 
 class RESIHMR_OT_CutResiduals(ResihmrOperator, bpy.types.Operator):
@@ -30,6 +31,21 @@ class RESIHMR_OT_CutResiduals(ResihmrOperator, bpy.types.Operator):
     def run(self, context):
         kinds = workflow.cut_avatar(active_avatar(context))
         self.report({"INFO"}, f"cut and sealed: {', '.join(kinds)}")
+        return {"FINISHED"}
+
+
+class RESIHMR_OT_RestoreLimbs(ResihmrOperator, bpy.types.Operator):
+    """Show the avatar's uncut body (the fit and every λ are kept; Cut and seal brings the stumps back)"""
+
+    bl_idname = "resihmr.restore_limbs"
+    bl_label = "Restore limbs"
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene is not None and active_avatar(context) is not None
+
+    def run(self, context):
+        workflow.restore_limbs(active_avatar(context))
         return {"FINISHED"}
 
 
@@ -51,25 +67,4 @@ class RESIHMR_OT_TogglePose(ResihmrOperator, bpy.types.Operator):
         return {"FINISHED"}
 
 
-class RESIHMR_OT_ToggleHighlight(ResihmrOperator, bpy.types.Operator):
-    """Show or hide the red residual-limb highlight"""
-
-    bl_idname = "resihmr.toggle_highlight"
-    bl_label = "Residual highlight"
-
-    @classmethod
-    def poll(cls, context):
-        return active_avatar(context) is not None
-
-    def run(self, context):
-        from ..mesh.cut import RED_MATERIAL
-
-        material = bpy.data.materials.get(RED_MATERIAL)
-        if material is None:
-            raise UserError("no residual limb is cut yet")
-        shown = tuple(material.diffuse_color)[:3] != (0.8, 0.8, 0.82)
-        material.diffuse_color = (0.8, 0.8, 0.82, 1.0) if shown else (0.85, 0.08, 0.08, 1.0)
-        return {"FINISHED"}
-
-
-classes = (RESIHMR_OT_CutResiduals, RESIHMR_OT_TogglePose, RESIHMR_OT_ToggleHighlight)
+classes = (RESIHMR_OT_CutResiduals, RESIHMR_OT_RestoreLimbs, RESIHMR_OT_TogglePose)

@@ -70,26 +70,24 @@ class RESIHMR_OT_PlaceEndpoint(ResihmrOperator, bpy.types.Operator):
         self.report({"INFO"}, f"{entry.kind}: endpoint at ({self.pixel[0]:.0f}, {self.pixel[1]:.0f}) px")
         return {"FINISHED"}
 
-    def invoke(self, context, event):
+    def start(self, context, event):
         if context.area is None or context.area.type != "VIEW_3D":
-            self.report({"ERROR"}, "use this from the 3D viewport, in camera view")
-            return {"CANCELLED"}
+            raise UserError("use this from the 3D viewport, in camera view")
         context.window_manager.modal_handler_add(self)
         _status(context, "Click where the residual limb ends on the photo · Esc: cancel")
         return {"RUNNING_MODAL"}
 
-    def modal(self, context, event):
+    def cleanup(self, context):
+        _status(context, None)
+
+    def step(self, context, event):
         if event.type in {"ESC", "RIGHTMOUSE"}:
-            _status(context, None)
+            self.cleanup(context)
             return {"CANCELLED"}
         if event.type == "LEFTMOUSE" and event.value == "PRESS":
-            _status(context, None)
-            try:
-                self.pixel = image_pixel_from_view(context, (event.mouse_region_x, event.mouse_region_y))
-            except UserError as exc:
-                self.report({"ERROR"}, str(exc))
-                return {"CANCELLED"}
-            return self.execute(context)
+            self.cleanup(context)
+            self.pixel = image_pixel_from_view(context, (event.mouse_region_x, event.mouse_region_y))
+            return self.run(context)
         return {"PASS_THROUGH"} if event.type in {"MIDDLEMOUSE", "WHEELUPMOUSE", "WHEELDOWNMOUSE"} \
             else {"RUNNING_MODAL"}
 

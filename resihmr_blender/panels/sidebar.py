@@ -1,15 +1,16 @@
-"""The ResiHMR tab in the 3D viewport sidebar, in the order of the work. Drawing only."""
+"""The ResiHMR tab in the 3D viewport sidebar, in the order of the work. Drawing only: what it shows comes from
+properties (scene input, the active avatar's limbs), never from parsing or computing."""
 from __future__ import annotations
-
-import json
 
 import bpy
 
 
 def _avatar(context):
-    from ..operators.reconstruct import active_avatar
-
-    return active_avatar(context)
+    """The active avatar's mesh object (its armature selected counts), else None."""
+    obj = context.active_object
+    if obj is not None and obj.type == "ARMATURE":
+        obj = next((c for c in obj.children if c.get("resihmr_avatar") and c.type == "MESH"), None)
+    return obj if obj is not None and obj.type == "MESH" and obj.get("resihmr_avatar") else None
 
 
 class _Panel:
@@ -51,9 +52,7 @@ class RESIHMR_PT_Residuals(_Panel, bpy.types.Panel):
             op.index = i
             row.label(text=entry.kind.replace("_", " "))
             if entry.enabled:
-                place = row.operator("resihmr.place_endpoint", text="", icon="RESTRICT_SELECT_OFF")
-                place.index = i
-                row.prop(entry, "lam", text="λ")
+                row.operator("resihmr.place_endpoint", text="", icon="RESTRICT_SELECT_OFF").index = i
             elif entry.suggested:
                 accept = row.operator("resihmr.accept_suggestion", text=f"suggested ({entry.suggestion_score:.0%})",
                                       icon="QUESTION")
@@ -67,11 +66,9 @@ class RESIHMR_PT_Fit(_Panel, bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         layout.operator("resihmr.fit", icon="PLAY")
-        for entry in context.scene.resihmr.residuals:
-            if entry.enabled and entry.reproj_error_px >= 0:
-                state = "accepted" if entry.accepted else "REJECTED"
-                layout.label(text=f"{entry.kind}: λ {entry.lam:.2f}, {entry.reproj_error_px:.1f} px, {state}",
-                             icon="CHECKMARK" if entry.accepted else "ERROR")
+        obj = _avatar(context)
+        if obj is not None and obj.resihmr.fit_error_px >= 0:
+            layout.label(text=f"{obj.name}: fit error {obj.resihmr.fit_error_px:.1f} px")
 
 
 class RESIHMR_PT_Reconstruct(_Panel, bpy.types.Panel):
@@ -79,10 +76,24 @@ class RESIHMR_PT_Reconstruct(_Panel, bpy.types.Panel):
     bl_order = 3
 
     def draw(self, context):
-        col = self.layout.column(align=True)
-        col.operator("resihmr.cut_residual", icon="MOD_BOOLEAN")
-        col.operator("resihmr.toggle_highlight", icon="COLOR")
-        col.operator("resihmr.toggle_pose", icon="ARMATURE_DATA")
+        layout = self.layout
+        obj = _avatar(context)
+        if obj is None:
+            layout.label(text="Select an avatar (run Fit)", icon="INFO")
+            return
+        for limb in obj.resihmr.limbs:
+            box = layout.box()
+            state = "set by hand" if limb.by_hand else ("accepted" if limb.accepted else "REJECTED")
+            box.label(text=f"{limb.kind.replace('_', ' ')}: {limb.reproj_error_px:.1f} px, {state}",
+                      icon="CHECKMARK" if limb.accepted or limb.by_hand else "ERROR")
+            box.prop(limb, "lam", slider=True)  # live: dragging re-cuts the stump
+        if obj.resihmr.last_error:
+            layout.label(text=obj.resihmr.last_error, icon="ERROR")
+        row = layout.row(align=True)
+        row.operator("resihmr.cut_residual", icon="MOD_BOOLEAN")
+        row.operator("resihmr.restore_limbs", icon="LOOP_BACK")
+        layout.prop(context.scene.resihmr, "show_residual_highlight", icon="COLOR")
+        layout.operator("resihmr.toggle_pose", icon="ARMATURE_DATA")
 
 
 class RESIHMR_PT_Measurements(_Panel, bpy.types.Panel):
@@ -92,16 +103,15 @@ class RESIHMR_PT_Measurements(_Panel, bpy.types.Panel):
     def draw(self, context):
         obj = _avatar(context)
         if obj is None:
-            self.layout.label(text="No avatar yet", icon="INFO")
+            self.layout.label(text="No avatar selected", icon="INFO")
             return
-        for r in json.loads(obj.get("resihmr_result", "{}")).get("residuals", []):
+        for limb in obj.resihmr.limbs:
             box = self.layout.box()
-            box.label(text=r["kind"].replace("_", " "))
-            box.label(text=f"length {r.get('residual_length_m', 0) * 100:.1f} cm")
-            if "stump_volume_l" in r:
-                box.label(text=f"stump volume {r['stump_volume_l']:.2f} l")
-                circ = ", ".join(f"{c * 100:.1f}" for c in r.get("circumferences_m", []))
-                box.label(text=f"circumferences {circ} cm")
+            box.label(text=limb.kind.replace("_", " "))
+            box.label(text=f"length {limb.length_m * 100:.1f} cm")
+            if limb.volume_l >= 0:
+                box.label(text=f"stump volume {limb.volume_l:.2f} l")
+                box.label(text="circumferences " + ", ".join(f"{c * 100:.1f}" for c in limb.circumferences_m) + " cm")
         row = self.layout.row(align=True)
         row.operator("resihmr.copy_measurements", text="Copy text").csv = False
         row.operator("resihmr.copy_measurements", text="Copy CSV").csv = True

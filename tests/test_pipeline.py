@@ -1,0 +1,157 @@
+"""The one core entry (pipeline.run / run_many), its settings, camera decider and result document, without
+Blender: the command line, the demo, the executors and the sidebar all go through these."""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from resihmr_blender.core import pipeline
+from resihmr_blender.core.body_model import load_body_model
+from resihmr_blender.core.fit import FitError
+from resihmr_blender.core.keypoints_io import read_keypoints
+from resihmr_blender.core.result_json import LAMBDA_BY_HAND, camera_of, cut_list, set_residual_lambda
+from resihmr_blender.core.settings import Settings, SettingsError
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "demo"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_body_model()
+
+
+@pytest.fixture(scope="module")
+def demo(model):
+    return pipeline.run(model, read_keypoints(EXAMPLE / "keypoints.json"), Settings())
+
+
+def without_timings(document: dict) -> dict:
+    document = copy.deepcopy(document)
+    for person in document["people"]:
+        person.pop("timings_s", None)
+    return document
+
+
+def assert_documents_close(a, b, atol: float = 5e-3, path: str = "") -> None:
+    """Equal structure and strings; numbers within atol (a batch of 3 float32 people rounds differently from
+    one alone: measured up to 1.1e-5 m and 2.0e-3 px, on the ignored ankle)."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            assert_documents_close(a[k], b[k], atol, f"{path}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_documents_close(x, y, atol, f"{path}[{i}]")
+    elif isinstance(a, float) and not isinstance(a, bool):
+        assert abs(a - b) <= atol, f"{path}: {a} vs {b}"
+    else:
+        assert a == b, f"{path}: {a!r} vs {b!r}"
+
+
+def test_run_gives_results_meshes_and_the_document(demo):
+    doc = demo.document()
+    assert doc["format"] == "resihmr-result/1" and doc["source"] == str((EXAMPLE / "keypoints.json").resolve())
+    assert doc["image"] == {"width": 1080, "height": 1920} and doc["camera"]["focal_length_px"] > 0
+    person = doc["people"][0]
+    kinds = {r["kind"]: r for r in person["residuals"]}
+    assert set(kinds) == {"right_transradial", "left_transtibial"}
+    for r in kinds.values():
+        assert r["accepted"] and r["lambda_source"] == "rafo" and r["stump_volume_l"] > 0
+    mesh = demo.meshes[0]
+    assert mesh is not None and mesh.residual_mask.any() and mesh.posed_vertices is not None
+    assert cut_list(person) == [(k, r["lambda"]) for k, r in kinds.items()]
+
+
+def test_run_many_equals_run_and_a_bad_file_stays_alone(model, demo, tmp_path):
+    good = read_keypoints(EXAMPLE / "keypoints.json")
+    no_size = replace(good, image_width=None, image_height=None, path=str(tmp_path / "nosize.json"))
+    out = pipeline.run_many(model, [no_size, good, good], Settings(), batch_size=2)
+    assert isinstance(out[0], FitError) and "image size unknown" in str(out[0])
+    for rec in out[1:]:
+        assert_documents_close(without_timings(rec.document()), without_timings(demo.document()))
+
+
+def test_one_person_of_a_file(model, demo):
+    kfile = read_keypoints(EXAMPLE / "keypoints.json")
+    single = pipeline.run(model, kfile, Settings(), people=[0])
+    assert json.dumps(without_timings(single.single_person_document(0))) == \
+        json.dumps(without_timings(demo.document()))
+    with pytest.raises(FitError, match="person 3 does not exist"):
+        pipeline.run(model, kfile, Settings(), people=[3])
+
+
+def test_the_one_camera_decider_prefers_settings_then_file_then_guess():
+    kfile = read_keypoints(EXAMPLE / "keypoints.json")
+    assert pipeline.camera_for(kfile).focal_length == kfile.focal_length_px
+    camera = pipeline.camera_for(kfile, Settings(focal_length_px=1234.0, image_size=(540, 960)))
+    assert (camera.width, camera.height, camera.focal_length) == (540, 960, 1234.0)
+    guessed = pipeline.camera_for(replace(kfile, focal_length_px=None))
+    assert guessed.focal_guessed and guessed.focal_length == pytest.approx(np.hypot(1080, 1920))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"focal_length_px": 0.0}, "focal length"), ({"focal_length_px": float("nan")}, "focal length"),
+    ({"image_size": (0, 10)}, "image size"), ({"threshold_px": -1.0}, "threshold"),
+    ({"threshold_px": float("nan")}, "threshold"), ({"lambda_min": 0.8, "lambda_max": 0.2}, "λ range")])
+def test_settings_refuse_what_cannot_work(kwargs, match):
+    with pytest.raises(SettingsError, match=match):
+        Settings.from_values(**kwargs)
+
+
+def test_progress_reports_real_stages_and_can_cancel(model):
+    kfile = read_keypoints(EXAMPLE / "keypoints.json")
+    seen = []
+    pipeline.run(model, kfile, Settings(pose_meshes=False), progress=lambda s, f: seen.append((s, f)))
+    assert [s for s, _ in seen] == ["fit", "rafo", "mesh", "done"]
+    assert [f for _, f in seen] == sorted(f for _, f in seen)
+
+    def stop(stage, fraction):
+        if stage == "rafo":
+            raise pipeline.Cancelled()
+    with pytest.raises(pipeline.Cancelled):
+        pipeline.run(model, kfile, Settings(), progress=stop)
+
+
+def test_a_measurement_error_does_not_stop_the_others(model, monkeypatch):
+    """build_mesh raising ValueError (not only StumpError) is recorded on that person, the run completes."""
+    kfile = read_keypoints(EXAMPLE / "keypoints.json")
+    two = replace(kfile, people=[kfile.people[0], kfile.people[0]])
+    real = pipeline.build_mesh
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("degenerate ring")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(pipeline, "build_mesh", flaky)
+    rec = pipeline.run(model, two, Settings())
+    first, second = rec.document()["people"]
+    assert all(r["measurement_error"] == "degenerate ring" for r in first["residuals"])
+    assert all(r["stump_volume_l"] > 0 for r in second["residuals"])
+    assert rec.meshes[0] is None and rec.meshes[1] is not None
+
+
+def test_lambda_set_by_hand_moves_the_endpoint_and_is_marked(demo):
+    doc = demo.document()
+    entry = next(r for r in doc["people"][0]["residuals"] if r["kind"] == "left_transtibial")
+    before = copy.deepcopy(entry)
+    set_residual_lambda(doc, 0, "left_transtibial", 0.9, {"stump_volume_l": 0.5})
+    assert entry["lambda"] == 0.9 and entry["lambda_source"] == LAMBDA_BY_HAND and entry["stump_volume_l"] == 0.5
+    anchor, upstream = np.array(entry["anchor_3d"]), np.array(entry["upstream_3d"])
+    assert np.allclose(entry["endpoint_3d"], anchor + 0.9 * (upstream - anchor), atol=1e-6)
+    assert np.allclose(entry["endpoint_2d"], camera_of(doc).project_np(np.array(entry["endpoint_3d"])), atol=1e-4)
+    assert entry["residual_length_m"] < before["residual_length_m"]  # nearer the knee: a shorter stump
+    assert entry["reproj_error_px"] > before["reproj_error_px"]  # away from the clicked endpoint
+    assert "circumferences_m" not in entry  # old measurements never linger beside new ones
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="λ must be"):
+            set_residual_lambda(doc, 0, "left_transtibial", bad)
+    with pytest.raises(KeyError):
+        set_residual_lambda(doc, 0, "right_transfemoral", 0.5)
