@@ -10,15 +10,35 @@ the knee for a transtibial limb... see residuals.RESIDUALS) and its upstream joi
     eq. 5   L_len    = (||Jt − Ja|| − ||Jt − Ja_init||)²      the fitted segment length is kept
 
 Variables: Ja (3D) and λ_r; Jt is fixed. Algorithm 1: Ja ← Ja_init, λ ← 0.5; each iteration clips λ to
-[λ_min, λ_max] and takes one L-BFGS (strong-Wolfe) step. A limb is accepted when its endpoint reprojection
-error is below a threshold (15 px in the paper); rejected limbs are reported, never dropped.
+[λ_min, λ_max] and takes one L-BFGS step with a strong-Wolfe line search. A limb is accepted when its endpoint
+reprojection error is below a threshold (15 px in the paper); rejected limbs are reported, never dropped.
 
 α and μ are "adaptively scaled based on the initial fitting error" (the paper gives no formula). Ours puts the
 regularisers in pixel² units and lets a worse initial fit move the anchor more freely:
     α = α0 · ppm² · (e_ref / max(e0, e_ref))²,   μ = μ0 · ppm² · (e_ref / max(e0, e_ref))²
 with ppm = f / Z(Ja_init) the pixels per metre at the anchor's depth and e0 the person's mean reprojection
-error over the intact keypoints of the initial fit. Limbs are independent; they are solved together as one
-sum of independent losses (one optimiser call for every limb of every person).
+error over the intact keypoints of the initial fit.
+
+Every limb is its own problem ("we optimize each residual-limb independently"). `solve` still takes all limbs
+of all people in one call, for speed: eq. 4 and its gradient (written out, rafo_loss_and_grad) are evaluated
+for every limb at once, one row per limb, but each row has its own L-BFGS history and γ, its own strong-Wolfe
+line search (Nocedal & Wright alg. 3.5/3.6 with cubic interpolation, the one torch.optim.LBFGS uses, run as a
+per-row state machine) and its own stopping test; a converged row is frozen. Nothing batch-wide decides
+anything for a row (no summed loss, no shared step or stopping rule, no reduction across rows), so a limb gets
+the same result alone or beside any other limbs, hostile ones included (tests/test_rafo.py).
+Why not the alternatives: one torch.optim.LBFGS over the summed loss of all limbs (what this module did before)
+shares one step length and one stopping rule, so one file's limbs changed another's λ (a file with an absurd
+image size turned a 0.0 px accepted forearm into an 18 px rejected one); torch.optim.LBFGS run limb by limb is
+correct but costs ~18 ms a limb; lbfgs.minimize is per-row but has Armijo backtracking, not the paper's strong
+Wolfe, and no place for the clip of λ.
+The initial inverse Hessian is H0 = γ·diag(1/(2 ppm²) for each coordinate of Ja, 1/(2 (ppm ||Jt − Ja_init||)²)
+for λ), the inverse curvature of the reprojection term per variable, so that metres and λ start on one scale;
+γ = 1 at first, then L-BFGS's usual s·y / (y·H0·y) of the newest pair.
+
+The clip of Algorithm 1 is kept as written (λ ← clip(λ) before each step). One addition makes it exact: while
+λ sits at a bound and the gradient pushes it outwards, that step leaves λ where it is and moves Ja only
+(a projected-gradient step on the box); otherwise the step would push λ out only for the next clip to undo it,
+and such a limb would never converge.
 """
 from __future__ import annotations
 
@@ -41,7 +61,10 @@ class RafoConfig:
     lambda_max: float = 1.0
     lambda_init: float = 0.5
     accept_threshold_px: float = 15.0
-    iterations: int = 30
+    iterations: int = 50  # L-BFGS iterations at most (Algorithm 1's N); a limb stops once its loss stalls
+    history: int = 10  # L-BFGS curvature pairs kept per limb
+    max_line_search: int = 25  # loss evaluations per strong-Wolfe line search
+    tolerance_change: float = 1e-10  # a limb has converged when a step lowers its loss by less (relative)
     alpha0: float = 0.01  # weak: the endpoint must be reached, the anchor moves as little as that allows
     mu0: float = 1.0
     reference_error_px: float = 5.0
@@ -91,12 +114,33 @@ def endpoint(anchor: torch.Tensor, upstream: torch.Tensor, lam: torch.Tensor) ->
 
 def rafo_loss(anchor, lam, anchor_init, upstream, target, focal, centre, alpha, mu) -> torch.Tensor:
     """Eq. 4-5 per limb, shape (L,)."""
-    r = endpoint(anchor, upstream, lam)
-    r2d = focal[:, None] * r[:, :2] / r[:, 2:3].clamp(min=1e-3) + centre
-    l_reproj = ((r2d - target) ** 2).sum(-1)
-    l_reg = ((anchor - anchor_init) ** 2).sum(-1)
-    l_len = (torch.linalg.norm(upstream - anchor, dim=-1) - torch.linalg.norm(upstream - anchor_init, dim=-1)) ** 2
-    return l_reproj + alpha * l_reg + mu * l_len
+    return rafo_loss_and_grad(anchor, lam, anchor_init, upstream, target, focal, centre, alpha, mu)[0]
+
+
+def rafo_loss_and_grad(anchor, lam, anchor_init, upstream, target, focal, centre, alpha, mu):
+    """Eq. 4-5 per limb and its gradient (dL/dJa (L, 3), dL/dλ (L,)) by the chain rule written out: the
+    optimiser evaluates it ~50 times, and autograd would cost several times the arithmetic. Row i of every
+    output depends on row i of the inputs only."""
+    seg = upstream - anchor  # Jt − Ja
+    r = anchor + lam[..., None] * seg  # eq. 3: R = Ja + λ (Jt − Ja)
+    depth = r[:, 2:3].clamp(min=1e-3)
+    r2d = focal[:, None] * r[:, :2] / depth + centre  # π(R)
+    err2d = r2d - target
+    l_reproj = (err2d * err2d).sum(-1)  # ||π(R) − k||²
+    moved = anchor - anchor_init
+    l_reg = (moved * moved).sum(-1)  # ||Ja − Ja_init||²
+    length = torch.linalg.norm(seg, dim=-1)
+    stretch = length - torch.linalg.norm(upstream - anchor_init, dim=-1)
+    l_len = stretch * stretch  # eq. 5: (||Jt − Ja|| − ||Jt − Ja_init||)²
+    loss = l_reproj + alpha * l_reg + mu * l_len  # eq. 4
+    # backwards: dL/dR, then R = Ja + λ (Jt − Ja) gives dL/dλ = dL/dR · (Jt − Ja) and (1 − λ) dL/dR for Ja
+    d_xy = 2.0 * err2d * focal[:, None] / depth
+    d_z = -(d_xy * r[:, :2]).sum(-1, keepdim=True) / depth * (r[:, 2:3] >= 1e-3)
+    d_r = torch.cat([d_xy, d_z], -1)
+    grad_lam = (d_r * seg).sum(-1)
+    grad_anchor = ((1.0 - lam)[:, None] * d_r + (2.0 * alpha)[:, None] * moved
+                   - (2.0 * mu * stretch / length.clamp(min=1e-12))[:, None] * seg)
+    return loss, grad_anchor, grad_lam
 
 
 def limb_problems(person: Person, joints_3d: np.ndarray, camera: Camera, fit_error_px: float,
@@ -122,7 +166,7 @@ def limb_problems(person: Person, joints_3d: np.ndarray, camera: Camera, fit_err
 
 
 def solve(problems: list[LimbProblem], config: RafoConfig | None = None) -> list[ResidualResult]:
-    """Algorithm 1 for every limb at once (the losses are independent and summed)."""
+    """Algorithm 1 for every limb, each limb its own problem (evaluated together, optimised apart)."""
     config = config or RafoConfig()
     if not problems:
         return []
@@ -139,41 +183,172 @@ def solve(problems: list[LimbProblem], config: RafoConfig | None = None) -> list
     alpha = config.alpha0 * ppm**2 * trust
     mu = config.mu0 * ppm**2 * trust
 
-    anchor = anchor_init.clone().requires_grad_(True)
-    lam = torch.full((len(problems),), config.lambda_init, dtype=dt, requires_grad=True)
-    # max_eval must be given: with max_iter=1 torch would allow one evaluation, starving the line search
-    opt = torch.optim.LBFGS([anchor, lam], lr=1.0, max_iter=1, max_eval=25, history_size=10,
-                            line_search_fn="strong_wolfe")
+    def loss_and_grad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x = (Ja, λ) per row -> eq. 4 per row and its gradient; row i depends on x[i] only."""
+        loss, grad_anchor, grad_lam = rafo_loss_and_grad(x[:, :3], x[:, 3], anchor_init, upstream, target, focal,
+                                                         centre, alpha, mu)
+        return loss, torch.cat([grad_anchor, grad_lam[:, None]], 1)
 
-    def closure():
-        opt.zero_grad()
-        loss = rafo_loss(anchor, lam, anchor_init, upstream, target, focal, centre, alpha, mu).sum()
-        loss.backward()
-        return loss
-
-    previous = None
-    for _ in range(config.iterations):
-        with torch.no_grad():
-            lam.clamp_(config.lambda_min, config.lambda_max)  # λ ← clip(λ, λmin, λmax)
-        loss = float(opt.step(closure).detach())
-        if previous is not None and abs(previous - loss) <= 1e-9 * max(1.0, abs(previous)):
-            break
-        previous = loss
-    with torch.no_grad():
-        lam.clamp_(config.lambda_min, config.lambda_max)
-        r = endpoint(anchor, upstream, lam)
-        r2d = focal[:, None] * r[:, :2] / r[:, 2:3] + centre
-        err = torch.linalg.norm(r2d - target, dim=-1)
+    # the curvature of eq. 4 near the solution, per variable: 2 ppm² for Ja (metres), 2 (ppm |Jt − Ja|)² for λ;
+    # its inverse is L-BFGS's initial inverse Hessian, so that the first step is about the right size
+    seg_px = ppm * torch.linalg.norm(upstream - anchor_init, dim=-1).clamp(min=1e-3)
+    scale = 0.5 / torch.stack([ppm, ppm, ppm, seg_px], 1) ** 2
+    lam_init = torch.full((len(problems), 1), config.lambda_init, dtype=dt)
+    x = _lbfgs_with_clip(loss_and_grad, torch.cat([anchor_init, lam_init], 1), scale, config)  # Ja ← Ja_init, λ ← 0.5
+    anchor, lam = x[:, :3], x[:, 3].clamp(config.lambda_min, config.lambda_max)
+    r = endpoint(anchor, upstream, lam)
+    r2d = focal[:, None] * r[:, :2] / r[:, 2:3] + centre
+    err = torch.linalg.norm(r2d - target, dim=-1)
+    # one conversion to numpy, then per-limb rows of it (indexing torch tensors per limb costs more than RAFO)
+    anchor, lam, r, r2d, err = anchor.numpy(), lam.numpy(), r.numpy(), r2d.numpy(), err.numpy()
+    alpha, mu = alpha.numpy(), mu.numpy()
     elapsed = (time.perf_counter() - t0) / len(problems)
     results = []
     for i, p in enumerate(problems):
         results.append(ResidualResult(
-            kind=p.kind.name, lam=float(lam[i].detach()), anchor_3d=anchor[i].detach().numpy(),
-            anchor_init_3d=p.anchor_init,
-            upstream_3d=p.upstream, endpoint_3d=r[i].numpy(), endpoint_2d=r2d[i].numpy(), target_2d=p.target,
-            reproj_error_px=float(err[i]), accepted=bool(err[i] < config.accept_threshold_px),
+            kind=p.kind.name, lam=float(lam[i]), anchor_3d=anchor[i].copy(), anchor_init_3d=p.anchor_init,
+            upstream_3d=p.upstream, endpoint_3d=r[i].copy(), endpoint_2d=r2d[i].copy(), target_2d=p.target,
+            reproj_error_px=float(err[i]), accepted=bool(err[i] < config.accept_threshold_px and r[i, 2] > 0),
             alpha=float(alpha[i]), mu=float(mu[i]), timings_s={"rafo": elapsed}))
     return results
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Per-row L-BFGS with λ clipped every iteration and a per-row strong-Wolfe line search
+
+
+def _lbfgs_with_clip(loss_and_grad, x: torch.Tensor, scale: torch.Tensor, config: RafoConfig) -> torch.Tensor:
+    """Algorithm 1's loop for every row of x = (Ja, λ) at once; every row has its own history, step and stop."""
+    lmin, lmax = config.lambda_min, config.lambda_max
+    x = x.clone()
+    f, g = loss_and_grad(x)
+    pairs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (s, y, 1/s·y) per step, newest last
+    gamma = torch.ones_like(f)  # H0 = γ diag(scale), γ = s·y / y·diag(scale)·y of the newest pair
+    active = torch.isfinite(f) & torch.isfinite(g).all(-1)  # a limb that cannot be evaluated is left as it is
+    for _ in range(config.iterations):
+        # λ ← clip(λ, λmin, λmax); a clipped row is evaluated again where it now is
+        lam = x[:, 3].clamp(lmin, lmax)
+        clipped = active & (lam != x[:, 3])
+        if bool(clipped.any()):
+            x[:, 3] = torch.where(clipped, lam, x[:, 3])
+            f_c, g_c = loss_and_grad(x)
+            f, g = torch.where(clipped, f_c, f), torch.where(clipped[:, None], g_c, g)
+        # λ held at a bound that the gradient pushes against: this step moves Ja only (see module docstring)
+        pinned = ((lam <= lmin) & (g[:, 3] > 0)) | ((lam >= lmax) & (g[:, 3] < 0))
+        free = torch.ones_like(x)
+        free[:, 3] = (~pinned).to(x.dtype)
+        g_free = g * free
+        # L-BFGS step, per row
+        d = -_inverse_hessian_times(g_free, pairs, gamma[:, None] * scale) * free
+        not_descent = ((g * d).sum(-1) >= 0)[:, None]
+        d = torch.where(not_descent, -scale * g_free, d)
+        t, f_new, g_new = _strong_wolfe(loss_and_grad, x, d, f, g, active, config.max_line_search)
+        s, y = t[:, None] * d, g_new - g
+        sy = (s * y).sum(-1)
+        update = active & (t > 0) & (sy > 1e-12)  # strong Wolfe makes s·y > 0 whenever the row moved
+        # one history slot per iteration for every row (a no-op pair where the row has none), so that a row's
+        # history never depends on what the other rows did
+        pairs = [*pairs, (s, y, torch.where(update, 1.0 / sy, 0.0))][-config.history:]
+        gamma = torch.where(update, sy / (y * scale * y).sum(-1), gamma)
+        moved = active & (t > 0)
+        x = torch.where(moved[:, None], x + s, x)
+        stalled = (f - f_new <= config.tolerance_change * (1.0 + f.abs())) | (s.abs().amax(-1) <= 1e-12)
+        f, g = torch.where(moved, f_new, f), torch.where(moved[:, None], g_new, g)
+        active = active & ~stalled
+        if not bool(active.any()):
+            break
+    return x
+
+
+def _inverse_hessian_times(g, pairs, h0):
+    """H g by L-BFGS's two-loop recursion, per row: pairs (s, y, ρ = 1/s·y) oldest first, H0 = diag(h0)."""
+    q, alphas = g, []
+    for s, y, rho in reversed(pairs):
+        a = rho * (s * q).sum(-1)
+        q = q - a[:, None] * y
+        alphas.append(a)
+    r = h0 * q
+    for (s, y, rho), a in zip(pairs, reversed(alphas)):
+        r = r + (a - rho * (y * r).sum(-1))[:, None] * s
+    return r
+
+
+def _cubic_minimum(t1, f1, g1, t2, f2, g2, low, high):
+    """Minimiser of the cubic through (t1, f1, slope g1) and (t2, f2, g2), kept in [low, high]; per row.
+
+    As torch.optim.lbfgs._cubic_interpolate; the middle of [low, high] where the cubic has no minimum."""
+    d1 = g1 + g2 - 3.0 * (f1 - f2) / (t1 - t2)
+    d2_square = d1 * d1 - g1 * g2
+    # numpy's sqrt: torch's goes through MKL's threaded vector maths, milliseconds a call on a busy machine
+    d2 = torch.from_numpy(np.sqrt(d2_square.clamp(min=0.0).numpy()))
+    from_t1 = t1 - (t1 - t2) * ((g1 + d2 - d1) / (g1 - g2 + 2.0 * d2))
+    from_t2 = t2 - (t2 - t1) * ((g2 + d2 - d1) / (g2 - g1 + 2.0 * d2))
+    t = torch.minimum(torch.maximum(torch.where(t1 <= t2, from_t2, from_t1), low), high)
+    return torch.where((d2_square >= 0) & torch.isfinite(t), t, 0.5 * (low + high))
+
+
+def _strong_wolfe(loss_and_grad, x, d, f0, g0, active, max_evals, c1=1e-4, c2=0.9, tolerance=1e-9):
+    """Per-row line search along d to a step t meeting the strong Wolfe conditions
+        f(x + t d) <= f(x) + c1 t g·d   and   |g(x + t d)·d| <= c2 |g·d|,
+    by bracketing (the step grows up to 10x a trial) then zooming with cubic interpolation: Nocedal & Wright
+    alg. 3.5/3.6 as torch.optim.lbfgs._strong_wolfe does it, one state per row. Returns (t, f, g) per row;
+    t = 0 (no move) for inactive rows and rows where no step decreased the loss.
+
+    `lo` is the best point so far that meets the first condition (starts at t = 0); `hi` the other end of the
+    bracket once there is one. Every trial evaluates all rows together; a row uses its own values only."""
+    slope0 = (g0 * d).sum(-1)
+    zeros = torch.zeros_like(f0)
+    t = torch.ones_like(f0)  # the quasi-Newton step
+    lo_t, lo_f, lo_g, lo_slope = zeros, f0.clone(), g0.clone(), slope0.clone()
+    hi_t, hi_f, hi_slope = zeros.clone(), f0.clone(), slope0.clone()
+    bracketing, zooming = active.clone(), torch.zeros_like(active)
+    insufficient = torch.zeros_like(active)
+    d_max = d.abs().amax(-1)
+    for k in range(max_evals):
+        f_t, g_t = loss_and_grad(x + t[:, None] * d)
+        slope = (g_t * d).sum(-1)
+        too_high = ~(f_t <= f0 + c1 * t * slope0) | (f_t >= lo_f)  # also true where f_t is not finite
+        curvature_met = slope.abs() <= -c2 * slope0
+        if k == 0 and bool((~bracketing | (~too_high & curvature_met)).all()):  # every row takes its first trial
+            return torch.where(bracketing, t, zeros), torch.where(bracketing, f_t, f0), \
+                torch.where(bracketing[:, None], g_t, g0)
+        # bracketing: [lo, t] brackets a Wolfe step when t is too high or the slope turned up; t may be one
+        br_high = bracketing & too_high
+        br_done = bracketing & ~too_high & curvature_met
+        br_up = bracketing & ~too_high & ~curvature_met & (slope >= 0)
+        br_grow = bracketing & ~too_high & ~curvature_met & (slope < 0)
+        # zooming: t replaces hi when too high, otherwise lo (the old lo becomes hi if the slope says so)
+        zo_high = zooming & too_high
+        zo_low = zooming & ~too_high
+        zo_done = zo_low & curvature_met
+        zo_flip = zo_low & ~curvature_met & (slope * (hi_t - lo_t) >= 0)
+        new_hi = br_high | zo_high
+        old_lo_to_hi = br_up | zo_flip
+        new_lo = br_done | br_up | br_grow | zo_low
+        if bool(br_grow.any()):  # (the interpolations are only computed when some row needs them)
+            t_grow = _cubic_minimum(lo_t, lo_f, lo_slope, t, f_t, slope, t + 0.01 * (t - lo_t), 10.0 * t)
+            t = torch.where(br_grow, t_grow, t)
+        hi_t = torch.where(new_hi, t, torch.where(old_lo_to_hi, lo_t, hi_t))
+        hi_f = torch.where(new_hi, f_t, torch.where(old_lo_to_hi, lo_f, hi_f))
+        hi_slope = torch.where(new_hi, slope, torch.where(old_lo_to_hi, lo_slope, hi_slope))
+        lo_t, lo_f = torch.where(new_lo, t, lo_t), torch.where(new_lo, f_t, lo_f)
+        lo_g, lo_slope = torch.where(new_lo[:, None], g_t, lo_g), torch.where(new_lo, slope, lo_slope)
+        zooming = (zooming & ~zo_done) | br_high | br_up
+        bracketing = br_grow
+        # next trial in a bracket: its cubic minimum, kept away from the ends
+        zooming = zooming & ((hi_t - lo_t).abs() * d_max >= tolerance)
+        if bool(zooming.any()):
+            a, b = torch.minimum(lo_t, hi_t), torch.maximum(lo_t, hi_t)
+            inner = _cubic_minimum(lo_t, lo_f, lo_slope, hi_t, hi_f, hi_slope, a, b)
+            eps = 0.1 * (b - a)
+            near_end = torch.minimum(b - inner, inner - a) < eps
+            push = near_end & (insufficient | (inner >= b) | (inner <= a))
+            inner = torch.where(push, torch.where((inner - b).abs() < (inner - a).abs(), b - eps, a + eps), inner)
+            insufficient = zooming & near_end & ~push
+            t = torch.where(zooming, inner, t)
+        elif not bool(bracketing.any()):
+            break
+    return lo_t, lo_f, lo_g
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,186 @@
+"""RAFO: every residual limb is its own problem, whatever else is in the batch (paper §3.3, "we optimize each
+residual-limb independently"), and the per-row L-BFGS / strong-Wolfe machinery behind it."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from resihmr_blender.core.camera import Camera
+from resihmr_blender.core.rafo import (
+    LimbProblem,
+    RafoConfig,
+    _strong_wolfe,
+    rafo_loss,
+    rafo_loss_and_grad,
+    solve,
+)
+from resihmr_blender.core.residuals import RESIDUALS
+
+TOL = 1e-9
+
+
+def random_limbs(n: int, seed: int = 0) -> list[LimbProblem]:
+    """Plausible limbs: cameras, depths, segment directions and lengths, targets off the segment by noise."""
+    rng = np.random.default_rng(seed)
+    limbs = []
+    for i in range(n):
+        cam = Camera(1080, 1920, float(rng.uniform(1000, 2500)))
+        anchor = np.array([rng.uniform(-0.5, 0.5), rng.uniform(-0.3, 0.8), rng.uniform(2.0, 6.0)])
+        direction = rng.normal(size=3)
+        upstream = anchor + rng.uniform(0.25, 0.45) * direction / np.linalg.norm(direction)
+        lam = rng.uniform(0.05, 0.95)
+        target = cam.project_np(anchor + lam * (upstream - anchor)) + rng.normal(0, 8, 2)
+        limbs.append(LimbProblem(RESIDUALS[i % len(RESIDUALS)], anchor, upstream, target, cam,
+                                 float(rng.uniform(1, 20))))
+    return limbs
+
+
+def hostile_limbs(base: list[LimbProblem]) -> list[LimbProblem]:
+    """Limbs from broken files: absurd image size, far target, anchor behind the camera, NaN / inf input."""
+    p = base[0]
+    return [
+        replace(p, camera=Camera.for_image(10**7, 10**7)),  # an absurd image size: losses of ~1e13 px²
+        replace(p, target=p.target + 1e6),
+        replace(p, anchor_init=p.anchor_init * np.array([1.0, 1.0, -1.0])),
+        replace(p, fit_error_px=1e9, target=p.target + 300.0),
+        replace(p, target=np.array([np.nan, 1.0])),
+        replace(p, camera=Camera(100, 100, float("inf"))),
+        replace(p, upstream=p.anchor_init.copy()),  # zero-length segment
+    ]
+
+
+def assert_same(a, b):
+    assert a.kind == b.kind
+    assert abs(a.lam - b.lam) <= TOL, (a.lam, b.lam)
+    assert np.abs(a.anchor_3d - b.anchor_3d).max() <= TOL
+    assert abs(a.reproj_error_px - b.reproj_error_px) <= TOL
+    assert a.accepted == b.accepted
+
+
+def test_hostile_limbs_in_the_batch_change_no_other_limb():
+    limbs = random_limbs(24, seed=1)
+    clean = solve(limbs)
+    bad = hostile_limbs(limbs)
+    mixed = bad[:3] + limbs[:12] + bad[3:] + limbs[12:]  # hostile rows before, between and around
+    dirty = solve(mixed)
+    for res, ref in zip(dirty[3:15] + dirty[15 + len(bad) - 3:], clean):
+        assert_same(res, ref)
+    # the hostile rows themselves are reported, rejected, and break nothing
+    for res in dirty[:3] + dirty[15:15 + len(bad) - 3]:
+        assert 0.0 <= res.lam <= 1.0 or np.isnan(res.lam)
+    assert not dirty[0].accepted and not dirty[1].accepted
+    assert sum(r.accepted for r in clean) >= 20
+
+
+@pytest.mark.parametrize("position", [0, 17, 50])
+def test_a_limb_alone_and_in_a_batch_of_50_others_gives_the_same_result(position):
+    limbs = random_limbs(51, seed=2)
+    batch = solve(limbs[:position] + limbs[position + 1:position + 1] + limbs[position:position + 1]
+                  + limbs[position + 1:])
+    for i in (position, (position + 5) % 51, (position + 33) % 51):
+        assert_same(solve([limbs[i]])[0], batch[i])
+
+
+def test_results_do_not_depend_on_the_order_of_the_batch():
+    limbs = random_limbs(30, seed=3)
+    forward = solve(limbs)
+    backward = solve(limbs[::-1])[::-1]
+    for a, b in zip(forward, backward):
+        assert_same(a, b)
+
+
+def test_every_limb_converges_to_a_stationary_point():
+    limbs = random_limbs(40, seed=4)
+    config = RafoConfig()
+    results = solve(limbs, config)
+    for p, r in zip(limbs, results):
+        if not (config.lambda_min < r.lam < config.lambda_max):
+            continue
+        g0 = grad_at(p, r.anchor_init_3d, config.lambda_init, r.alpha, r.mu)
+        g = grad_at(p, r.anchor_3d, r.lam, r.alpha, r.mu)
+        ppm = p.camera.focal_length / p.anchor_init[2]
+        seg_px = ppm * np.linalg.norm(p.upstream - p.anchor_init)
+        scaled, scaled0 = g / [ppm, ppm, ppm, seg_px], g0 / [ppm, ppm, ppm, seg_px]  # pixels
+        assert np.abs(scaled).max() <= 1e-4 * max(1.0, np.abs(scaled0).max()), (scaled, scaled0)
+
+
+def grad_at(p, anchor, lam, alpha, mu):
+    def t(v):  # one row
+        return torch.tensor(np.asarray(v, dtype=np.float64))[None]
+    _, ga, gl = rafo_loss_and_grad(t(anchor), t(lam), t(p.anchor_init), t(p.upstream), t(p.target),
+                                   t(p.camera.focal_length), t(p.camera.principal_point), t(alpha), t(mu))
+    return np.concatenate([ga[0].numpy(), gl.numpy()])
+
+
+def test_the_written_out_gradient_is_the_gradient_of_eq_4():
+    gen = torch.Generator().manual_seed(0)
+    n = 64
+    f64 = dict(dtype=torch.float64, generator=gen)
+    anchor = (torch.randn(n, 3, **f64) * 0.3 + torch.tensor([0.0, 0.0, 3.0], dtype=torch.float64))
+    anchor[0, 2] = -0.5  # behind the camera: the depth clamp has zero gradient
+    anchor.requires_grad_(True)
+    lam = torch.rand(n, **f64).requires_grad_(True)
+    anchor_init = anchor.detach() + 0.05 * torch.randn(n, 3, **f64)
+    upstream = anchor.detach() + 0.4 * torch.randn(n, 3, **f64)
+    target = torch.rand(n, 2, **f64) * 1000
+    focal, centre = torch.rand(n, **f64) * 1000 + 1000, torch.full((n, 2), 500.0, dtype=torch.float64)
+    alpha, mu = torch.rand(n, **f64) * 1e3, torch.rand(n, **f64) * 1e5
+    loss, g_anchor, g_lam = rafo_loss_and_grad(anchor, lam, anchor_init, upstream, target, focal, centre, alpha, mu)
+    auto_anchor, auto_lam = torch.autograd.grad(
+        rafo_loss(anchor, lam, anchor_init, upstream, target, focal, centre, alpha, mu).sum(), [anchor, lam])
+    assert torch.allclose(g_anchor, auto_anchor, rtol=1e-10, atol=1e-8)
+    assert torch.allclose(g_lam, auto_lam, rtol=1e-10, atol=1e-8)
+    assert torch.equal(loss, rafo_loss(anchor, lam, anchor_init, upstream, target, focal, centre, alpha, mu))
+
+
+def test_lambda_held_at_its_bound_still_moves_the_anchor():
+    """Endpoint beyond the upstream joint, anchor held near its estimate (strong α, μ, so the segment cannot
+    flip over Jt): λ stops at λmax and Ja alone brings the endpoint as close as it can, the same optimum as
+    with λ fixed at λmax."""
+    cam = Camera(1080, 1920, 1600.0)
+    ja, jt = np.array([0.1, 0.45, 3.0]), np.array([0.1, 0.05, 3.0])
+    beyond = LimbProblem(RESIDUALS[0], ja, jt, cam.project_np(ja + 1.3 * (jt - ja)) + [20.0, 0.0], cam, 2.0)
+    strong = dict(alpha0=0.1, mu0=5.0)
+    free = solve([beyond], RafoConfig(lambda_max=0.9, **strong))[0]
+    fixed = solve([beyond], RafoConfig(lambda_min=0.9, lambda_max=0.9, lambda_init=0.9, **strong))[0]
+    assert free.lam == 0.9
+    assert np.linalg.norm(free.anchor_3d - free.anchor_init_3d) > 0.01
+    assert abs(free.reproj_error_px - fixed.reproj_error_px) < 1e-4
+    assert np.abs(free.anchor_3d - fixed.anchor_3d).max() < 1e-5
+
+
+def test_strong_wolfe_line_search_per_row():
+    """Rows whose minimum along d lies far beyond, just at, or well short of the unit step: each row gets a
+    step meeting both strong Wolfe conditions, the same alone as together."""
+    minima = torch.tensor([40.0, 1.0, 0.01, 0.3, 7.0], dtype=torch.float64)
+    curv = torch.tensor([1.0, 3.0, 100.0, 0.5, 2.0], dtype=torch.float64)
+
+    def loss_and_grad_of(rows):
+        def fn(x):  # a quartic valley along x[:, 0] with its minimum at minima[rows]
+            u = x[:, 0] - minima[rows]
+            f = curv[rows] * (u**2 + 0.1 * u**4) + x[:, 1] ** 2
+            g = torch.stack([curv[rows] * (2 * u + 0.4 * u**3), 2 * x[:, 1]], 1)
+            return f, g
+        return fn
+
+    rows = torch.arange(5)
+    x = torch.zeros(5, 2, dtype=torch.float64)
+    d = torch.tensor([[1.0, 0.0]] * 5, dtype=torch.float64)
+    fn = loss_and_grad_of(rows)
+    f0, g0 = fn(x)
+    active = torch.ones(5, dtype=torch.bool)
+    t, f, g = _strong_wolfe(fn, x, d, f0, g0, active, 25)
+    slope0 = (g0 * d).sum(-1)
+    assert (t > 0).all()
+    assert (f <= f0 + 1e-4 * t * slope0).all()
+    assert ((g * d).sum(-1).abs() <= 0.9 * slope0.abs()).all()
+    for i in range(5):
+        fi = loss_and_grad_of(rows[i:i + 1])
+        ti, _, _ = _strong_wolfe(fi, x[i:i + 1], d[i:i + 1], f0[i:i + 1], g0[i:i + 1], active[i:i + 1], 25)
+        assert ti.item() == t[i].item()
+    # an inactive row does not move
+    t_off, f_off, _ = _strong_wolfe(fn, x, d, f0, g0, torch.tensor([True, False, True, True, True]), 25)
+    assert t_off[1] == 0 and f_off[1] == f0[1] and t_off[0] == t[0]
