@@ -160,13 +160,19 @@ def test_a_refused_recut_changes_nothing(model, scene, monkeypatch, case):
                 raise StumpError("the cut left 2 holes instead of one")
             return cut_limb(verts, faces, weights, kind, *args)
         monkeypatch.setattr(cut_module, "cut_limb", failing)
-    if case == "bmesh_failure":  # the last stage: the bmesh is built, the deletion fails
+    if case == "bmesh_failure":  # the last stage: the cut bmesh is ready, writing it to the mesh fails
         import bmesh  # after bpy
 
-        def broken_delete(*args, **kwargs):
-            raise RuntimeError("simulated bmesh failure")
-        monkeypatch.setattr(cut_module, "bmesh", SimpleNamespace(new=bmesh.new, ops=SimpleNamespace(
-            delete=broken_delete)))
+        class Failing:
+            def __init__(self):
+                self.bm = bmesh.new()
+
+            def __getattr__(self, name):
+                return getattr(self.bm, name)
+
+            def to_mesh(self, mesh):
+                raise RuntimeError("simulated bmesh failure")
+        monkeypatch.setattr(cut_module, "bmesh", SimpleNamespace(new=Failing))
     if case == "group_added":
         obj.vertex_groups.new(name="socket_fit")
         before = state(obj)
@@ -297,6 +303,7 @@ def test_the_rig_survives_a_recut(model, scene):
         ring = ref - uncut_co
         assert np.abs(offset).max() <= np.abs(ring).max() + 1e-6  # interpolated, not invented
     faces = faces_of(mesh)
+    assert 2 * len(mesh.edges) == 3 * len(faces)  # no loose edge left by the removal
     for verts in (np.array([v.co[:] for v in mesh.vertices]), evaluated_vertices(obj)):
         closed = trimesh.Trimesh(verts, faces, process=False)
         assert closed.is_watertight and closed.is_winding_consistent

@@ -38,7 +38,6 @@ from .frames import blender_to_body, body_to_blender
 MASK_NAME = "residual_mask"
 RED_MATERIAL = "ResiHMR residual limb"
 SKIN_MATERIAL = "ResiHMR skin"
-WEIGHT_TOLERANCE = 1e-6  # a kept vertex's skin weights are rewritten only when the cut changed them by more
 
 
 class CutError(ValueError):
@@ -335,9 +334,19 @@ def _write(mesh_obj, uncut_mesh, uncut: _Uncut, plan: _Plan) -> None:
     new_faces = plan.faces[plan.face_origin < 0].tolist()
     keep_face = np.zeros(len(uncut.faces), bool)
     keep_face[plan.face_origin[plan.face_origin >= 0]] = True
-    # kept vertices whose weights the cut changed (distal joints removed, renormalised); the rest keep theirs
-    changed = np.nonzero(np.abs(plan.weights[:n_kept] - uncut.weights[plan.origin[:n_kept]]).max(axis=1)
-                         > WEIGHT_TOLERANCE)[0]
+    keep_vert = np.zeros(len(uncut.basis), bool)
+    keep_vert[plan.origin[:n_kept]] = True
+    # what goes: vertices (with their edges and faces), faces whose vertices all stay (rim spikes), and edges
+    # between staying vertices that only dropped faces used
+    drop_verts = np.nonzero(~keep_vert)[0].tolist()
+    drop_faces = np.nonzero(~keep_face & keep_vert[uncut.faces].all(axis=1))[0].tolist()
+    dropped = uncut.faces[~keep_face]
+    pairs = np.sort(np.concatenate([dropped[:, [0, 1]], dropped[:, [1, 2]], dropped[:, [2, 0]]]), axis=1)
+    edge_ends = np.unique(pairs[keep_vert[pairs].all(axis=1)], axis=0).tolist()
+    # kept vertices the cut reweighted: those with weight on a removed joint (the rest differ from the uncut
+    # mesh's by the renormalisation's rounding only, < 1e-7, and keep their weights as they are)
+    distal = sorted({j for cut in plan.limb_cuts for j in cut.distal})
+    changed = np.nonzero(uncut.weights[:, distal].any(axis=1)[plan.origin[:n_kept]])[0]
     reweight = np.concatenate([changed, np.arange(n_kept, n_final)]).tolist()
     rows = [[(j, float(row[j])) for j in np.nonzero(row > 0)[0].tolist()] for row in plan.weights[reweight]]
     basis = plan.basis[n_kept:].tolist()
@@ -349,15 +358,18 @@ def _write(mesh_obj, uncut_mesh, uncut: _Uncut, plan: _Plan) -> None:
         bm.from_mesh(uncut_mesh)
         deform = bm.verts.layers.deform.verify()
         shape_layers = [bm.verts.layers.shape[name] for name in uncut.key_names]
-        bm.verts.ensure_lookup_table()
-        bm.faces.ensure_lookup_table()
-        # only the elements touched: lookup tables go stale once elements are added
-        lookup = {i: bm.verts[plan.origin[i]] for i in old_needed}
-        drop = [bm.faces[i] for i in np.nonzero(~keep_face)[0].tolist()]
-        # new elements are added before anything is deleted: they land after the originals, which keep their
-        # order when the deletion frees slots, so the mesh comes out in the plan's order with no sort
+        verts, faces = bm.verts, bm.faces
+        verts.ensure_lookup_table()
+        faces.ensure_lookup_table()
+        # every element needed is looked up now: the tables go stale once elements are added
+        lookup = {i: verts[o] for i, o in zip(old_needed, plan.origin[old_needed].tolist())}
+        goner_verts = [verts[i] for i in drop_verts]
+        goner_faces = [faces[i] for i in drop_faces]
+        edge_verts = [(verts[a], verts[b]) for a, b in edge_ends]
+        # new elements are added before anything is removed: they land after the originals, which keep their
+        # order when the removal frees slots, so the mesh comes out in the plan's order with no sort
         for k in range(n_final - n_kept):
-            vert = bm.verts.new(basis[k])
+            vert = verts.new(basis[k])
             if shape_layers:
                 vert[shape_layers[0]] = basis[k]
                 for layer, key in zip(shape_layers[1:], keys):
@@ -369,12 +381,21 @@ def _write(mesh_obj, uncut_mesh, uncut: _Uncut, plan: _Plan) -> None:
             for joint, w in row:
                 dvert[joint] = w
         for face in new_faces:  # material 0: the skin (its slot is made first when there is none)
-            bm.faces.new([lookup[i] for i in face]).smooth = True
-        # FACES: the dropped faces and whichever edges and vertices only they used
-        bmesh.ops.delete(bm, geom=drop, context="FACES")
-        if len(bm.verts) != n_final or len(bm.faces) != len(plan.faces):
-            raise CutError(f"{mesh_obj.name}: internal error, the bmesh has {len(bm.verts)} vertices and "
-                           f"{len(bm.faces)} faces instead of {n_final} and {len(plan.faces)}; nothing changed")
+            faces.new([lookup[i] for i in face]).smooth = True
+        # element by element: bmesh.ops.delete(context="FACES") does the same at twice the time here
+        for face in goner_faces:
+            faces.remove(face)
+        for vert in goner_verts:
+            verts.remove(vert)
+        for a, b in edge_verts:
+            edge = bm.edges.get((a, b))
+            if edge is not None and not edge.link_faces:
+                bm.edges.remove(edge)
+        # a closed triangle mesh has 3F/2 edges: this also catches a hole or a loose edge before anything changes
+        if len(verts) != n_final or len(faces) != len(plan.faces) or 2 * len(bm.edges) != 3 * len(plan.faces):
+            raise CutError(f"{mesh_obj.name}: internal error, the cut mesh would have {len(verts)} vertices, "
+                           f"{len(bm.edges)} edges and {len(faces)} faces instead of {n_final}, "
+                           f"{3 * len(plan.faces) // 2} and {len(plan.faces)}; nothing changed")
         bm.to_mesh(mesh)
     finally:
         bm.free()
