@@ -317,6 +317,60 @@ def set_limb_lambda(obj, kind: str, lam: float) -> dict:
     return entry
 
 
+def set_limb_endpoint(obj, kind: str, pixel, context=None) -> dict:
+    """The endpoint tool on an avatar: RAFO for this limb again with the new 2D endpoint (from the stored fit:
+    the initial anchor, the upstream joint, the camera, the fit error), the pose follows the new anchor, the
+    stump is re-cut (not stacked). All or nothing. The entry is marked `"endpoint_source": "hand"`."""
+    from .core.pipeline import pose_feedback
+    from .core.rafo import LimbProblem, solve
+    from .core.residuals import residual_by_name
+    from .core.result_json import camera_of, cut_list, fit_params, residual_json, residual_result
+    from .mesh.build import apply_pose
+    from .mesh.cut import recut
+    from .preferences import resolve_body_model
+
+    document = avatar_document(obj)
+    person = document["people"][0]
+    index = next((i for i, r in enumerate(person["residuals"]) if r["kind"] == kind), None)
+    if index is None:
+        raise UserError(f"{obj.name} has no {kind.replace('_', ' ')} residual limb: enable it and run Fit")
+    model = resolve_body_model(context)
+    if (model.sha256 or "") != obj.resihmr.model_sha256:
+        raise UserError(f"{obj.name} was fitted with another body model than the one in the preferences; "
+                        "run Fit again")
+    settings = scene_settings(bpy.context.scene, context)
+    camera, entry = camera_of(document), person["residuals"][index]
+    problem = LimbProblem(residual_by_name(kind), np.array(entry["anchor_init_3d"]), np.array(entry["upstream_3d"]),
+                          np.asarray(pixel, dtype=np.float64), camera, float(person["fit_error_px"]))
+    solved = solve([problem], settings.rafo)[0]
+    new_entry = dict(residual_json(solved), endpoint_source="hand")
+    residuals = [solved if i == index else residual_result(r) for i, r in enumerate(person["residuals"])]
+    params = fit_params(person)
+    body_pose, joints, body25_2d = pose_feedback(model, params, residuals, camera)
+    person["residuals"][index] = new_entry
+    measurements = recut(obj, cut_list(person))  # raises before changing anything
+    apply_pose(obj.parent, dict(params, body_pose=body_pose))
+    for e in person["residuals"]:
+        if e["kind"] in measurements:
+            e.update(measurements[e["kind"]].to_json())
+    person.update(body_pose=np.round(body_pose, 6).tolist(), joints_3d=np.round(joints, 6).tolist(),
+                  joints_2d_body25=np.round(body25_2d, 6).tolist())
+    _store_document(obj, document)
+    return new_entry
+
+
+def restore_avatar_state(obj, document: dict) -> None:
+    """Put an avatar back to a stored document (its cuts, pose and result): the endpoint tool's Esc."""
+    from .core.result_json import cut_list, fit_params
+    from .mesh.build import apply_pose
+    from .mesh.cut import recut
+
+    person = document["people"][0]
+    recut(obj, cut_list(person))
+    apply_pose(obj.parent, dict(fit_params(person), body_pose=np.asarray(person["body_pose"])))
+    _store_document(obj, document)
+
+
 def cut_avatar(obj) -> list[str]:
     """Cut and seal the avatar as its result says (accepted limbs and λ set by hand); all limbs or none."""
     from .core.result_json import cut_list

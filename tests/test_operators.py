@@ -336,11 +336,59 @@ def test_place_endpoint_modal_with_simulated_clicks(scene, monkeypatch):
 
     state = loaded(scene)
     monkeypatch.setattr(residuals, "image_pixel_from_view", lambda context, xy: (xy[0] * 2.0, xy[1] * 3.0))
-    op = FakeOperator(residuals.RESIHMR_OT_PlaceEndpoint, index=7, pixel=(0.0, 0.0))
+    op = FakeOperator(residuals.RESIHMR_OT_PlaceEndpoint, index=7, pixel=(0.0, 0.0), _avatar=None, _before=None,
+                      _dragging=False, _started=True)
     context = type("Ctx", (), {"scene": scene, "workspace": None, "region": None, "region_data": None})()
-    assert op.modal(context, FakeEvent("MOUSEMOVE")) == {"RUNNING_MODAL"}
-    assert op.modal(context, FakeEvent("ESC")) == {"CANCELLED"}
     before = tuple(state.residuals[7].endpoint)
-    assert tuple(state.residuals[7].endpoint) == before  # Esc changed nothing
+    assert op.modal(context, FakeEvent("MOUSEMOVE")) == {"RUNNING_MODAL"}
+    assert op.modal(context, FakeEvent("LEFTMOUSE", value="RELEASE", x=5, y=5)) == {"RUNNING_MODAL"}
+    assert op.modal(context, FakeEvent("ESC")) == {"CANCELLED"}
+    assert before != (200.0, 600.0) and tuple(state.residuals[7].endpoint) == before  # Esc changed nothing
     assert op.modal(context, FakeEvent("LEFTMOUSE", x=100, y=200)) == {"FINISHED"}
     assert tuple(state.residuals[7].endpoint) == (200.0, 600.0) and state.residuals[7].enabled
+
+
+def test_endpoint_tool_resolves_the_limb_and_recuts_live(scene, monkeypatch):
+    from resihmr_blender.operators import residuals
+
+    state = loaded(scene)
+    bpy.ops.resihmr.fit()
+    avatar = avatar_of(scene)
+    before_doc = avatar.resihmr.result_json
+    before_verts, before_faces = mesh_arrays(avatar)
+    person = json.loads(before_doc)["people"][0]
+    entry = next(r for r in person["residuals"] if r["kind"] == "left_transtibial")
+    # a new endpoint halfway between the clicked one and the knee: the stump gets shorter, λ larger
+    knee_px = np.array(person["joints_2d_body25"][13])  # LKnee
+    target = 0.5 * (np.array(entry["target_2d"]) + knee_px)
+    assert bpy.ops.resihmr.place_endpoint(index=7, pixel=tuple(target)) == {"FINISHED"}
+    after = next(r for r in json.loads(avatar.resihmr.result_json)["people"][0]["residuals"]
+                 if r["kind"] == "left_transtibial")
+    assert after["endpoint_source"] == "hand" and after["accepted"] and after["reproj_error_px"] < 1.0
+    assert after["lambda"] > entry["lambda"] + 0.2 and after["stump_volume_l"] < entry["stump_volume_l"]
+    limb = next(limb for limb in avatar.resihmr.limbs if limb.kind == "left_transtibial")
+    assert limb.lam == pytest.approx(after["lambda"], abs=1e-6)
+    assert len(avatar.data.vertices) != len(before_verts)  # re-cut from the uncut body, not stacked on the cut
+    assert tuple(state.residuals[7].endpoint) == pytest.approx(tuple(target))
+    # the same endpoint again gives the same result (RAFO is deterministic, the cut is not stacked)
+    recut_verts = mesh_arrays(avatar)[0]
+    bpy.ops.resihmr.place_endpoint(index=7, pixel=tuple(target))
+    assert np.array_equal(mesh_arrays(avatar)[0], recut_verts)
+    # back to the file's endpoint: the avatar of the original fit, vertex for vertex
+    bpy.ops.resihmr.place_endpoint(index=7, pixel=tuple(entry["target_2d"]))
+    verts, faces = mesh_arrays(avatar)
+    assert np.array_equal(faces, before_faces) and np.allclose(verts, before_verts, atol=1e-6)
+
+    # dragging with the modal tool: the stump follows the mouse; Esc puts everything back
+    monkeypatch.setattr(residuals, "image_pixel_from_view", lambda context, xy: (float(xy[0]), float(xy[1])))
+    op = FakeOperator(residuals.RESIHMR_OT_PlaceEndpoint, index=7, pixel=(0.0, 0.0), _avatar=avatar,
+                      _before=json.loads(avatar.resihmr.result_json), _dragging=False, _started=True)
+    first = json.loads(avatar.resihmr.result_json)
+    assert op.modal(bpy.context, FakeEvent("LEFTMOUSE", x=int(target[0]), y=int(target[1]))) == {"RUNNING_MODAL"}
+    dragged = json.loads(avatar.resihmr.result_json)["people"][0]["residuals"][1]
+    assert dragged["lambda"] > entry["lambda"] + 0.2  # live: the avatar already follows
+    assert op.modal(bpy.context, FakeEvent("MOUSEMOVE", x=int(knee_px[0]), y=int(knee_px[1]))) == {"RUNNING_MODAL"}
+    assert op.modal(bpy.context, FakeEvent("ESC")) == {"CANCELLED"}
+    assert json.loads(avatar.resihmr.result_json) == first
+    verts, faces = mesh_arrays(avatar)
+    assert np.array_equal(faces, before_faces) and np.allclose(verts, before_verts, atol=1e-6)

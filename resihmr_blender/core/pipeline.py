@@ -128,20 +128,25 @@ def reconstruct(model: BodyModel, people: list[Person], cameras: list[Camera], f
             continue
         t0 = time.perf_counter()
         residuals = per_person.get(i, [])
-        body_pose = pose_following_anchors(model, fit.params(), residuals) if residuals else fit.body_pose
-        with torch.no_grad():
-            final = model.joints_only(
-                betas=torch.tensor(fit.betas, dtype=model.dtype)[None],
-                global_orient=torch.tensor(fit.global_orient, dtype=model.dtype)[None],
-                body_pose=torch.tensor(body_pose, dtype=model.dtype)[None],
-                transl=torch.tensor(fit.transl, dtype=model.dtype)[None])
-        joints = final.joints[0].numpy().astype(np.float64)
-        body25_2d = fit.camera.project_np(final.body25[0].numpy())
+        body_pose, joints, body25_2d = pose_feedback(model, fit.params(), residuals, fit.camera)
         timings = dict(fit.timings_s, rafo=sum(r.timings_s["rafo"] for r in residuals),
                        pose_feedback=time.perf_counter() - t0)
         out[i] = PersonResult(fit=fit, residuals=residuals, body_pose=body_pose, joints_3d=joints,
                               body25_2d=body25_2d, timings_s=timings)
     return out  # type: ignore[return-value]
+
+
+def pose_feedback(model: BodyModel, fit_params: dict, residuals: list[ResidualResult], camera: Camera):
+    """The optimised anchors drive the pose (paper §3.3): (body_pose, joints_3d (55, 3), BODY_25 pixels (25, 2))
+    from the initial fit's parameters and the limbs' RAFO results (only accepted limbs turn their segment)."""
+    body_pose = pose_following_anchors(model, fit_params, residuals) if residuals else \
+        np.asarray(fit_params["body_pose"], dtype=np.float64)
+    as_tensor = {k: torch.tensor(np.asarray(v, dtype=np.float64), dtype=model.dtype)[None]
+                 for k, v in (("betas", fit_params["betas"]), ("global_orient", fit_params["global_orient"]),
+                              ("body_pose", body_pose), ("transl", fit_params["transl"]))}
+    with torch.no_grad():
+        final = model.joints_only(**as_tensor)
+    return body_pose, final.joints[0].numpy().astype(np.float64), camera.project_np(final.body25[0].numpy())
 
 
 def cuts_of(result: PersonResult) -> list[tuple[str, float]]:

@@ -38,6 +38,24 @@ def residual_json(r, measurements: dict | None = None) -> dict:
     return entry
 
 
+def residual_result(entry: dict):
+    """A document's residual entry back as rafo.ResidualResult (what pose feedback reads)."""
+    from .rafo import ResidualResult
+
+    arr = {k: np.asarray(entry[k], dtype=np.float64) for k in ("anchor_3d", "anchor_init_3d", "upstream_3d",
+                                                                "endpoint_3d", "endpoint_2d", "target_2d")}
+    return ResidualResult(kind=entry["kind"], lam=float(entry["lambda"]),
+                          reproj_error_px=float(entry["reproj_error_px"]), accepted=bool(entry["accepted"]),
+                          alpha=float("nan"), mu=float("nan"), **arr)
+
+
+def fit_params(person: dict) -> dict[str, np.ndarray]:
+    """The initial fit's parameters of a person's entry (before RAFO turned the residual segments)."""
+    return {"betas": np.asarray(person["betas"]), "expression": np.asarray(person["expression"]),
+            "global_orient": np.asarray(person["global_orient"]),
+            "body_pose": np.asarray(person["body_pose_before_rafo"]), "transl": np.asarray(person["transl"])}
+
+
 def person_json(result) -> dict:
     """One person's entry (result: pipeline.PersonResult or PersonFailure)."""
     if not hasattr(result, "fit"):
