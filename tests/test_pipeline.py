@@ -155,3 +155,53 @@ def test_lambda_set_by_hand_moves_the_endpoint_and_is_marked(demo):
             set_residual_lambda(doc, 0, "left_transtibial", bad)
     with pytest.raises(KeyError):
         set_residual_lambda(doc, 0, "right_transfemoral", 0.5)
+
+
+def dropped(kfile, names, residuals: bool = False):
+    from resihmr_blender.core.layouts import BODY25_INDEX
+
+    person = kfile.people[0]
+    body = person.body25.copy()
+    body[[BODY25_INDEX[n] for n in names]] = 0.0
+    residual = person.residual if residuals else np.zeros((8, 3))
+    return replace(kfile, people=[replace(person, body25=body, residual=residual)])
+
+
+LEGS = ("RKnee", "LKnee", "RAnkle", "LAnkle", "LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe", "RHeel")
+HIPS = ("RHip", "LHip", "MidHip")
+
+
+@pytest.mark.parametrize("missing", [LEGS, LEGS + HIPS], ids=["legs out of frame", "upper body only"])
+def test_partial_bodies_are_fitted_on_what_shows(model, demo, missing):
+    """Real photos cut people off: the fit places them from what is visible, the rest in the prior's neutral
+    pose, marked unobserved; no giant, no refusal while the torso can be placed."""
+    rec = pipeline.run(model, dropped(read_keypoints(EXAMPLE / "keypoints.json"), missing), Settings())
+    person = rec.document()["people"][0]
+    assert "error" not in person and person["plausible"], person.get("problems")
+    from resihmr_blender.core.layouts import BODY25_INDEX
+
+    assert not any(person["observed_body25"][BODY25_INDEX[n]] for n in missing)
+    assert person["observed_body25"][BODY25_INDEX["RShoulder"]]
+    full = demo.document()["people"][0]
+    assert abs(person["distance_m"] - full["distance_m"]) < 0.2  # the same distance from the camera
+    shoulders = [BODY25_INDEX["RShoulder"], BODY25_INDEX["LShoulder"]]
+    ours, theirs = np.array(person["joints_2d_body25"]), np.array(full["joints_2d_body25"])
+    shift = np.linalg.norm(ours[shoulders] - theirs[shoulders], axis=1)
+    assert shift.max() < 10.0  # the visible part stays where the photo shows it
+
+
+def test_a_person_without_a_torso_is_refused_with_the_reason(model):
+    kfile = dropped(read_keypoints(EXAMPLE / "keypoints.json"), HIPS + ("Neck", "LShoulder"))
+    person = pipeline.run(model, kfile, Settings()).document()["people"][0]
+    assert "torso cannot be placed" in person["error"]
+
+
+def test_implausible_fits_are_flagged_not_written_as_good(model):
+    """Normalised coordinates (0-1) read as pixels of a 1080x1920 image: the body lands far away, tiny."""
+    kfile = read_keypoints(EXAMPLE / "keypoints.json")
+    person = kfile.people[0]
+    scaled = person.body25.copy()
+    scaled[:, :2] /= np.array([1080.0, 1920.0])
+    tiny = replace(kfile, people=[replace(person, body25=scaled, residual=np.zeros((8, 3)))])
+    result = pipeline.run(model, tiny, Settings()).document()["people"][0]
+    assert result["plausible"] is False and any("from the camera" in p for p in result["problems"])

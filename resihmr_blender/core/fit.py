@@ -27,6 +27,8 @@ from .rotations import aa_to_matrix
 TORSO_TOP = (BODY25_INDEX["RShoulder"], BODY25_INDEX["LShoulder"])
 TORSO_BOTTOM = (BODY25_INDEX["RHip"], BODY25_INDEX["LHip"])
 TORSO_SET = (*TORSO_TOP, *TORSO_BOTTOM, BODY25_INDEX["Neck"], BODY25_INDEX["MidHip"])
+HEAD_SET = tuple(BODY25_INDEX[n] for n in ("Nose", "REye", "LEye", "REar", "LEar"))
+THIGH_SET = tuple(BODY25_INDEX[n] for n in ("RKnee", "LKnee"))
 # joints spanning each residual kind's segment, in RESIDUALS order (all among the fit's 25 body joints)
 SEGMENT_UPSTREAM = [JOINT_INDEX[k.upstream_joint] for k in RESIDUALS]
 SEGMENT_ANCHOR = [JOINT_INDEX[k.anchor_joint] for k in RESIDUALS]
@@ -69,6 +71,7 @@ class PersonFit:
     used: np.ndarray  # (25,) bool: keypoints that drove the fit
     fit_error_px: float  # mean reprojection error over the used keypoints
     timings_s: dict = field(default_factory=dict)
+    reference_length_px: float = 0.0  # the 2D torso length (or shoulder/hip width) that set depth and scale
 
     def params(self) -> dict[str, np.ndarray]:
         return {"betas": self.betas, "expression": self.expression, "global_orient": self.global_orient,
@@ -91,17 +94,22 @@ def _torso_points(weights: np.ndarray, group: tuple[int, ...], fallback: int) ->
 
 
 def check_person(person: Person, weights: np.ndarray) -> tuple[list[int], list[int]]:
-    """Refuse people the fit cannot place; return the torso top/bottom keypoints used for initialisation."""
+    """Refuse people the fit cannot place; return two keypoint groups whose midpoints' distance on the mean body
+    sets the depth at initialisation: torso top and bottom when both show, else the two shoulders (an upper-body
+    photo), else the two hips (the upper body out of frame)."""
     if not np.any(weights > 0):
         raise FitError("all keypoint confidences are zero (or every keypoint is distal to a residual limb)")
-    top = _torso_points(weights, TORSO_TOP, BODY25_INDEX["Neck"])
-    bottom = _torso_points(weights, TORSO_BOTTOM, BODY25_INDEX["MidHip"])
-    if not top or not bottom:
-        missing = "a shoulder or the neck" if not top else "a hip or the mid-hip"
-        raise FitError(f"too few keypoints to place the torso: need {missing} with confidence > 0")
     if int((weights > 0).sum()) < 4:
         raise FitError(f"too few keypoints to fit a body: {int((weights > 0).sum())} usable, need at least 4")
-    return top, bottom
+    top = _torso_points(weights, TORSO_TOP, BODY25_INDEX["Neck"])
+    bottom = _torso_points(weights, TORSO_BOTTOM, BODY25_INDEX["MidHip"])
+    if top and bottom:
+        return top, bottom
+    for right, left in (TORSO_TOP, TORSO_BOTTOM):
+        if weights[right] > 0 and weights[left] > 0:
+            return [right], [left]
+    raise FitError("the torso cannot be placed: need a shoulder (or the neck) and a hip (or the mid-hip), "
+                   "or both shoulders, or both hips")
 
 
 def _facing_camera(kp: np.ndarray, weights: np.ndarray) -> bool:
@@ -284,6 +292,11 @@ def _fit_batch(model: BodyModel, inits, cameras: list[Camera], config: FitConfig
                    torch.zeros(n, model.num_betas + 63, dtype=dtype)], dim=1)
     torso_w = torch.zeros_like(w)
     torso_w[:, list(TORSO_SET)] = w[:, list(TORSO_SET)]
+    for b, (_, _, top, bottom) in enumerate(inits):
+        if set(top + bottom) <= set(TORSO_TOP) or set(top + bottom) <= set(TORSO_BOTTOM):
+            # no torso length in view: the head (upper body) or the thighs (lower body) steady the orientation
+            extra = list(HEAD_SET) if set(top + bottom) <= set(TORSO_TOP) else list(THIGH_SET)
+            torso_w[b, extra] = w[b, extra]
     problem = FitObjective(model, kp, focal, centre, scale_t, config)
     x = problem.solve(x, torso_w, None, config.orient_iters, camera_only=True)  # stage 1: orient + transl
     for pose_w, shape_w in zip(config.pose_weights, config.shape_weights):  # stage 2: annealed priors
@@ -303,5 +316,6 @@ def _fit_batch(model: BodyModel, inits, cameras: list[Camera], config: FitConfig
             body_pose=body_pose[b].detach().numpy(), transl=transl[b].detach().numpy(),
             expression=np.zeros(model.num_expression), camera=cam, joints_3d=out.joints[b].numpy(),
             body25_3d=out.body25[b].numpy(), body25_2d=proj[b].numpy(), used=used,
-            fit_error_px=float(err[b][w[b, :25] > 0].mean()), timings_s={"fit": elapsed}))
+            fit_error_px=float(err[b][w[b, :25] > 0].mean()), timings_s={"fit": elapsed},
+            reference_length_px=float(scale[b] * 100.0)))
     return fits

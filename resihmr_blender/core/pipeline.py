@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import plausibility
 from .avatar_mesh import AvatarMesh, build_mesh
 from .body_model import BodyModel
 from .camera import Camera
@@ -44,6 +45,7 @@ class PersonResult:
     body25_2d: np.ndarray  # (25, 2) final
     measurements: dict[str, dict] = field(default_factory=dict)  # per residual kind, from measure.py
     timings_s: dict = field(default_factory=dict)
+    plausibility: dict = field(default_factory=dict)  # plausibility.check: flags, never a refusal
 
     def params(self) -> dict[str, np.ndarray]:
         return dict(self.fit.params(), body_pose=self.body_pose)
@@ -132,7 +134,9 @@ def reconstruct(model: BodyModel, people: list[Person], cameras: list[Camera], f
         timings = dict(fit.timings_s, rafo=sum(r.timings_s["rafo"] for r in residuals),
                        pose_feedback=time.perf_counter() - t0)
         out[i] = PersonResult(fit=fit, residuals=residuals, body_pose=body_pose, joints_3d=joints,
-                              body25_2d=body25_2d, timings_s=timings)
+                              body25_2d=body25_2d, timings_s=timings,
+                              plausibility=plausibility.check(model, fit.betas, joints, fit.fit_error_px,
+                                                              fit.reference_length_px))
     return out  # type: ignore[return-value]
 
 

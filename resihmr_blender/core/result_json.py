@@ -66,6 +66,8 @@ def person_json(result) -> dict:
             "body_pose_before_rafo": _finite(fit.body_pose), "transl": _finite(fit.transl),
             "joints_2d_body25": _finite(result.body25_2d), "joints_3d": _finite(result.joints_3d),
             "fit_error_px": round(fit.fit_error_px, 4), "keypoints_used": [bool(u) for u in fit.used],
+            # BODY_25 joints the photo showed and the fit followed; the others sit in the prior's neutral pose
+            "observed_body25": [bool(u) for u in fit.used], **result.plausibility,
             "residuals": [residual_json(r, result.measurements.get(r.kind)) for r in result.residuals],
             "timings_s": {k: round(v, 6) for k, v in result.timings_s.items()}}
 
