@@ -7,8 +7,9 @@ over [0.15, 0.85] calling `mesh.cut.recut` once per step: time per update (media
 process's CPU time, which other processes on the same cores inflate less), with the measurements recut returns
 and without them (`measure=False`); then the same drag with a second limb cut first (that cut and its
 measurements are memoised, so only the dragged limb is cut and measured again). Also: the first recut of an
-avatar (reads the uncut mesh's arrays once) and where the time of one update goes (numpy cut, measurements,
-bmesh). Target: ≤ 100 ms per update for one limb.
+avatar (reads the uncut mesh's arrays once), a fine drag (λ step 0.005: a step that crosses no vertex reuses the
+cut) and where the time of one update goes (numpy cut, measurements, bmesh). Target: ≤ 100 ms per update for one
+limb.
 """
 from __future__ import annotations
 
@@ -94,6 +95,16 @@ def main() -> None:
         print(f"| {kind} | {cells(with_measure[0])} | {cells(with_measure[1])} | {cells(without[0])} | "
               f"{cells(without[1])} |")
     print("| all kinds | " + " | ".join(cells(column) for column in columns) + " |")
+
+    fine = np.arange(0.40, 0.60, 0.005)
+    print(f"\nA fine drag, λ step 0.005 ({len(fine)} updates, the pace of a slow mouse drag): steps that cross no "
+          "vertex reuse the cut, ms:\n")
+    print("| kind | wall median | wall p95 | CPU median | CPU p95 |")
+    print("|---|---:|---:|---:|---:|")
+    for kind in ("left_transtibial", "right_transhumeral"):
+        recut(obj, [(kind, float(fine[0]))])
+        wall, cpu = drag(fine[1:], lambda lam: recut(obj, [(kind, lam)]))
+        print(f"| {kind} | {cells(wall)} | {cells(cpu)} |")
 
     print("\nTwo limbs cut, one dragged (the cut before it and the other limb's measurements are memoised), ms:\n")
     print("| dragged | also cut (first) | wall median | wall p95 | CPU median | CPU p95 |")

@@ -137,6 +137,18 @@ def test_dragging_lambda_gives_the_same_mesh_as_one_cut(model, scene):
                                   {"kind": "left_transtibial", "lambda": 0.4}]
 
 
+def test_small_lambda_steps_reuse_the_cut_and_equal_a_fresh_one(model, scene):
+    """A step that crosses no vertex reuses the previous cut (recut's memo): it must be what a fresh cut gives."""
+    p = params()
+    _, dragged = build_avatar(model, p, name="Dragged")
+    steps = [0.4, 0.401, 0.402, 0.403]
+    for lam in steps:
+        measured = recut(dragged, [("left_transtibial", lam)])
+    _, fresh = build_avatar(model, p, name="Fresh")
+    assert recut(fresh, [("left_transtibial", steps[-1])]) == measured
+    assert same_geometry(state(dragged), state(fresh))
+
+
 def test_recut_nothing_restores_the_uncut_body(model, scene):
     arm, obj = build_avatar(model, params())
     original = state(obj)

@@ -31,7 +31,7 @@ from ..core.body_model import JOINT_NAMES
 from ..core.colours import RESIDUAL_RGBA, SKIN_RGBA
 from ..core.measure import LimbMeasurements, measure_limb
 from ..core.residuals import ResidualKind, limb_conflict, limb_label, residual_by_name
-from ..core.stump import LimbCut, SealedCut, StumpError, cut_limb
+from ..core.stump import LimbCut, SealedCut, StumpError, cut_limb, cut_plane, removed_vertices, residual_segment
 from .build import AVATAR_TAG, UNCUT_PROP
 from .frames import blender_to_body, body_to_blender
 
@@ -109,7 +109,7 @@ class _Uncut:
 
 
 _CACHE: OrderedDict[int, _Uncut] = OrderedDict()
-_CACHE_SIZE = 8  # avatars whose arrays stay in memory (~10 MB each)
+_CACHE_SIZE = 4  # avatars whose arrays stay in memory (~10 MB each)
 
 
 def _fingerprint(mesh) -> tuple:
@@ -250,8 +250,38 @@ def _uncut_plan(uncut: _Uncut, values: np.ndarray) -> _Plan:
                  mask=np.zeros(n, bool), limb_masks={})
 
 
+# core.stump.cut_limb depends on λ only through the vertices it removes and the residual-segment mask (the plane's
+# normal, the cap and the rig transfer do not involve λ): a drag step that crosses no vertex gives the same mesh,
+# memoised on exactly those (tests/test_recut.py checks it against a fresh cut)
+_STEPS: OrderedDict[tuple, tuple[_Plan, _Plan]] = OrderedDict()
+
+
 def _cut_step(plan: _Plan, kind: ResidualKind, lam: float, joints: dict, values: np.ndarray, name: str) -> _Plan:
     """One more cut, as core/avatar_mesh.build_mesh makes it (so the numbers are the same)."""
+    anchor, upstream = joints[kind.anchor_joint], joints[kind.upstream_joint]
+    try:
+        plane = cut_plane(anchor, upstream, lam)
+    except ValueError as exc:
+        raise CutError(f"{name}: {kind.name} at λ = {lam:.3f}: {exc}") from exc
+    removed = removed_vertices(plan.rest_body, plan.weights, kind, plane)
+    red = residual_segment(plan.rest_body, plan.weights, kind, removed, plane)
+    key = (id(plan), kind.name, anchor.tobytes(), upstream.tobytes(), values.tobytes(),
+           np.packbits(removed).tobytes(), np.packbits(red).tobytes())
+    memo = _STEPS.get(key)
+    if memo is not None and memo[0] is plan:
+        _STEPS.move_to_end(key)
+        done = memo[1]
+        return replace(done, cuts=(*plan.cuts, (kind, lam)),
+                       limb_cuts=(*plan.limb_cuts, replace(done.limb_cuts[-1], plane=plane)))
+    done = _cut_step_fresh(plan, kind, lam, joints, values, name)
+    _STEPS[key] = (plan, done)
+    while len(_STEPS) > 2:
+        _STEPS.popitem(last=False)
+    return done
+
+
+def _cut_step_fresh(plan: _Plan, kind: ResidualKind, lam: float, joints: dict, values: np.ndarray,
+                    name: str) -> _Plan:
     try:
         cut = cut_limb(plan.rest_body, plan.faces, plan.weights, kind, joints[kind.anchor_joint],
                        joints[kind.upstream_joint], lam)
@@ -295,7 +325,7 @@ def _plan(mesh_obj, uncut: _Uncut, cuts: list[tuple[ResidualKind, float]]) -> _P
         for kind, lam in prefix:
             plan = _cut_step(plan, kind, lam, joints, values, mesh_obj.name)
         _PREFIXES[key] = plan
-        while len(_PREFIXES) > 3:
+        while len(_PREFIXES) > 2:
             _PREFIXES.popitem(last=False)
     _PREFIXES.move_to_end(key)
     if cuts:
