@@ -53,6 +53,14 @@ class FitConfig:
     stage_iters: int = 8
     min_confidence: float = 0.05
     num_threads: int = 0  # 0 = torch's default
+    # Initial orientations tried per person, the best kept by the final objective (data + priors): "facing" is the
+    # one the left/right order of the keypoints suggests, "turned" the half turn about the vertical (left/right
+    # swapped by a detector, or a person seen from the back), "lean_fwd"/"lean_back" the torso pitched ±25°
+    # towards/away from the camera (the depth ambiguity a 2D torso cannot settle). Measured on 64 synthetic people
+    # (3 px noise): intact error 5.54 px with one start, 5.12 with facing+turned, 5.09 with all four; the worst
+    # torso shift between declaring a residual limb or not went from 41 to 25 cm. Two starts cost 2x the fit time,
+    # four 4x: the default takes the two.
+    starts: tuple[str, ...] = ("facing", "turned")
 
 
 @dataclass
@@ -123,6 +131,22 @@ def _facing_camera(kp: np.ndarray, weights: np.ndarray) -> bool:
 def _rotation_axis_angle(facing: bool) -> np.ndarray:
     # half turn about x: body up -> image up, body front -> towards the camera; about z: facing away
     return np.array([math.pi, 0.0, 0.0]) if facing else np.array([0.0, 0.0, math.pi])
+
+
+LEAN = math.radians(25.0)
+
+
+def _start_rotation(facing: bool, start: str) -> np.ndarray:
+    """Initial global orientation (axis-angle) for one of FitConfig.starts."""
+    from .rotations import matrix_to_axis_angle, rot
+
+    base = aa_to_matrix(_rotation_axis_angle(facing if start != "turned" else not facing))
+    if start in ("lean_fwd", "lean_back"):
+        # pitch about the body's own left-right axis (x): +: the upper body towards its front
+        base = base @ rot("x", LEAN if start == "lean_fwd" else -LEAN)
+    elif start not in ("facing", "turned"):
+        raise ValueError(f"unknown fit start {start!r}; known: facing, turned, lean_fwd, lean_back")
+    return matrix_to_axis_angle(base)
 
 
 def _project(points: torch.Tensor, focal: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
@@ -271,6 +295,7 @@ def _fit_batch(model: BodyModel, inits, cameras: list[Camera], config: FitConfig
     # -- initialisation: orientation from left/right order, depth from the torso length (similar triangles)
     rest = model.joints_only().body25[0].detach()  # T-pose BODY_25 of the mean shape
     pelvis = model.J_template[0]
+    starts = config.starts or ("facing",)
     orient0, transl0, scale = [], [], []
     for (kp_np, wt, top, bottom), cam in zip(inits, cameras):
         top2d, bottom2d = kp_np[top].mean(0), kp_np[bottom].mean(0)
@@ -280,16 +305,20 @@ def _fit_batch(model: BodyModel, inits, cameras: list[Camera], config: FitConfig
         mid2d = 0.5 * (top2d + bottom2d)
         target = np.array([(mid2d[0] - cam.principal_point[0]) * depth / cam.focal_length,
                            (mid2d[1] - cam.principal_point[1]) * depth / cam.focal_length, depth])
-        rotvec = _rotation_axis_angle(_facing_camera(kp_np, wt))
-        rot = aa_to_matrix(rotvec)
+        facing = _facing_camera(kp_np, wt)
         mid3d = (0.5 * (top3d + bottom3d) - pelvis).numpy()
-        transl0.append(target - rot @ mid3d - pelvis.numpy())
-        orient0.append(rotvec)
+        for start in starts:  # rows person-major: person b's candidates are rows b*S .. b*S+S-1
+            rotvec = _start_rotation(facing, start)
+            transl0.append(target - aa_to_matrix(rotvec) @ mid3d - pelvis.numpy())
+            orient0.append(rotvec)
         scale.append(max(length2d, 1.0) / 100.0)  # residuals in percent of the torso length
-    scale_t = torch.tensor(scale, dtype=dtype)
+    n_starts = len(starts)
+    scale_t = torch.tensor(scale, dtype=dtype).repeat_interleave(n_starts)
+    rows = torch.arange(n).repeat_interleave(n_starts)
+    kp_rows, w_rows, focal_rows, centre_rows = kp[rows], w[rows], focal[rows], centre[rows]
 
     x = torch.cat([torch.tensor(np.array(orient0), dtype=dtype), torch.tensor(np.array(transl0), dtype=dtype),
-                   torch.zeros(n, model.num_betas + 63, dtype=dtype)], dim=1)
+                   torch.zeros(n * n_starts, model.num_betas + 63, dtype=dtype)], dim=1)
     torso_w = torch.zeros_like(w)
     torso_w[:, list(TORSO_SET)] = w[:, list(TORSO_SET)]
     for b, (_, _, top, bottom) in enumerate(inits):
@@ -297,10 +326,17 @@ def _fit_batch(model: BodyModel, inits, cameras: list[Camera], config: FitConfig
             # no torso length in view: the head (upper body) or the thighs (lower body) steady the orientation
             extra = list(HEAD_SET) if set(top + bottom) <= set(TORSO_TOP) else list(THIGH_SET)
             torso_w[b, extra] = w[b, extra]
-    problem = FitObjective(model, kp, focal, centre, scale_t, config)
+    torso_w = torso_w[rows]
+    problem = FitObjective(model, kp_rows, focal_rows, centre_rows, scale_t, config)
     x = problem.solve(x, torso_w, None, config.orient_iters, camera_only=True)  # stage 1: orient + transl
     for pose_w, shape_w in zip(config.pose_weights, config.shape_weights):  # stage 2: annealed priors
-        x = problem.solve(x, w, (pose_w, shape_w), config.stage_iters)
+        x = problem.solve(x, w_rows, (pose_w, shape_w), config.stage_iters)
+    # each person keeps its best start by the final objective (robust data term + priors)
+    with torch.no_grad():
+        final = problem.cost(x, w_rows, (config.pose_weights[-1], config.shape_weights[-1]))
+    final = torch.where(torch.isfinite(final), final, torch.full_like(final, float("inf")))
+    best = final.reshape(n, n_starts).argmin(dim=1) + torch.arange(n) * n_starts
+    x = x[best]
     global_orient, transl, betas, body_pose = problem.unpack(x)
 
     with torch.no_grad():
