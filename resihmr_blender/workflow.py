@@ -261,10 +261,8 @@ def apply(reconstruction, scene, person: int = 0, name: str = "ResiHMR"):
     arm, obj = build_avatar(reconstruction.model, result.params(), name=f"{name}.building",
                             collection=scene.collection)
     try:
-        measurements = recut(obj, cut_list(document["people"][0]))
-        for entry in document["people"][0]["residuals"]:
-            if entry["kind"] in measurements:
-                entry.update(measurements[entry["kind"]].to_json())
+        # the same cuts as the core's meshes: the document keeps the core's (float64) measurements
+        recut(obj, cut_list(document["people"][0]), measure=False)
         _store_document(obj, document)
         obj.resihmr.fit_error_px = result.fit.fit_error_px
         obj.resihmr.model_sha256 = reconstruction.model_info.get("sha256") or ""

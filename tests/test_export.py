@@ -30,13 +30,21 @@ def exported(tmp_path_factory):
     arm, obj = build_avatar(model, params)
     cut_residual(obj, "left_transtibial", 0.4)
     cut_residual(obj, "right_transradial", 0.6)
+    cut_residual(obj, "left_transhumeral", 0.5)  # three limbs: every one must be marked in every format
     before = sorted((o.name, o.type) for o in bpy.data.objects), sorted(m.name for m in bpy.data.meshes)
     glb = export_avatar(arm, obj, out / "avatar.glb")
     fbx = export_avatar(arm, obj, out / "avatar.fbx", preset="unity")
+    morphs = export_avatar(arm, obj, out / "avatar_morphs.glb", shape_keys=True)
+    mask = np.zeros(len(obj.data.vertices), np.float32)
+    obj.data.attributes["residual_mask"].data.foreach_get("value", mask)
+    keys = obj.data.shape_keys.key_blocks
+    basis = np.array([v.co[:] for v in keys[0].data])
+    shaped = basis + sum(k.value * (np.array([v.co[:] for v in k.data]) - basis) for k in keys[1:])  # rest shape
     after = sorted((o.name, o.type) for o in bpy.data.objects), sorted(m.name for m in bpy.data.meshes)
     weights = {v.index: {obj.vertex_groups[g.group].name: g.weight for g in v.groups} for v in obj.data.vertices}
-    return {"glb": glb, "fbx": fbx, "before": before, "after": after, "n_verts": len(obj.data.vertices),
-            "n_bones": len(arm.data.bones), "weights": weights, "folder": out}
+    return {"glb": glb, "fbx": fbx, "morphs": morphs, "before": before, "after": after,
+            "n_verts": len(obj.data.vertices), "n_bones": len(arm.data.bones), "weights": weights, "folder": out,
+            "mask": mask > 0.5, "shaped": shaped}
 
 
 def imported(path: Path):
@@ -91,7 +99,50 @@ def test_glb_reimports_with_skin_mask_and_closed_stumps(exported):
     rgba = values.reshape(-1, 4)
     red = (rgba[:, 0] > 0.5) & (rgba[:, 1] < 0.3)
     assert 50 < red.sum() < len(rgba) / 2
-    assert mesh_obj.data.shape_keys is not None and len(mesh_obj.data.shape_keys.key_blocks) == 11
+    assert mesh_obj.data.shape_keys is None  # the fitted shape is baked into the base mesh by default
+
+
+def glb_json(path: Path) -> dict:
+    data = path.read_bytes()
+    length = int.from_bytes(data[12:16], "little")
+    return json.loads(data[20:20 + length])
+
+
+def nearest(points: np.ndarray, cloud: np.ndarray) -> np.ndarray:
+    """Index of the nearest cloud point for each point, and the distance."""
+    index, dist = np.empty(len(points), int), np.empty(len(points))
+    for start in range(0, len(points), 512):
+        d = np.linalg.norm(points[start:start + 512, None] - cloud[None], axis=2)
+        index[start:start + 512], dist[start:start + 512] = d.argmin(1), d.min(1)
+    return index, dist
+
+
+def test_trimesh_sees_the_persons_shape_and_every_residual_limb_red(exported):
+    """An independent client (trimesh, which ignores default morph weights): the GLB's base mesh is the fitted
+    rest shape to 1 mm, and COLOR_0 is red on every vertex of all three residual limbs."""
+    scene = trimesh.load(exported["glb"], force="scene", process=False)
+    parts = list(scene.geometry.values())  # one primitive per material: skin, residual limb
+    assert len(parts) == 2
+    vertices = np.concatenate([np.asarray(g.vertices) for g in parts])
+    shaped_yup = exported["shaped"] @ np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]]).T  # Blender z-up -> glTF y-up
+    index, dist = nearest(shaped_yup, vertices)
+    assert dist.max() < 1e-3
+    colours = np.concatenate([np.asarray(g.visual.vertex_attributes["color"]) for g in parts])[index]  # COLOR_0
+    colours = colours / float(np.iinfo(colours.dtype).max) if colours.dtype.kind == "u" else colours
+    residual = exported["mask"]
+    assert residual.sum() > 300  # three limbs' segments and caps
+    assert (colours[residual, 0] > 0.7).all() and (colours[residual, 1] < 0.3).all()
+    assert (colours[~residual, 1] > 0.6).all()  # skin is grey, not red
+    materials = {m["name"]: m["pbrMetallicRoughness"]["baseColorFactor"]
+                 for m in glb_json(exported["glb"])["materials"]}
+    red = materials["ResiHMR residual limb"]
+    assert red[0] > 0.8 and red[1] < 0.1 and red[2] < 0.1  # red in the material too, not the default grey
+
+
+def test_shape_keys_kept_on_request(exported):
+    doc = glb_json(exported["morphs"])
+    targets = doc["meshes"][0]["primitives"][0].get("targets", [])
+    assert len(targets) == 10  # one morph target per shape coefficient
 
 
 def test_fbx_reimports_with_the_same_bones_vertices_and_weights(exported):
@@ -105,6 +156,22 @@ def test_fbx_reimports_with_the_same_bones_vertices_and_weights(exported):
     verts = np.array([v.co[:] for v in mesh_obj.data.vertices])
     faces = np.array([p.vertices[:] for p in mesh_obj.data.polygons])
     assert trimesh.Trimesh(verts, faces, process=False).is_watertight
+    # the residual limbs are red in FBX too: the vertex colour layer and the material's base colour
+    colors = mesh_obj.data.color_attributes
+    assert len(colors) == 1
+    values = np.empty(len(colors[0].data) * 4, np.float32)
+    colors[0].data.foreach_get("color", values)
+    rgba = values.reshape(-1, 4)
+    if colors[0].domain == "CORNER":
+        per_vertex = np.zeros((len(mesh_obj.data.vertices), 4))
+        loops = np.array([loop.vertex_index for loop in mesh_obj.data.loops])
+        per_vertex[loops] = rgba
+        rgba = per_vertex
+    assert ((rgba[:, 0] > 0.5) & (rgba[:, 1] < 0.3)).sum() == exported["mask"].sum()
+    red = next(m for m in mesh_obj.data.materials if m.name.startswith("ResiHMR residual limb"))
+    bsdf = next(n for n in red.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+    base = bsdf.inputs["Base Color"].default_value
+    assert base[0] > 0.5 and base[1] < 0.2
 
 
 def test_unknown_format_is_refused(exported):

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..core.atomic import atomic_path
 from ..core.colours import RESIDUAL_RGBA, SKIN_RGBA
-from .cut import MASK_NAME
+from .cut import MASK_NAME, RED_MATERIAL, SKIN_MATERIAL
 
 COLOR_NAME = "residual_color"
 
@@ -33,9 +33,13 @@ class ExportError(RuntimeError):
 
 @contextmanager
 def _temporary_copy(arm_obj, mesh_obj):
+    """A duplicate of the avatar (objects and data) carrying the user-facing names, so files hold `ResiHMR`, not
+    `ResiHMR.001`: the originals are renamed aside while it exists and get their names back afterwards."""
     scene = bpy.context.scene
     collection = bpy.data.collections.new("ResiHMR export (temporary)")
     scene.collection.children.link(collection)
+    originals = [arm_obj, arm_obj.data, mesh_obj, mesh_obj.data]
+    names = [i.name for i in originals]
     arm_copy = arm_obj.copy()
     arm_copy.data = arm_obj.data.copy()
     mesh_copy = mesh_obj.copy()
@@ -46,8 +50,11 @@ def _temporary_copy(arm_obj, mesh_obj):
             modifier.object = arm_copy
     collection.objects.link(arm_copy)
     collection.objects.link(mesh_copy)
-    arm_copy.name, mesh_copy.name = arm_obj.name, mesh_obj.name  # names as the user sees them (suffix dropped)
+    copies = [arm_copy, arm_copy.data, mesh_copy, mesh_copy.data]
     try:
+        for original, copy, name in zip(originals, copies, names):
+            original.name = f"{name} (scene)"
+            copy.name = name
         yield arm_copy, mesh_copy
     finally:
         meshes, armatures = [mesh_copy.data], [arm_copy.data]
@@ -58,6 +65,8 @@ def _temporary_copy(arm_obj, mesh_obj):
         for data in armatures:
             bpy.data.armatures.remove(data)
         bpy.data.collections.remove(collection)
+        for original, name in zip(originals, names):
+            original.name = name
 
 
 @contextmanager
@@ -97,9 +106,50 @@ def add_mask_color(mesh) -> None:
     mesh.color_attributes.render_color_index = mesh.color_attributes.active_color_index
 
 
+@contextmanager
+def _export_materials(mesh):
+    """Materials whose base colour every format carries (glTF baseColorFactor, FBX diffuse): red on the residual
+    limb, skin elsewhere, whatever the viewport highlight shows. Copies under the user-facing names, assigned to
+    the temporary mesh only; the originals get their names back afterwards."""
+    colours = {RED_MATERIAL: RESIDUAL_RGBA, SKIN_MATERIAL: SKIN_RGBA}
+    swapped = []
+    try:
+        for slot, material in enumerate(mesh.materials):
+            if material is None or material.name not in colours:
+                continue
+            name = material.name
+            copy = material.copy()
+            material.name = f"{name} (scene)"
+            copy.name = name
+            copy.diffuse_color = colours[name]
+            bsdf = next((n for n in copy.node_tree.nodes if n.type == "BSDF_PRINCIPLED"), None) \
+                if copy.node_tree is not None else None
+            if bsdf is not None:
+                bsdf.inputs["Base Color"].default_value = colours[name]
+                bsdf.inputs["Roughness"].default_value = 0.6
+            mesh.materials[slot] = copy
+            swapped.append((material, copy, name))
+        yield
+    finally:
+        for material, copy, name in swapped:
+            bpy.data.materials.remove(copy)
+            material.name = name
+
+
+def bake_shape(mesh_obj) -> None:
+    """The fitted shape into the base mesh (the shape keys' mix applied, then the keys removed), so clients that
+    do not apply default morph weights (trimesh, three.js's FBX loader, many engines) show the person's body."""
+    if mesh_obj.data.shape_keys is None:
+        return
+    with bpy.context.temp_override(object=mesh_obj, active_object=mesh_obj):
+        bpy.ops.object.shape_key_remove(all=True, apply_mix=True)
+
+
 def export_avatar(arm_obj, mesh_obj, path: str | os.PathLike, fmt: str | None = None, animation: bool = False,
-                  preset: str | None = None) -> Path:
-    """Write GLB or FBX (by `fmt` or the file suffix) atomically; returns the path."""
+                  preset: str | None = None, shape_keys: bool = False) -> Path:
+    """Write GLB or FBX (by `fmt` or the file suffix) atomically; returns the path. By default the fitted shape
+    is baked into the exported mesh (`shape_keys=True` keeps the shape keys as morph targets instead); the
+    residual limb is red in its material and in the vertex colours (GLB COLOR_0, FBX colour layer)."""
     path = Path(path)
     fmt = (fmt or path.suffix.lstrip(".")).lower()
     if fmt not in ("glb", "fbx"):
@@ -107,14 +157,18 @@ def export_avatar(arm_obj, mesh_obj, path: str | os.PathLike, fmt: str | None = 
     options = dict(PRESETS.get(preset or "", {}).get(fmt, {}))
     with atomic_path(path) as tmp:
         with _temporary_copy(arm_obj, mesh_obj) as (arm_copy, mesh_copy), _only_selected([arm_copy, mesh_copy]):
-            if fmt == "glb":
-                add_mask_color(mesh_copy.data)
-                bpy.ops.export_scene.gltf(
-                    filepath=str(tmp), export_format="GLB", use_selection=True, export_skins=True,
-                    export_morph=True, export_vertex_color="ACTIVE", export_animations=animation,
-                    export_def_bones=False, export_yup=True, export_apply=False, **options)
-            else:
-                bpy.ops.export_scene.fbx(
-                    filepath=str(tmp), use_selection=True, add_leaf_bones=False, bake_anim=animation,
-                    use_armature_deform_only=False, **options)
+            if not shape_keys:
+                bake_shape(mesh_copy)
+            add_mask_color(mesh_copy.data)
+            with _export_materials(mesh_copy.data):
+                if fmt == "glb":
+                    bpy.ops.export_scene.gltf(
+                        filepath=str(tmp), export_format="GLB", use_selection=True, export_skins=True,
+                        export_morph=shape_keys, export_vertex_color="ACTIVE", export_animations=animation,
+                        export_def_bones=False, export_yup=True, export_apply=False, **options)
+                else:
+                    bpy.ops.export_scene.fbx(
+                        filepath=str(tmp), use_selection=True, add_leaf_bones=False, bake_anim=animation,
+                        use_armature_deform_only=False, colors_type="LINEAR", prioritize_active_color=True,
+                        **options)
     return path
