@@ -81,6 +81,16 @@ def _load_image(path: str):
     return image
 
 
+def _remove_object(name: str, datablocks) -> None:
+    """Remove one of our helper objects (camera, keypoints) and its data when nothing else uses it."""
+    old = bpy.data.objects.get(name)
+    if old is not None:
+        data = old.data
+        bpy.data.objects.remove(old)
+        if data is not None and data.users == 0:
+            datablocks.remove(data)
+
+
 def show_photo_camera(scene, reconstruction_or_camera, photo: str | None = None):
     """The photo's camera in the scene (replacing ours), with the photo as its background when known."""
     from .core.photo import photo_path
@@ -90,12 +100,7 @@ def show_photo_camera(scene, reconstruction_or_camera, photo: str | None = None)
     if photo is None and hasattr(reconstruction_or_camera, "keypoints"):
         found = photo_path(reconstruction_or_camera.keypoints)
         photo = str(found) if found else None
-    old = bpy.data.objects.get(CAMERA_OBJECT)
-    if old is not None:
-        data = old.data
-        bpy.data.objects.remove(old)
-        if data.users == 0:
-            bpy.data.cameras.remove(data)
+    _remove_object(CAMERA_OBJECT, bpy.data.cameras)
     return create_photo_camera(camera, name=CAMERA_OBJECT, scene=scene, image_path=photo)
 
 
@@ -182,12 +187,7 @@ def show_keypoints(scene, kfile: KeypointsFile, camera) -> None:
     rays = np.c_[(pixels - camera.principal_point) / camera.focal_length, np.ones(len(pixels))] * DISPLAY_DEPTH
     mesh = bpy.data.meshes.new(KEYPOINTS_OBJECT)
     mesh.from_pydata(camera_to_world(rays).tolist(), [], [])
-    old = bpy.data.objects.get(KEYPOINTS_OBJECT)
-    if old is not None:
-        data = old.data
-        bpy.data.objects.remove(old)
-        if data.users == 0:
-            bpy.data.meshes.remove(data)
+    _remove_object(KEYPOINTS_OBJECT, bpy.data.meshes)
     obj = bpy.data.objects.new(KEYPOINTS_OBJECT, mesh)
     obj.display_type = "WIRE"
     obj.show_in_front = True
