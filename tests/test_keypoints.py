@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,14 @@ from resihmr_blender.core import keypoints as kp
 from resihmr_blender.core.keypoints import KeypointsError, KeypointsFile, Person
 from resihmr_blender.core.keypoints_check import validate_person
 from resihmr_blender.core.keypoints_io import read_keypoints, read_keypoints_all, write_keypoints
-from resihmr_blender.core.layouts import BODY25_NAMES, COCO17_NAMES, COCO17_TO_BODY25, LDPOSE_COCO_RESIDUAL_ORDER
+from resihmr_blender.core.layouts import (
+    BODY25_NAMES,
+    COCO17_NAMES,
+    COCO17_TO_BODY25,
+    COCO18_TO_BODY25,
+    LDPOSE_COCO_RESIDUAL_ORDER,
+    OPENPOSE_COCO18_NAMES,
+)
 from resihmr_blender.core.residuals import (
     LDPOSE_NAMES,
     RESIDUAL_KINDS,
@@ -350,14 +358,32 @@ def test_error_people_missing_or_not_list(tmp_path):
     assert err.field == "people" and "list" in str(err)
 
 
-@pytest.mark.parametrize("field, length", [("pose_keypoints_2d", 74), ("pose_keypoints_2d", 54),
-                                           ("residual_keypoints_2d", 21), ("hand_left_keypoints_2d", 60),
-                                           ("face_keypoints_2d", 204)])
+@pytest.mark.parametrize("field, length", [("pose_keypoints_2d", 74), ("pose_keypoints_2d", 45),
+                                           ("pose_keypoints_2d", 78), ("residual_keypoints_2d", 21)])
 def test_error_wrong_array_length(tmp_path, field, length):
     doc = openpose_doc(**{field: [0.5] * length})
     err = read_error(tmp_path, doc)
     assert_names(err, person=0, field=field, index=None)
     assert str(length) in str(err)
+
+
+def test_error_unknown_layout_names_what_we_read(tmp_path):
+    err = read_error(tmp_path, openpose_doc(pose_keypoints_2d=[10.0] * 45))
+    assert "MPI" in str(err) and "BODY_25 (75 numbers)" in str(err) and "COCO-18 (54)" in str(err)
+    err = read_error(tmp_path, openpose_doc(pose_keypoints_2d=[10.0] * 78))
+    assert "HALPE-26" in str(err)
+    err = read_error(tmp_path, openpose_doc(pose_keypoints_2d=[10.0] * 31 * 3))
+    assert "31 points" in str(err)
+
+
+@pytest.mark.parametrize("field, length", [("hand_left_keypoints_2d", 60), ("face_keypoints_2d", 204)])
+def test_malformed_hand_or_face_is_dropped_with_a_warning(tmp_path, field, length):
+    kf = read_keypoints(write_json(tmp_path, openpose_doc(**{field: [0.5] * length})))
+    (p,) = kf.people
+    assert getattr(p, field.replace("_keypoints_2d", "")) is None
+    (warning,) = kf.warnings
+    assert "photo_keypoints.json" in warning and "person 0" in warning and f"'{field}'" in warning
+    assert str(length) in warning and "dropped" in warning
 
 
 def test_error_wrong_length_names_the_right_person(tmp_path):
@@ -395,11 +421,52 @@ def test_error_confidence_out_of_range(tmp_path, conf):
     assert f"confidence {conf:g} is outside [0, 1]" in str(err)
 
 
-def test_error_confidence_in_hand(tmp_path):
+def test_hand_confidence_far_outside_drops_the_hand(tmp_path):
     hand = [0.5] * 63
     hand[3 * 20 + 2] = 2.0
-    err = read_error(tmp_path, openpose_doc(hand_right_keypoints_2d=hand))
-    assert_names(err, person=0, field="hand_right_keypoints_2d", index=20)
+    kf = read_keypoints(write_json(tmp_path, openpose_doc(hand_right_keypoints_2d=hand)))
+    assert kf.people[0].hand_right is None
+    (warning,) = kf.warnings
+    assert "'hand_right_keypoints_2d'" in warning and "index 20" in warning and "confidence 2" in warning
+
+
+def test_hand_far_outside_the_image_drops_the_hand(tmp_path):
+    hand = [100.0, 100.0, 0.5] * 21
+    hand[0] = 50 * W
+    kf = read_keypoints(write_json(tmp_path, openpose_doc(hand_left_keypoints_2d=hand)))
+    assert kf.people[0].hand_left is None and "far outside" in kf.warnings[0]
+
+
+@pytest.mark.parametrize("field, index, conf", [("pose_keypoints_2d", 4, -0.004), ("pose_keypoints_2d", 4, 1.03),
+                                                ("face_keypoints_2d", 69, -1e-4), ("hand_left_keypoints_2d", 3, 1.006),
+                                                ("residual_keypoints_2d", 7, 1.01)])
+def test_confidence_within_tolerance_is_clamped_with_a_warning(tmp_path, field, index, conf):
+    n = {"pose_keypoints_2d": 25, "face_keypoints_2d": 70, "hand_left_keypoints_2d": 21,
+         "residual_keypoints_2d": 8}[field]
+    values = (body25_points() if n == 25 else np.column_stack([np.full(n, 50.0), np.full(n, 60.0),
+                                                               np.zeros(n)])).copy()
+    values[index, 2] = conf
+    kf = read_keypoints(write_json(tmp_path, openpose_doc(**{field: values.reshape(-1).tolist()})))
+    attr = {"pose_keypoints_2d": "body25", "face_keypoints_2d": "face", "hand_left_keypoints_2d": "hand_left",
+            "residual_keypoints_2d": "residual"}[field]
+    assert getattr(kf.people[0], attr)[index, 2] == min(max(conf, 0.0), 1.0)
+    (warning,) = kf.warnings
+    assert warning.startswith(str(tmp_path / "photo_keypoints.json")) and "person 0" in warning
+    assert f"'{field}'" in warning and "1 confidence slightly outside [0, 1]" in warning and f"{conf:g}" in warning
+
+
+def test_tolerance_edges(tmp_path):
+    pose = body25_points()
+    pose[[2, 3], 2] = [-0.01, 1.05]  # exactly at the tolerance: clamped
+    kf = read_keypoints(write_json(tmp_path, openpose_doc(pose_keypoints_2d=pose.reshape(-1).tolist())))
+    assert "2 confidences slightly outside" in kf.warnings[0]
+    pose[3, 2] = 1.0501
+    err = read_error(tmp_path, openpose_doc(pose_keypoints_2d=pose.reshape(-1).tolist()))
+    assert_names(err, person=0, field="pose_keypoints_2d", index=3)
+
+
+def test_no_warnings_on_a_clean_file(tmp_path):
+    assert read_keypoints(write_json(tmp_path, openpose_doc())).warnings == []
 
 
 def test_error_two_kinds_on_one_limb(tmp_path):
@@ -514,3 +581,220 @@ def test_module_has_no_blender_or_torch_import():
     with open(kp.__file__, encoding="utf-8") as f:
         source = f.read()
     assert "import bpy" not in source and "import torch" not in source
+
+
+# ------------------------------------------------------------------ OpenPose variants (old keys, COCO-18, scale)
+
+
+def coco18_points() -> np.ndarray:
+    pts = np.column_stack([100 + 10 * np.arange(18), 200 + 20 * np.arange(18), np.linspace(0.3, 0.9, 18)])
+    pts[OPENPOSE_COCO18_NAMES.index("LEar")] = [0, 0, 0]  # not detected
+    return pts
+
+
+def test_coco18_table():
+    assert len(OPENPOSE_COCO18_NAMES) == 18 and len(set(COCO18_TO_BODY25)) == 18
+    for i, name in enumerate(OPENPOSE_COCO18_NAMES):
+        assert BODY25_NAMES[COCO18_TO_BODY25[i]] == name
+    assert COCO18_TO_BODY25[OPENPOSE_COCO18_NAMES.index("RHip")] == BODY25_NAMES.index("RHip") == 9
+
+
+@pytest.mark.parametrize("key", ["pose_keypoints", "pose_keypoints_2d"])
+def test_coco18_maps_to_body25(tmp_path, key):
+    pts = coco18_points()
+    doc = {"version": 1.0, "people": [{key: pts.reshape(-1).tolist(), "face_keypoints": [],
+                                       "hand_left_keypoints": [], "hand_right_keypoints": []}]}
+    kf = read_keypoints(write_json(tmp_path, doc))
+    (p,) = kf.people
+    assert p.source_format == "openpose-coco18"
+    rhip = OPENPOSE_COCO18_NAMES.index("RHip")  # 8 in COCO-18, 9 in BODY_25
+    np.testing.assert_array_equal(p.body25[BODY25_NAMES.index("RHip")], pts[rhip])
+    np.testing.assert_array_equal(p.body25[BODY25_NAMES.index("LAnkle")], pts[OPENPOSE_COCO18_NAMES.index("LAnkle")])
+    np.testing.assert_array_equal(p.body25[BODY25_NAMES.index("Neck")], pts[1])
+    unavailable = b25("MidHip", "LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe", "RHeel")
+    assert set(np.flatnonzero(~p.body25_available).tolist()) == unavailable
+    assert not p.body25[sorted(unavailable)].any()
+    assert p.hand_left is None and p.face is None and kf.warnings == []
+    # written back as BODY_25 with the availability, read back the same
+    write_keypoints(tmp_path / "back.json", kf)
+    back = read_keypoints(tmp_path / "back.json").people[0]
+    np.testing.assert_array_equal(back.body25, p.body25)
+    np.testing.assert_array_equal(back.body25_available, p.body25_available)
+    assert back.source_format == "openpose-coco18"
+
+
+def test_coco18_error_names_the_file_index(tmp_path):
+    pts = coco18_points()
+    pts[OPENPOSE_COCO18_NAMES.index("RKnee")] = [W * 3, 10, 0.8]  # COCO-18 index 9, BODY_25 index 10
+    err = read_error(tmp_path, openpose_doc(pose_keypoints=pts.reshape(-1).tolist(), pose_keypoints_2d=None))
+    assert_names(err, person=0, field="pose_keypoints", index=9)
+    assert "RKnee" in str(err)
+
+
+def test_old_hand_and_face_keys(tmp_path):
+    hand = np.column_stack([np.full(21, 300.0), np.full(21, 400.0), np.full(21, 0.5)])
+    doc = openpose_doc(hand_left_keypoints=hand.reshape(-1).tolist())
+    assert read_keypoints(write_json(tmp_path, doc)).people[0].hand_left.shape == (21, 3)
+
+
+def test_coco17_in_an_openpose_file(tmp_path):
+    pts = coco_points()[:17].copy()
+    pts[:, 2] = 0.7
+    (p,) = read_keypoints(write_json(tmp_path, openpose_doc(pose_keypoints_2d=pts.reshape(-1).tolist()))).people
+    assert p.source_format == "coco-ldpose" and p.body25_available.sum() == 17
+    np.testing.assert_array_equal(p.body25[BODY25_NAMES.index("LKnee")], pts[COCO17_NAMES.index("left_knee")])
+
+
+def normalised_doc(**image) -> dict:
+    pose = body25_points()
+    pose[:, 0] /= W
+    pose[:, 1] /= H
+    doc = {"version": 1.3, "people": [{"pose_keypoints_2d": pose.reshape(-1).tolist()}]}
+    if image:
+        doc["image"] = image
+    return doc
+
+
+def test_normalised_scaled_by_the_file_image_size(tmp_path):
+    kf = read_keypoints(write_json(tmp_path, normalised_doc(width=W, height=H)))
+    np.testing.assert_allclose(kf.people[0].body25, body25_points(), rtol=1e-12)
+    (warning,) = kf.warnings
+    assert "normalised" in warning and f"{W}x{H}" in warning and "photo_keypoints.json" in warning
+
+
+def test_normalised_scaled_by_the_callers_size_or_controlnet_canvas(tmp_path):
+    path = write_json(tmp_path, normalised_doc())
+    kf = read_keypoints(path, image_size=(W, H))
+    np.testing.assert_allclose(kf.people[0].body25, body25_points(), rtol=1e-12)
+    doc = normalised_doc()
+    doc["canvas_width"], doc["canvas_height"] = W, H
+    kf = read_keypoints(write_json(tmp_path, doc, "canvas.json"))
+    assert kf.image_size == (W, H) and "canvas" in kf.warnings[0]
+    np.testing.assert_allclose(kf.people[0].body25, body25_points(), rtol=1e-12)
+
+
+def test_normalised_without_size_is_refused(tmp_path):
+    err = read_error(tmp_path, normalised_doc())
+    assert "normalised" in str(err) and "image size" in str(err) and "--image-size" in str(err)
+    assert err.field == "pose_keypoints_2d" and "photo_keypoints.json" in str(err)
+
+
+def test_normalised_sized_by_the_photo_beside(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (W // 4, H // 4)).save(tmp_path / "photo.jpg")
+    kf = read_keypoints(write_json(tmp_path, normalised_doc()))
+    assert kf.image_size == (W // 4, H // 4) and "photo.jpg" in kf.warnings[0]
+    np.testing.assert_allclose(kf.people[0].body25[:, :2], body25_points()[:, :2] / 4, rtol=1e-12)
+
+
+def test_centred_coordinates_are_refused(tmp_path):
+    doc = normalised_doc(width=W, height=H)
+    pose = np.array(doc["people"][0]["pose_keypoints_2d"]).reshape(-1, 3)
+    pose[:, :2] = pose[:, :2] * 2 - 1
+    doc["people"][0]["pose_keypoints_2d"] = pose.reshape(-1).tolist()
+    err = read_error(tmp_path, doc)
+    assert "[-1, 1]" in str(err) and "keypoint_scale" in str(err)
+
+
+def test_few_points_in_the_unit_square_are_pixels(tmp_path):
+    # three labelled points near the corner of a big image are read as pixels, not scaled
+    pose = np.zeros((25, 3))
+    pose[[0, 1, 2]] = [[0.5, 0.5, 0.9], [1.0, 0.25, 0.8], [0.0, 1.0, 0.7]]
+    kf = read_keypoints(write_json(tmp_path, openpose_doc(pose_keypoints_2d=pose.reshape(-1).tolist())))
+    np.testing.assert_array_equal(kf.people[0].body25, pose)
+    assert kf.warnings == []
+    # a pixel-coordinate person of a tiny image is still pixels: its points are not all inside one pixel
+    pose = np.column_stack([np.linspace(0, 7, 25), np.linspace(0, 5, 25), np.full(25, 0.5)])
+    kf = read_keypoints(write_json(tmp_path, openpose_doc(pose_keypoints_2d=pose.reshape(-1).tolist()), "tiny.json"),
+                        image_size=(8, 6))
+    np.testing.assert_array_equal(kf.people[0].body25, pose)
+
+
+def test_empty_pose_is_a_person_without_body(tmp_path):
+    kf = read_keypoints(write_json(tmp_path, openpose_doc(pose_keypoints_2d=[])))
+    assert not kf.people[0].body25.any() and "no body keypoints" in kf.warnings[0]
+
+
+# ------------------------------------------------------------------ the real-input corpus (tests/data/real_openpose)
+
+CORPUS = Path(__file__).parent / "data" / "real_openpose"
+# file -> (people, source formats, image size after reading, fields with a clamping warning)
+CORPUS_EXPECTED = {
+    "hmr_random_keypoints.json": (2, "openpose-coco18", None, ["pose_keypoints"]),
+    "spin_im1010_openpose.json": (1, "openpose", None, []),
+    "prohmr_pexels-anete-lusina-4793258_keypoints.json": (1, "openpose", None, []),
+    "slp_video_000000000000_keypoints.json": (1, "openpose", None, []),
+    "openpose-editor_pose.json": (1, "openpose-coco18", (768, 512), []),
+    "openpose-editor_pose_hand_fixed.json": (1, "openpose-coco18", (768, 512), []),
+    "derived_slp_confidence_drift_keypoints.json": (1, "openpose", None,
+                                                    ["hand_right_keypoints_2d", "face_keypoints_2d"]),
+}
+NEEDS_SIZE = {"derived_prohmr_normalised_keypoints.json": (4016, 6016)}
+
+
+def test_corpus_is_complete_and_documented():
+    files = sorted(p.name for p in CORPUS.glob("*.json"))
+    assert files == sorted([*CORPUS_EXPECTED, *NEEDS_SIZE])
+    sources = (CORPUS / "SOURCES.md").read_text()
+    for name in files + ["made_here_exif_rotated.jpg"]:
+        assert name in sources
+
+
+@pytest.mark.parametrize("name", sorted(CORPUS_EXPECTED))
+def test_corpus_file_reads_without_flags(name):
+    n_people, source, size, clamped = CORPUS_EXPECTED[name]
+    kf = read_keypoints(CORPUS / name)
+    assert len(kf.people) == n_people
+    assert {p.source_format for p in kf.people} == {source}
+    assert kf.image_size == size
+    clamp_warnings = [w for w in kf.warnings if "slightly outside [0, 1]" in w]
+    assert [w.split("field '")[1].split("'")[0] for w in clamp_warnings] == clamped
+    for w in kf.warnings:
+        assert w.startswith(str(CORPUS / name))
+    for p in kf.people:
+        validate_person(p, kf.image_size)  # what was read is what the fit and the writer accept
+        assert (p.body25[:, 2] >= 0).all() and (p.body25[:, 2] <= 1).all()
+
+
+def test_corpus_old_coco18_two_people_mapped_to_body25():
+    kf = read_keypoints(CORPUS / "hmr_random_keypoints.json")
+    raw = json.loads((CORPUS / "hmr_random_keypoints.json").read_text())["people"]
+    for p, entry in zip(kf.people, raw):
+        coco = np.array(entry["pose_keypoints"]).reshape(18, 3)
+        rhip = OPENPOSE_COCO18_NAMES.index("RHip")
+        np.testing.assert_array_equal(p.body25[BODY25_NAMES.index("RHip")], coco[rhip])
+        np.testing.assert_array_equal(p.body25[BODY25_NAMES.index("LEar")], np.minimum(coco[17], [np.inf, np.inf, 1]))
+        assert not p.body25_available[BODY25_NAMES.index("MidHip")] and not p.body25[8].any()
+        assert not p.body25_available[19:].any()
+    # OpenPose wrote LEar's confidence as 1.00587 for the first person: clamped to 1, with a warning saying so
+    assert kf.people[0].body25[BODY25_NAMES.index("LEar"), 2] == 1.0
+    assert "1.00587" in kf.warnings[0] and "person 0" in kf.warnings[0]
+
+
+def test_corpus_face_and_hands_kept():
+    p = read_keypoints(CORPUS / "slp_video_000000000000_keypoints.json").people[0]
+    assert p.face.shape == (70, 3) and p.hand_left.shape == (21, 3) and p.hand_right.shape == (21, 3)
+    drift = read_keypoints(CORPUS / "derived_slp_confidence_drift_keypoints.json")
+    assert drift.people[0].face[[10, 40, 69], 2].tolist() == [0.0, 0.0, 0.0]
+    assert drift.people[0].hand_right[4, 2] == 1.0
+    np.testing.assert_array_equal(drift.people[0].body25, p.body25)
+
+
+def test_corpus_normalised_controlnet_file_scaled_by_its_canvas():
+    kf = read_keypoints(CORPUS / "openpose-editor_pose.json")
+    raw = np.array(json.loads((CORPUS / "openpose-editor_pose.json").read_text())["people"][0]["pose_keypoints_2d"])
+    coco = raw.reshape(18, 3)
+    nose = kf.people[0].body25[BODY25_NAMES.index("Nose")]
+    np.testing.assert_allclose(nose, [coco[0, 0] * 768, coco[0, 1] * 512, 1.0])
+    assert any("normalised" in w and "768x512" in w for w in kf.warnings)
+    assert kf.people[0].hand_left is not None  # its slightly negative hand points are inside the margin
+
+
+def test_corpus_normalised_without_size_refused_then_scaled():
+    path = CORPUS / "derived_prohmr_normalised_keypoints.json"
+    with pytest.raises(KeypointsError, match="normalised.*image size.*--image-size"):
+        read_keypoints(path)
+    kf = read_keypoints(path, image_size=NEEDS_SIZE[path.name])
+    original = read_keypoints(CORPUS / "prohmr_pexels-anete-lusina-4793258_keypoints.json")
+    np.testing.assert_allclose(kf.people[0].body25, original.people[0].body25, atol=1e-3)

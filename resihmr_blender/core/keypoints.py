@@ -93,6 +93,10 @@ class KeypointsFile:
     image_width: int | None = None
     image_height: int | None = None
     focal_length_px: float | None = None
+    # What the reader repaired or dropped (slightly out-of-range confidences clamped, a malformed hand or face
+    # array dropped, normalised coordinates scaled, an unreadable photo), one line each naming file, person and
+    # field, for the command line and the sidebar to show.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def image_size(self) -> tuple[int, int] | None:

@@ -24,6 +24,18 @@ class _Ctx:
     def error(self, detail: str, field_name: str | None = None, index: int | None = None) -> KeypointsError:
         return KeypointsError(detail, path=self.path, person=self.person, field=field_name, index=index)
 
+    def message(self, detail: str, field_name: str | None = None) -> str:
+        """A warning worded like an error: "file: person p, field 'f': detail"."""
+        return str(self.error(detail, field_name))
+
+
+# OpenPose's confidences are raw network outputs (heatmap peaks, for the body averaged with limb scores), not
+# probabilities squashed into [0, 1]: real files hold face points at about -1e-4 and hand points at 1.006.
+# Within -0.01..1.05 the excess is numerical noise (10x-100x what was seen, still far from any other quantity):
+# clamped, with a warning. Beyond it the number means something else - a COCO visibility 2, a percentage,
+# a sign error - and stays an error.
+CONFIDENCE_TOLERANCE = (-0.01, 1.05)
+
 
 def _is_number(v: Any) -> bool:
     # bool is an int subclass in Python, but `true` in a keypoints array is a mistake, not 1.0.
@@ -64,6 +76,29 @@ def _check_confidence(points: np.ndarray, field_name: str, ctx: _Ctx, names: Seq
         i = int(bad[0])
         label = f"{names[i]} " if names else ""
         raise ctx.error(f"{label}confidence {conf[i]:g} is outside [0, 1]", field_name, i)
+
+
+def _clamp_confidence(points: np.ndarray, field_name: str, ctx: _Ctx, names: Sequence[str] | None,
+                      warnings: list[str]) -> np.ndarray:
+    """Confidences within :data:`CONFIDENCE_TOLERANCE` of [0, 1] clamped (one warning per field); farther: error."""
+    conf = points[:, 2]
+    lo, hi = CONFIDENCE_TOLERANCE
+    far = np.flatnonzero((conf < lo) | (conf > hi))
+    if far.size:
+        i = int(far[0])
+        label = f"{names[i]} " if names else ""
+        raise ctx.error(f"{label}confidence {conf[i]:g} is outside [0, 1] (only {lo:g}..{hi:g}, OpenPose's rounding, "
+                        "is accepted and clamped)", field_name, i)
+    slight = (conf < 0) | (conf > 1)
+    if not slight.any():
+        return points
+    n, outside = int(slight.sum()), np.unique(conf[slight])
+    values = ", ".join(f"{v:g}" for v in outside) if len(outside) <= 3 else f"{outside[0]:g} to {outside[-1]:g}"
+    warnings.append(ctx.message(f"{n} confidence{'s' if n > 1 else ''} slightly outside [0, 1] ({values}) "
+                                "clamped to [0, 1]", field_name))
+    points = points.copy()
+    points[:, 2] = np.clip(conf, 0.0, 1.0)
+    return points
 
 
 def _check_inside(points: np.ndarray, present: np.ndarray, field_name: str, ctx: _Ctx,
