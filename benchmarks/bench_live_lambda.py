@@ -9,7 +9,8 @@ and without them (`measure=False`); then the same drag with a second limb cut fi
 measurements are memoised, so only the dragged limb is cut and measured again). Also: the first recut of an
 avatar (reads the uncut mesh's arrays once), a fine drag (λ step 0.005: a step that crosses no vertex reuses the
 cut) and where the time of one update goes (numpy cut, measurements, bmesh). Target: ≤ 100 ms per update for one
-limb.
+limb. On a busy machine, `OPENBLAS_NUM_THREADS=1` keeps numpy's BLAS threads from spinning against other
+processes (the small matrix products here gain nothing from two threads).
 """
 from __future__ import annotations
 
@@ -66,7 +67,9 @@ def main() -> None:
     print(f"Command: `python -m benchmarks.bench_live_lambda {shlex.join(sys.argv[1:])}`".rstrip())
     print(f"Machine: {platform.platform()}; {platform.processor() or platform.machine()}; {os.cpu_count()} logical "
           f"cores; Python {platform.python_version()}, bpy {bpy.app.version_string}, numpy {np.__version__}, "
-          f"torch threads {torch.get_num_threads()}; load average {os.getloadavg()[0]:.1f} at the start")
+          f"torch threads {torch.get_num_threads()}, "
+          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}; "
+          f"load average {os.getloadavg()[0]:.1f} at the start")
     model = load_body_model()
     params = {"betas": np.zeros(10), "global_orient": np.array([math.pi, 0, 0]), "body_pose": np.zeros(63),
               "transl": np.zeros(3)}
