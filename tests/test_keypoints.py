@@ -369,7 +369,8 @@ def test_error_wrong_array_length(tmp_path, field, length):
 
 def test_error_unknown_layout_names_what_we_read(tmp_path):
     err = read_error(tmp_path, openpose_doc(pose_keypoints_2d=[10.0] * 45))
-    assert "MPI" in str(err) and "BODY_25 (75 numbers)" in str(err) and "COCO-18 (54)" in str(err)
+    assert "MPI" in str(err) and "75 numbers (BODY_25)" in str(err) and "54 (OpenPose COCO-18)" in str(err)
+    assert "got 45" in str(err)
     err = read_error(tmp_path, openpose_doc(pose_keypoints_2d=[10.0] * 78))
     assert "HALPE-26" in str(err)
     err = read_error(tmp_path, openpose_doc(pose_keypoints_2d=[10.0] * 31 * 3))

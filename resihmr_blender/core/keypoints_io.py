@@ -1,13 +1,18 @@
 """Reading and writing keypoint files (DESIGN §3.4), the format detected from the content:
 
 * OpenPose per-image JSON, extended with ``image``, ``camera`` and ``residual_keypoints_2d``
-  (``"people"`` at the top level). Plain OpenPose output without residuals is valid.
+  (``"people"`` at the top level). Plain OpenPose output without residuals is valid, as OpenPose really writes
+  it: BODY_25, its 18-point COCO model or COCO-17 (told apart by length), the keys of OpenPose before 1.2
+  (``pose_keypoints``...), confidences a little outside [0, 1] (clamped, with a warning), normalised
+  coordinates (scaled by the image size), ControlNet's ``canvas_width``/``canvas_height`` as the image size.
+  Hand and face arrays never fail a file: a malformed one is dropped with a warning.
 * LDPose-style COCO annotations (``"annotations"`` at the top level): per person 17 COCO body
   points followed by the 8 LDPose residual endpoints (75 numbers). Plain COCO (51 numbers, no
   residual endpoints) is accepted too.
 
 Everything is converted to one in-memory layout (keypoints.Person): BODY_25 order for the body,
-residuals.RESIDUAL_KINDS order for the residual endpoints.
+residuals.RESIDUAL_KINDS order for the residual endpoints. What was repaired is listed in
+``KeypointsFile.warnings``.
 """
 from __future__ import annotations
 
@@ -145,12 +150,12 @@ def _field(entry: dict[str, Any], name: str) -> tuple[str, Any]:
 
 
 def _layout_error(n: int) -> str:
-    read = "BODY_25 (75 numbers), OpenPose COCO-18 (54) or COCO-17 (51), as x, y, confidence triples"
+    expected = ("expected 75 numbers (BODY_25), 54 (OpenPose COCO-18) or 51 (COCO-17): x, y, confidence per point; "
+                f"got {n}")
     if n % 3:
-        return f"{n} numbers are not x, y, confidence triples; this reader takes {read}"
+        return f"{expected}, not x, y, confidence triples"
     known = OTHER_POSE_LAYOUTS.get(n // 3)
-    held = f"{n} numbers = {known}" if known else f"{n} numbers = {n // 3} points, a layout this reader does not know"
-    return f"{held}; this reader takes {read}"
+    return f"{expected} = {known}, not read" if known else f"{expected} = {n // 3} points, a layout not read"
 
 
 def _parse_pose(value: Any, field_name: str, pctx: _Ctx, warnings: list[str]) -> tuple[np.ndarray, int]:
