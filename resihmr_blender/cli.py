@@ -2,20 +2,44 @@
 `blender --background --python resihmr_blender/cli.py -- ARGS` (this file then runs as a script and finds its
 package beside it).
 
-    run INPUT... --out DIR [--model FILE] [--formats json] [--focal PX] [--image-size WxH] [--batch-size N]
+    run INPUT... --out DIR [--model FILE] [--formats json,overlay,mask] [--focal PX] [--image-size WxH]
+                 [--threshold PX] [--batch-size N] [--workers N] [--resume] [--detect] [--debug]
     demo [--out DIR]
 
-INPUT is a keypoints file (DESIGN §3.4) or a folder of them. Each input writes DIR/<name>/result.json, where
-<name> is the file's stem, or its folder's name when the stem is `keypoints`. A bad file is reported and the
-others still run; the exit status is non-zero when any file or person failed. Inputs are never overwritten.
+INPUT is a keypoints file (DESIGN §3.4) or a folder searched for them (hidden files skipped, symlinked folders
+followed; a symlink loop is reported and skipped). Each input writes DIR/<name>/: result.json and the other
+requested formats, then `.resihmr-done.json`, its completion record (input and model sha256, formats, settings,
+every output's size), written last. <name> is the file's stem, or its folder's name when the stem is
+`keypoints`, made safe (no path separators, no leading dot, never empty, `_2`, `_3` for repeats).
+
+Nothing is written outside DIR, and never over an input: every output path is resolved first, and a file whose
+outputs would land on an input or on the photo it names is refused before anything is written for it. DIR may
+be an input folder: the outputs found there on later runs are not taken as inputs.
+
+As each file finishes one line says its name, people, seconds and warnings; a summary ends the run. A file that
+cannot be read, fitted or written is one `error: FILE: ...` line and the others go on (the traceback only with
+--debug or RESIHMR_DEBUG=1). People that could not be fitted are listed in result.json and the summary.
+
+--resume (old name --skip-existing) skips a folder whose completion record matches this run (same input and
+model bytes, same settings, at least these formats, every output present) and redoes any other; temp files left
+by a killed run (`.*.resihmr-tmp*`, only inside DIR) are removed at the start. Ctrl-C (SIGINT) stops after the
+current file; a second Ctrl-C stops at once. Either way nothing half-written is left under an output's name.
+
+Exit status: 0 every file produced its outputs; 1 some file failed (or an input was missing); 2 usage error (bad
+flag, unusable body model, --out not a folder, no input found); 130 interrupted.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import math
+import os
+import signal
 import sys
 import time
-from dataclasses import dataclass
+import traceback
+import unicodedata
+from dataclasses import dataclass, field
 from pathlib import Path
 
 if __name__ == "__main__" and not __package__:  # run as a script (real Blender's --python)
@@ -27,6 +51,10 @@ if __name__ == "__main__" and not __package__:  # run as a script (real Blender'
 
 AVAILABLE_FORMATS = ("json", "overlay", "mask", "blend", "glb", "fbx")  # outputs.FORMATS
 EXAMPLE_DIR = Path(__file__).resolve().parents[1] / "examples"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+TEMP_MARK = ".resihmr-tmp"  # core.atomic.TEMP_MARK (not imported: this module stays light to import)
+NOT_INPUTS = ("ground_truth.json",)  # the examples' answers, beside their keypoints
 
 
 @dataclass
@@ -34,40 +62,275 @@ class Job:
     source: Path
     name: str
     out_dir: Path
+    index: int = 1  # 1-based position in the whole run, for the progress lines
+    total: int = 1
+
+
+@dataclass
+class FileOutcome:
+    """What became of one input (picklable: worker processes and Ray tasks return these)."""
+
+    index: int
+    name: str
+    source: str
+    out_dir: str
+    ok: bool
+    message: str = ""
+    people: int = 0
+    not_fitted: list[tuple[int, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Names and inputs
+
+
+def safe_name(text: str, fallback: str = "input") -> str:
+    """A folder name that stays one path component: separators and control characters become `_`, no leading
+    dot (so never `.` or `..` and never hidden), no surrounding spaces, at most 150 bytes, never empty."""
+    cleaned = "".join("_" if ch in "/\\" or unicodedata.category(ch) in ("Cc", "Cs") else ch
+                      for ch in unicodedata.normalize("NFC", text))
+    cleaned = cleaned.strip().lstrip(".").strip()
+    cleaned = cleaned.encode("utf-8")[:150].decode("utf-8", "ignore").rstrip(" .")
+    return cleaned or fallback
 
 
 def output_name(path: Path) -> str:
-    return path.parent.name if path.stem == "keypoints" else path.stem
+    """The output folder's name for an input: its stem, or its folder's name when the stem is `keypoints`
+    (`subjects/anna/keypoints.json` -> `anna`); `..` and `.` are resolved first, the result made safe."""
+    path = Path(os.path.abspath(path))
+    if path.stem == "keypoints" and path.parent.name:
+        return safe_name(path.parent.name, "keypoints")
+    return safe_name(path.stem)
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+def _head(path: Path, size: int = 1 << 16) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(size)
+    except OSError:
+        return b""
 
 
-def collect_inputs(inputs: list[str], out_root: Path, images: bool = False) -> tuple[list[Job], list[str]]:
-    """Expand folders, name outputs, refuse inputs that sit where outputs would go."""
-    files, problems = [], []
+def is_own_output(path: Path) -> bool:
+    """True for files this command wrote (so an output folder inside an input folder is not read as input):
+    files listed in their folder's completion record, resihmr result documents, keypoints.json written by
+    --detect, and the pictures and avatars beside either."""
+    from .outputs import DONE_RECORD, read_done_record
+
+    folder = path.parent
+    record = read_done_record(folder) if (folder / DONE_RECORD).is_file() else None
+    if record is not None and path.name in (record.get("outputs") or {}):
+        return True
+    if path.name == "result.json":
+        return b'"resihmr-result/' in _head(path, 512)
+    if path.name == "keypoints.json":
+        return b'"resihmr_suggestions"' in _head(path, 1 << 20)
+    if path.name in ("overlay.png", "mask.png"):
+        return record is not None or b'"resihmr-result/' in _head(folder / "result.json", 512)
+    return False
+
+
+def _search(folder: Path, suffixes: tuple[str, ...], warnings: list[str]) -> list[Path]:
+    """Files with these suffixes under `folder`: hidden entries skipped, symlinked folders followed once,
+    symlink loops and unreadable folders reported in `warnings`."""
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+
+    def visit(directory: Path, ancestors: frozenset) -> None:
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError as exc:
+            warnings.append(f"{directory}: cannot be searched ({exc.strerror or exc}), skipped")
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            try:
+                info = os.stat(path)  # follows symlinks
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    warnings.append(f"{path}: symlink loop, skipped")
+                elif entry.is_symlink() and path.suffix.lower() in suffixes:
+                    warnings.append(f"{path}: broken symlink, skipped")
+                continue
+            key = (info.st_dev, info.st_ino)
+            if entry.is_dir():
+                if key in ancestors:
+                    warnings.append(f"{path}: symlink loop (leads back to a folder above it), skipped")
+                elif key not in seen:
+                    seen.add(key)
+                    visit(path, ancestors | {key})
+            elif entry.is_file() and path.suffix.lower() in suffixes and path.name not in NOT_INPUTS \
+                    and not is_own_output(path):
+                found.append(path)
+
+    try:
+        root = os.stat(folder)
+        seen.add((root.st_dev, root.st_ino))
+        visit(folder, frozenset({(root.st_dev, root.st_ino)}))
+    except OSError as exc:
+        warnings.append(f"{folder}: cannot be searched ({exc.strerror or exc}), skipped")
+    return found
+
+
+def collect_inputs(inputs: list[str], out_root: Path,
+                   images: bool = False) -> tuple[list[Job], list[str], list[str]]:
+    """Expand folders and name the outputs: (jobs, problems (inputs that failed), warnings)."""
+    files, problems, warnings = [], [], []
     suffixes = (".json", *IMAGE_SUFFIXES) if images else (".json",)
+    what = "keypoint files (.json) or photos" if images else ".json keypoint files"
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes and p.is_file()
-                           if out_root.resolve() not in p.resolve().parents and p.name != "ground_truth.json")
+            found = _search(path, suffixes, warnings)
             if not found:
-                problems.append(f"{path}: folder holds no .json keypoint files")
+                problems.append(f"{path}: folder holds no {what}")
             files += found
+        elif path.is_file() and not images and path.suffix.lower() in IMAGE_SUFFIXES:
+            problems.append(f"{path}: is a photo; add --detect to find its keypoints")
         elif path.is_file():
             files.append(path)
+        elif os.path.islink(path):
+            try:
+                os.stat(path)
+                problems.append(f"{path}: not a file or folder")
+            except OSError as exc:
+                kind = "symlink loop" if exc.errno == errno.ELOOP else "broken symlink"
+                problems.append(f"{path}: {kind}")
         else:
             problems.append(f"{path}: no such file or folder")
-    jobs, used = [], set()
-    for path in files:
-        name = output_name(path)
-        base, k = name, 2
-        while name in used:
+    jobs, used, sources = [], set(), set()
+    for path in sorted(files, key=lambda p: os.path.abspath(p)):
+        real = os.path.realpath(path)
+        if real in sources:  # the same file named twice (a folder and a file in it, or a symlink)
+            continue
+        sources.add(real)
+        name = base = output_name(path)
+        k = 2
+        while name.casefold() in used:
             name, k = f"{base}_{k}", k + 1
-        used.add(name)
+        used.add(name.casefold())
         jobs.append(Job(path, name, out_root / name))
-    return jobs, problems
+    for i, job in enumerate(jobs):
+        job.index, job.total = i + 1, len(jobs)
+    return jobs, problems, warnings
+
+
+class InputError(ValueError):
+    """An input this command cannot use; the message names the file (and where in it)."""
+
+
+class _Huge:
+    """A JSON integer literal too large for a float (kept as text, never converted)."""
+
+    def __init__(self, text: str) -> None:
+        self.digits = len(text.lstrip("-"))
+
+
+def _safe_int(text: str):
+    if len(text.lstrip("-")) <= 300:
+        return int(text)
+    return _Huge(text) if not math.isfinite(float(text)) else float(text)
+
+
+def _read_json_safely(path: Path, limit: int = 64 << 20):
+    """A JSON document with giant integer literals as _Huge markers (no int/float conversion can fail)."""
+    import json
+
+    with open(path, "rb") as handle:
+        raw = handle.read(limit)
+    return json.loads(raw.decode("utf-8-sig"), parse_int=_safe_int)
+
+
+def locate_giant_number(path: Path) -> str | None:
+    """Where a keypoints file holds an integer literal too large for a float (`1e400` written out in full),
+    named as the keypoints reader names fields: `person P, field 'F', index I: x value ... is not finite`."""
+    try:
+        document = _read_json_safely(path)
+    except Exception:
+        return None
+
+    def walk(value, trail):
+        if isinstance(value, _Huge):
+            return trail, value
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for key, item in items:
+            hit = walk(item, [*trail, key])
+            if hit is not None:
+                return hit
+        return None
+
+    hit = walk(document, [])
+    if hit is None:
+        return None
+    trail, huge = hit
+    what = f"a {huge.digits}-digit integer"
+    if len(trail) == 4 and trail[0] in ("people", "annotations") and isinstance(trail[1], int) \
+            and isinstance(trail[3], int):
+        component = ("x", "y", "confidence")[trail[3] % 3]
+        return (f"{path}: person {trail[1]}, field {trail[2]!r}, index {trail[3] // 3}: {component} value "
+                f"({what}) is not finite")
+    dotted = "".join(f"[{t}]" if isinstance(t, int) else f".{t}" for t in trail).lstrip(".")
+    return f"{path}: field {dotted!r}: value ({what}) is not finite"
+
+
+def named_photos(paths: list[Path]) -> list[str]:
+    """The photos these keypoints files name (OpenPose `image.path`, COCO `images[].file_name`), resolved:
+    inputs too, so no output may land on one."""
+    photos = []
+    for path in paths:
+        if path.suffix.lower() != ".json":
+            continue
+        try:
+            document = _read_json_safely(path)
+        except Exception:
+            continue
+        if not isinstance(document, dict):
+            continue
+        image = document.get("image")
+        names = [image.get("path")] if isinstance(image, dict) else []
+        images = document.get("images")
+        if isinstance(images, list):
+            names += [i.get("file_name") for i in images if isinstance(i, dict)]
+        for name in names:
+            if isinstance(name, str) and name:
+                try:
+                    photos.append(os.path.realpath(Path(path).parent / name))
+                except (OSError, ValueError):
+                    pass
+    return photos
+
+
+def remove_temp_files(out_root: Path) -> list[Path]:
+    """Temp files a killed run left (core.atomic names them `.<stem>.<random>.resihmr-tmp<suffix>`): only
+    those, only inside `out_root`, symlinks not followed."""
+    removed = []
+    if not out_root.is_dir():
+        return removed
+    for folder, _dirs, names in os.walk(out_root):
+        for name in names:
+            if name.startswith(".") and TEMP_MARK in name:
+                path = Path(folder) / name
+                try:
+                    path.unlink()
+                    removed.append(path)
+                except OSError:
+                    pass
+    return removed
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Flags
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit status 2)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
@@ -112,10 +375,26 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+    return value
+
+
+def parse_formats(text: str) -> list[str]:
+    return [f.strip() for f in text.split(",") if f.strip()]
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="resihmr", description="Residual-limb aware human mesh recovery.")
+    parser = _Parser(prog="resihmr", description="Residual-limb aware human mesh recovery.",
+                     epilog="exit status: 0 every file written, 1 some file failed, 2 usage error, 130 interrupted")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="fit, RAFO and write results for keypoint files")
+    run = sub.add_parser("run", help="fit, RAFO and write results for keypoint files",
+                         description=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("inputs", nargs="+", help="keypoints files or folders of them")
     run.add_argument("--out", required=True, help="output folder (one sub-folder per input)")
     run.add_argument("--model", default=None, help="SMPL-X .npz (default: the embedded body)")
@@ -125,8 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--image-size", type=parse_size, default=None, help="WIDTHxHEIGHT when the file has none")
     run.add_argument("--threshold", type=non_negative_float, default=15.0, help="RAFO acceptance threshold in pixels")
     run.add_argument("--batch-size", type=positive_int, default=64, help="people fitted together")
-    run.add_argument("--threads", type=int, default=0, help="torch threads (0 = automatic)")
-    run.add_argument("--skip-existing", action="store_true", help="skip inputs whose result.json exists")
+    run.add_argument("--threads", type=non_negative_int, default=0, help="torch threads (0 = automatic)")
+    run.add_argument("--resume", "--skip-existing", dest="resume", action="store_true",
+                     help="skip inputs whose output folder is complete (its .resihmr-done.json matches this run)")
     run.add_argument("--workers", type=positive_int, default=1,
                      help="processes, each with its own bpy/torch (default 1)")
     run.add_argument("--detect", action="store_true",
@@ -137,76 +417,264 @@ def build_parser() -> argparse.ArgumentParser:
                      help="ray: one task per input on a Ray cluster (pip install .[ray]); see --address")
     run.add_argument("--address", default=None,
                      help="Ray cluster address (default: the running local instance, or start one)")
+    run.add_argument("--debug", action="store_true", default=False,
+                     help="print the full traceback of every error (also RESIHMR_DEBUG=1)")
     demo = sub.add_parser("demo", help="run the bundled example end to end")
     demo.add_argument("--out", default="out/demo")
+    demo.add_argument("--debug", action="store_true", default=False, help="print the full traceback of errors")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "demo":
-        from .demo import run_demo
+# ---------------------------------------------------------------------------------------------------------------
+# Ctrl-C: stop after the current file
 
-        return run_demo(Path(args.out))
-    return run_command(args)
+
+class _Stop:
+    """SIGINT -> `requested` (checked between files); a second SIGINT raises KeyboardInterrupt (stop now).
+    Worker processes share `event`, so a SIGINT sent to the main process alone reaches them too."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.signals, self.event, self.may_raise = 0, None, True
+
+    program = False  # True when main() runs as the program: a late Ctrl-C must not turn exit 130 into a crash
+
+    def handler(self, signum, frame) -> None:
+        self.signals += 1
+        if self.event is not None:
+            self.event.set()
+        if self.signals > 1 and self.may_raise:
+            raise KeyboardInterrupt
+
+    @property
+    def requested(self) -> bool:
+        return self.signals > 0 or (self.event is not None and self.event.is_set())
+
+
+_STOP = _Stop()
+
+
+def _install_sigint():
+    try:
+        return signal.signal(signal.SIGINT, _STOP.handler)
+    except ValueError:  # not the main thread: Ctrl-C keeps its default meaning there
+        return None
+
+
+def _worker_init(event) -> None:
+    """In a worker process: Ctrl-C only asks to stop after the current file (the main process ends the workers
+    on a second Ctrl-C; a KeyboardInterrupt in an idle worker would print a traceback)."""
+    _STOP.reset()
+    _STOP.event, _STOP.may_raise = event, False
+    _install_sigint()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Running
+
+
+def _debug(args) -> bool:
+    return bool(getattr(args, "debug", False)) or os.environ.get("RESIHMR_DEBUG", "") not in ("", "0")
+
+
+def _report(source, exc: BaseException, args, prefix: str = "") -> str:
+    """One line for a failed file (printed to stderr, returned for the summary); the traceback with --debug."""
+    from .outputs import one_line
+
+    text = one_line(exc)
+    if str(source) and not text.startswith(str(source)):
+        text = f"{source}: {prefix}{text}"
+    print(f"error: {text}", file=sys.stderr, flush=True)
+    if _debug(args):
+        traceback.print_exception(exc, file=sys.stderr)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line (argv None = sys.argv: the program itself, which exits after this returns)."""
+    _STOP.program = argv is None
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2), already printed on one line
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        if args.command == "demo":
+            from .demo import run_demo
+
+            return run_demo(Path(args.out))
+        return run_command(args)
+    except KeyboardInterrupt:
+        if _STOP.program:  # exiting: a further Ctrl-C during interpreter shutdown is ignored, not a traceback
+            _ignore_sigint()
+        print("interrupted: stopped at once; files not completed are redone by the same command with --resume",
+              file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # never a traceback for the user; --debug shows it
+        _report("", exc, args)
+        return EXIT_FAILED
+
+
+def _ignore_sigint() -> None:
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:
+        pass
+
+
+def _usage_error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return EXIT_USAGE
 
 
 def run_command(args) -> int:
-    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    _STOP.reset()
+    previous = _install_sigint()
+    try:
+        return _run(args)
+    finally:
+        if previous is not None:
+            # the program exits next: further Ctrl-C during interpreter shutdown are ignored, not a traceback
+            signal.signal(signal.SIGINT, signal.SIG_IGN if _STOP.program and _STOP.requested else previous)
+
+
+def _run(args) -> int:
+    formats = parse_formats(args.formats)
     if not formats:
-        print(f"error: --formats is empty; give a comma list of {', '.join(AVAILABLE_FORMATS)}", file=sys.stderr)
-        return 2
+        return _usage_error(f"--formats is empty; give a comma list of {', '.join(AVAILABLE_FORMATS)}")
     unknown = [f for f in formats if f not in AVAILABLE_FORMATS]
     if unknown:
-        print(f"error: --formats {','.join(unknown)} not available (available: {', '.join(AVAILABLE_FORMATS)})",
-              file=sys.stderr)
-        return 2
-    from .core.body_model import BodyModelError, load_body_model
+        return _usage_error(f"--formats {','.join(unknown)} not available (available: {', '.join(AVAILABLE_FORMATS)})")
+    if not args.out.strip():
+        return _usage_error("--out is empty; give the output folder")
+    out_root = Path(args.out)
+    if out_root.exists() and not out_root.is_dir():
+        return _usage_error(f"--out {out_root} is a file, not a folder")
+    if args.executor == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            return _usage_error("--executor ray needs Ray: pip install 'resihmr-blender[ray]'")
+    from .core.body_model import load_body_model
+    from .outputs import DONE_RECORD, one_line
 
     try:
-        load_body_model(args.model)  # fail early, once, with the file contract's message
-    except BodyModelError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    jobs, failures = collect_inputs(args.inputs, Path(args.out), images=args.detect)
-    for problem in failures:
-        print(f"error: {problem}", file=sys.stderr)
-    workers = max(1, min(args.workers, len(jobs)))
+        model = load_body_model(args.model)  # fail early, once, with the file contract's message
+        model_sha = model.sha256
+    except Exception as exc:
+        return _usage_error(one_line(exc) if args.model and str(args.model) in str(exc)
+                            else f"--model {args.model}: {one_line(exc)}")
+    removed = remove_temp_files(out_root)
+    if removed:
+        print(f"removed {len(removed)} temp file(s) an interrupted run left in {out_root}", flush=True)
+    jobs, problems, warnings = collect_inputs(args.inputs, out_root, images=args.detect)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr, flush=True)
+    if not jobs:
+        return _usage_error("no input to run (see the lines above)") if problems else \
+            _usage_error("no input to run")
+    args.protect = sorted({os.path.realpath(job.source) for job in jobs} | set(named_photos([j.source for j in jobs])))
+    args.fingerprint = {"body_model_sha256": model_sha, "formats": sorted(formats), "threshold_px": args.threshold,
+                        "focal_length_px": args.focal, "image_size": list(args.image_size or []) or None,
+                        "detect": args.detect, "accept_suggestions": args.accept_suggestions}
     t0 = time.perf_counter()
-    if args.executor == "ray":
+    skipped, total = 0, len(jobs)
+    if args.resume:
+        pending = []
+        for job in jobs:
+            done, why = _is_complete(job, args)
+            if done:
+                skipped += 1
+                print(f"skip {job.name}: complete ({job.out_dir / DONE_RECORD})", flush=True)
+            else:
+                if job.out_dir.is_dir():
+                    print(f"redo {job.name}: {why}", flush=True)
+                pending.append(job)
+        jobs = pending
+    workers = max(1, min(args.workers, len(jobs)))
+    if jobs:
+        print(f"running {len(jobs)} file(s) -> {out_root} ({workers} worker(s), up to {args.batch_size} people "
+              "fitted together)", flush=True)
+    if not jobs:
+        outcomes: list[FileOutcome] = []
+    elif args.executor == "ray":
         outcomes = run_on_ray(jobs, args)
         workers = len(jobs)
     elif workers == 1:
-        outcomes = [process_jobs(jobs, args)]
+        outcomes = process_jobs(jobs, args)
     else:
-        # one process per worker (bpy and torch imported once each); contiguous chunks keep names stable
+        # one process per worker (bpy and torch imported once each), sharing the Ctrl-C event
         import concurrent.futures
         import multiprocessing
 
         chunks = [jobs[i::workers] for i in range(workers)]
         context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-            outcomes = list(pool.map(process_jobs, chunks, [args] * workers))
-    done = sum(o[0] for o in outcomes)
-    failures += [f for o in outcomes for f in o[1]]
-    person_failures = sum(o[2] for o in outcomes)
-    print(f"done: {done} file(s) written, {len(failures)} file(s) failed, {person_failures} person(s) failed "
-          f"({time.perf_counter() - t0:.1f} s, {workers} worker(s))")
-    for problem in failures:
+        _STOP.event = context.Event()
+        if _STOP.signals:
+            _STOP.event.set()
+        pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init,
+                                                      initargs=(_STOP.event,))
+        try:
+            outcomes = [o for chunk in pool.map(process_jobs, chunks, [args] * workers) for o in chunk]
+        except KeyboardInterrupt:  # a second Ctrl-C: end the workers now (their temp files go on the next run)
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
+    return _summary(total, len(jobs), outcomes, problems, skipped, workers, time.perf_counter() - t0)
+
+
+def _summary(total: int, pending: int, outcomes: list[FileOutcome], problems: list[str], skipped: int,
+             workers: int, seconds: float) -> int:
+    """The closing lines and the exit status (130 when Ctrl-C left files undone)."""
+    written = [o for o in outcomes if o.ok]
+    failed = [o for o in outcomes if not o.ok]
+    if _STOP.requested and len(outcomes) < pending:
+        print(f"interrupted: stopped after {len(outcomes) + skipped} of {total} file(s) ({len(written)} written, "
+              f"{len(failed)} failed); run the same command with --resume to finish", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    people = sum(o.people for o in written)
+    not_fitted = sum(len(o.not_fitted) for o in written)
+    skip = f", {skipped} skipped (complete)" if skipped else ""
+    print(f"done: {len(written)} of {total + len(problems)} file(s) written, {len(failed) + len(problems)} "
+          f"failed{skip}; {people} people, {not_fitted} not fitted ({seconds:.1f} s, {workers} worker(s))",
+          flush=True)
+    for problem in problems:
         print(f"  failed: {problem}")
-    return 1 if failures or person_failures else 0
+    for o in sorted(failed, key=lambda o: o.index):
+        print(f"  failed: {o.message}")
+    for o in sorted(written, key=lambda o: o.index):
+        for p, reason in o.not_fitted:
+            print(f"  not fitted: {o.source} person {p}: {reason}")
+    sys.stdout.flush()
+    return EXIT_FAILED if failed or problems else EXIT_OK
 
 
-def run_on_ray(jobs: list[Job], args) -> list[tuple[int, list[str], int]]:
-    """One Ray task per input, each writing its own output folder. Every node needs this package installed."""
+def _fingerprint(args, input_sha: str) -> dict:
+    return {"input_sha256": input_sha, **args.fingerprint}
+
+
+def _is_complete(job: Job, args) -> tuple[bool, str]:
+    from .outputs import complete, file_sha256
+
     try:
-        import ray
-    except ImportError:
-        raise SystemExit("error: --executor ray needs Ray: pip install 'resihmr-blender[ray]'") from None
+        return complete(job.out_dir, _fingerprint(args, file_sha256(job.source)))
+    except OSError as exc:
+        return False, f"cannot read the input ({exc.strerror or exc})"
+
+
+def run_on_ray(jobs: list[Job], args) -> list[FileOutcome]:
+    """One Ray task per input, each writing its own output folder. Every node needs this package installed."""
+    import ray
+
     ray.init(address=args.address, ignore_reinit_error=True, include_dashboard=False)
     task = ray.remote(num_cpus=1)(process_jobs)
     local = argparse.Namespace(**{**vars(args), "executor": "local", "workers": 1})
-    return ray.get([task.remote([job], local) for job in jobs])
+    return [o for chunk in ray.get([task.remote([job], local) for job in jobs]) for o in chunk]
 
 
 def detect_to_file(job: Job, accept: bool):
@@ -245,86 +713,195 @@ def settings_from_args(args):
     """The command line's flags -> the core's one settings object."""
     from .core.settings import Settings
 
-    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    formats = parse_formats(args.formats)
     return Settings.from_values(threshold_px=args.threshold, num_threads=args.threads, focal_length_px=args.focal,
                                 image_size=args.image_size,
                                 pose_meshes=any(f in formats for f in ("overlay", "mask")))
 
 
-def process_jobs(jobs: list[Job], args) -> tuple[int, list[str], int]:
-    """pipeline.run_many over these inputs, then each file's outputs; returns (written, failures, failed people).
-    The local run, the worker processes and the Ray tasks all come here."""
+def photo_of(kfile) -> Path | None:
+    """The photo a keypoints file names (relative to the file's folder), whether or not it exists."""
+    if not kfile.image_path:
+        return None
+    path = Path(kfile.image_path)
+    if not path.is_absolute() and kfile.path:
+        path = Path(kfile.path).parent / path
+    return path
+
+
+@dataclass
+class _Prepared:
+    job: Job
+    kfile: object
+    input_sha: str
+    protect: list[str]
+
+
+def _prepare(job: Job, args, formats: list[str]) -> _Prepared:
+    """Check every output path of this input, then read it (or detect its keypoints): nothing is written for a
+    file whose outputs would land outside --out, on an input or on the photo it names."""
+    from .core.keypoints_io import read_keypoints
+    from .outputs import DONE_RECORD, OutputError, check_target, file_sha256, planned_outputs, remove_done_record
+
+    root, protect = Path(args.out), list(args.protect)
+    check_target(root, job.name, root, protect)
+    input_sha = file_sha256(job.source)
+    if job.source.suffix.lower() in IMAGE_SUFFIXES:  # detection writes keypoints.json: check everything first
+        for name in ["keypoints.json", *planned_outputs(formats, 1), DONE_RECORD]:
+            check_target(job.out_dir, name, root, protect)
+        remove_done_record(job.out_dir)
+        kfile = detect_to_file(job, args.accept_suggestions)
+    else:
+        kfile = read_keypoints(job.source, image_size=args.image_size)
+    photo = photo_of(kfile)
+    if photo is not None:
+        photo_real = os.path.realpath(photo)
+        for name in [*planned_outputs(formats, len(kfile.people)), DONE_RECORD]:
+            if os.path.realpath(job.out_dir / name) == photo_real:
+                raise OutputError(f"output {job.out_dir / name} would overwrite the photo {photo} that this file "
+                                  "names; refused: choose another --out")
+        protect.append(photo_real)
+    for name in [*planned_outputs(formats, len(kfile.people)), DONE_RECORD]:
+        check_target(job.out_dir, name, root, protect)
+    remove_done_record(job.out_dir)  # from here on the folder no longer counts as complete
+    return _Prepared(job, kfile, input_sha, protect)
+
+
+def _fit_group(model, group: list[_Prepared], settings, batch_size: int) -> list:
+    """run_many over a group of files (their people fitted together); when that fails as a whole, each file
+    alone, so one file's surprise does not sink the others. Entries are Reconstructions or exceptions."""
+    from .core.pipeline import run_many
+
+    try:
+        return run_many(model, [g.kfile for g in group], settings, batch_size=batch_size)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        if len(group) == 1:
+            return [exc]
+    out = []
+    for g in group:
+        try:
+            out += run_many(model, [g.kfile], settings, batch_size=batch_size)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            out.append(exc)
+    return out
+
+
+def _warnings_of(rec, formats, args) -> list[str]:
+    lines = [str(w) for w in getattr(rec.keypoints, "warnings", None) or []]  # what the reader repaired
+    lines += [f"person {p} not fitted: {reason}" for p, reason in rec.failures()]
+    for p, res in zip(rec.person_indices, rec.people):
+        for r in getattr(res, "residuals", []):
+            if not r.accepted:
+                lines.append(f"person {p} {r.kind} not accepted: reprojection error {r.reproj_error_px:.1f} px "
+                             f"> {args.threshold:g} px")
+            problem = getattr(res, "measurements", {}).get(r.kind, {}).get("measurement_error")
+            if problem:
+                lines.append(f"person {p} {r.kind} not measured: {problem}")
+    photo = photo_of(rec.keypoints)
+    if "overlay" in formats and photo is not None and not photo.is_file():
+        lines.append(f"photo {rec.keypoints.image_path} not found: overlay.png drawn without it")
+    return lines
+
+
+def _write(prep: _Prepared, rec, formats, args, fit_seconds: float) -> FileOutcome:
+    from .core.pipeline import PersonFailure
+    from .outputs import write_done_record, write_outputs
+
+    job = prep.job
+    start = time.perf_counter()
+    written = write_outputs(job.out_dir, rec, formats, root=Path(args.out), protect=prep.protect)
+    if (job.out_dir / "keypoints.json").is_file() and job.source.suffix.lower() in IMAGE_SUFFIXES:
+        written.append(job.out_dir / "keypoints.json")
+    not_fitted = rec.failures()
+    write_done_record(job.out_dir, written, _fingerprint(args, prep.input_sha),
+                      extra={"input": os.path.abspath(job.source), "people": len(rec.people),
+                             "not_fitted": [{"person": p, "reason": r} for p, r in not_fitted]})
+    seconds = fit_seconds + time.perf_counter() - start
+    warnings = _warnings_of(rec, formats, args)
+    fitted = sum(not isinstance(p, PersonFailure) for p in rec.people)
+    people = f"{len(rec.people)} people" if fitted == len(rec.people) else \
+        f"{len(rec.people)} people ({len(rec.people) - fitted} not fitted)"
+    print(f"[{job.index}/{job.total}] {job.name}: {people}, {seconds:.1f} s, {len(warnings)} warning(s) "
+          f"-> {job.out_dir}", flush=True)
+    for p, res in zip(rec.person_indices, rec.people):
+        for r in getattr(res, "residuals", []):
+            extra = res.measurements.get(r.kind, {})
+            volume = f" volume={extra['stump_volume_l']:.2f}l" if "stump_volume_l" in extra else ""
+            print(f"    person {p} {r.kind} λ={r.lam:.3f} err={r.reproj_error_px:.1f}px "
+                  f"{'accepted' if r.accepted else 'REJECTED'} length={r.residual_length_m * 100:.1f}cm{volume}")
+    for line in warnings:
+        print(f"    warning: {line}")
+    sys.stdout.flush()
+    return FileOutcome(job.index, job.name, str(job.source), str(job.out_dir), True, people=len(rec.people),
+                       not_fitted=not_fitted, warnings=warnings, seconds=seconds)
+
+
+def process_jobs(jobs: list[Job], args) -> list[FileOutcome]:
+    """Read the inputs, fit their people in groups of at most --batch-size (people of several files fitted
+    together), and write each file's outputs as soon as its group is fitted. The local run, the worker
+    processes and the Ray tasks all come here. Any exception of one file becomes that file's one-line failure;
+    Ctrl-C stops after the current file."""
     import torch
 
     from .core.body_model import load_body_model
-    from .core.keypoints import KeypointsError
-    from .core.keypoints_io import read_keypoints
-    from .core.pipeline import run_many
-    from .outputs import write_outputs
 
-    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    formats = parse_formats(args.formats)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     settings = settings_from_args(args)
     model = load_body_model(args.model)
-    inputs = {job.source.resolve() for job in jobs}
-    failures: list[str] = []
-    # read everything first, so people from many files are fitted in shared batches
-    loaded = []
-    for job in jobs:
-        target = job.out_dir / "result.json"
-        if target.resolve() in inputs:
-            failures.append(f"{job.source}: output {target} would overwrite an input; choose another --out")
-            continue
-        if args.skip_existing and target.exists():
-            print(f"skip {job.name}: {target} exists")
-            continue
-        try:
-            if job.source.suffix.lower() in IMAGE_SUFFIXES:
-                kfile = detect_to_file(job, args.accept_suggestions)
-            else:
-                kfile = read_keypoints(job.source, image_size=args.image_size)
-        except (KeypointsError, ValueError, OSError, RuntimeError) as exc:
-            failures.append(str(exc) if str(job.source) in str(exc) else f"{job.source}: {exc}")
-            print(f"error: {failures[-1]}", file=sys.stderr)
-            continue
-        loaded.append((job, kfile))
+    outcomes: list[FileOutcome] = []
 
-    t0 = time.perf_counter()
-    reconstructions = run_many(model, [k for _, k in loaded], settings, batch_size=args.batch_size,
-                               progress=lambda stage, fraction: print(
-                                   f"fitted {fraction:.0%} of {sum(len(k.people) for _, k in loaded)} people "
-                                   f"({time.perf_counter() - t0:.1f} s)", flush=True))
-    person_failures, written = 0, 0
-    for j, ((job, _), rec) in enumerate(zip(loaded, reconstructions)):
-        start = time.perf_counter()
-        if isinstance(rec, Exception):
-            failures.append(str(rec) if str(job.source) in str(rec) else f"{job.source}: {rec}")
-            print(f"error: {failures[-1]}", file=sys.stderr)
-            continue
+    def failed(job: Job, exc: BaseException, prefix: str = "") -> None:
+        message = _report(job.source, exc, args, prefix)
+        outcomes.append(FileOutcome(job.index, job.name, str(job.source), str(job.out_dir), False, message))
+
+    def flush(group: list[_Prepared]) -> None:
+        t0 = time.perf_counter()
+        recs = _fit_group(model, group, settings, args.batch_size)
+        fit_seconds = time.perf_counter() - t0
+        people = max(sum(len(g.kfile.people) for g in group), 1)
+        for k, (prep, rec) in enumerate(zip(group, recs)):
+            if k > 0 and _STOP.requested:
+                return
+            if isinstance(rec, BaseException):
+                failed(prep.job, rec)
+                continue
+            share = fit_seconds * max(len(prep.kfile.people), 1) / people
+            try:
+                outcomes.append(_write(prep, rec, formats, args, share))
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # one image's write problem must not stop the batch
+                failed(prep.job, exc, "writing outputs failed: ")
+
+    group: list[_Prepared] = []
+    for job in jobs:
+        if _STOP.requested:
+            return outcomes
         try:
-            write_outputs(job.out_dir, rec, formats)
-        except Exception as exc:  # one image's export problem must not stop the batch
-            failures.append(f"{job.source}: writing outputs failed: {exc}")
-            print(f"error: {failures[-1]}", file=sys.stderr)
+            prep = _prepare(job, args, formats)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            # the reader's own errors name file, person, field and index; anything else may be a number no
+            # float can hold, which is then located the same way
+            located = None if "resihmr_blender" in type(exc).__module__ else locate_giant_number(job.source)
+            failed(job, InputError(located) if located else exc)
             continue
-        written += 1
-        summary = []
-        for p, reason in rec.failures():
-            person_failures += 1
-            print(f"error: {job.source}: person {p}: {reason}", file=sys.stderr)
-        for p, res in zip(rec.person_indices, rec.people):
-            for r in getattr(res, "residuals", []):
-                state = "accepted" if r.accepted else "REJECTED"
-                extra = res.measurements.get(r.kind, {})
-                volume = f" volume={extra['stump_volume_l']:.2f}l" if "stump_volume_l" in extra else ""
-                summary.append(f"person {p} {r.kind} λ={r.lam:.3f} err={r.reproj_error_px:.1f}px {state} "
-                               f"length={r.residual_length_m * 100:.1f}cm{volume}")
-        print(f"[{j + 1}/{len(loaded)}] {job.name}: {len(rec.people)} people -> {job.out_dir} "
-              f"({time.perf_counter() - start:.1f} s)", flush=True)
-        for line in summary:
-            print(f"    {line}")
-    return written, failures, person_failures
+        if group and sum(len(g.kfile.people) for g in group) + len(prep.kfile.people) > args.batch_size:
+            flush(group)
+            group = []
+            if _STOP.requested:
+                return outcomes
+        group.append(prep)
+    if group and not _STOP.requested:
+        flush(group)
+    return outcomes
 
 
 def blender_command(argv) -> int:

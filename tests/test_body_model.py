@@ -210,9 +210,81 @@ def test_nan_values_are_refused(tmp_path, arrays):
         read_model_arrays(write_variant(tmp_path, arrays, v_template=bad))
 
 
-def test_object_arrays_are_refused(tmp_path, arrays):
-    path = write_variant(tmp_path, arrays, extra=np.array([{"a": 1}], dtype=object))
-    with pytest.raises(BodyModelError, match="pickled object arrays"):
+def test_object_arrays_are_refused_where_used_and_never_loaded_elsewhere(tmp_path, arrays):
+    # SMPL-X's own .npz files hold pickled dictionaries (`joint2num`, `part2num`) we have no use for: they are
+    # never loaded (so never unpickled), and the file still loads
+    path = write_variant(tmp_path, arrays, joint2num=np.array({"pelvis": 0}, dtype=object),
+                         part2num=np.array([{"a": 1}], dtype=object))
+    assert read_model_arrays(path)["v_template"].shape == arrays["v_template"].shape
+    path = write_variant(tmp_path, arrays, weights=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(BodyModelError, match=r"model\.npz: key 'weights' is a pickled object array, which is refused"):
+        read_model_arrays(path)
+
+
+def _npy(path, array):
+    with open(path, "wb") as handle:
+        np.save(handle, array)
+    return path
+
+
+@pytest.mark.parametrize("name,content,expected", [
+    ("empty.npz", b"", r"empty\.npz: is empty \(0 bytes\)"),
+    ("text.npz", b"v_template = ...", r"text\.npz: not an \.npz file"),
+    ("pickle.npz", b"\x80\x04K\x01.", r"pickle\.npz: holds pickled data .*refused"),
+    ("cut.npz", b"PK\x03\x04 and then nothing", r"cut\.npz: not a readable \.npz file"),
+])
+def test_unreadable_files_are_named(tmp_path, name, content, expected):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(BodyModelError, match=expected):
+        read_model_arrays(path)
+
+
+def test_npy_instead_of_npz(tmp_path, arrays):
+    for name in ("SMPLX_NEUTRAL.npy", "SMPLX_NEUTRAL.npz"):
+        path = _npy(tmp_path / name, arrays["v_template"])
+        with pytest.raises(BodyModelError, match=rf"{name}: is a single \.npy array, not an \.npz archive"):
+            load_body_model(path, use_cache=False)
+
+
+def test_folder_instead_of_file(tmp_path):
+    with pytest.raises(BodyModelError, match="is a folder"):
+        load_body_model(tmp_path)
+
+
+@pytest.mark.parametrize("changes,expected", [
+    ({"f": np.zeros((0, 3), np.int64)}, r"key 'f' is empty \(shape \(0, 3\)\)"),
+    ({"f": np.array([["0", "1", "2"]])}, r"key 'f' holds <U1 values, expected integers"),
+    ({"f": np.array([[0.0, 1.0, 2.0]])}, r"key 'f' holds float64 values, expected integers"),
+    ({"f": np.array([[0, 1, 2], [3, 4, 13718]])}, r"key 'f' face 1 uses vertex 13718, but the vertices are numbered "
+                                                   r"0\.\.13717"),
+    ({"f": np.array([[0, -2, 2]])}, r"key 'f' face 0 uses vertex -2"),
+    ({"v_template": np.zeros((0, 3), np.float32)}, r"key 'v_template' is empty"),
+    ({"J_regressor": np.full((55, 13718), "x")}, r"key 'J_regressor' holds <U1 values, expected numbers"),
+    ({"shapedirs": np.zeros((13718, 3, 20), np.complex64)}, r"key 'shapedirs' holds complex64 values"),
+    ({"posedirs": np.full((13718 * 3, 486), np.nan, np.float32)}, r"key 'posedirs' contains NaN"),
+    ({"posedirs": np.full((13718, 3, 486), "0")}, r"key 'posedirs' holds <U1 values"),
+    ({"hands_componentsl": np.zeros((0, 45), np.float32)}, r"key 'hands_componentsl' is empty"),
+    ({"kintree_table": np.full((2, 55), 0.5)}, r"key 'kintree_table' holds non-integer joint numbers"),
+    ({"surface_keypoint_names": np.array(["nose", "left_heel"]), "surface_keypoint_vertex_ids": np.array([1])},
+     r"key 'surface_keypoint_vertex_ids' has shape \(1,\), expected \(2,\)"),
+    ({"surface_keypoint_names": np.array([1, 2]), "surface_keypoint_vertex_ids": np.array([1, 2])},
+     r"key 'surface_keypoint_names' must be a list of names"),
+    ({"surface_keypoint_names": np.array(["nose"]), "surface_keypoint_vertex_ids": np.array([-1])},
+     r"has 13718 vertices but the surface keypoints need vertex ids -1\.\."),
+])
+def test_bad_values_are_named(tmp_path, arrays, changes, expected):
+    with pytest.raises(BodyModelError, match=rf"model\.npz: {expected}"):
+        read_model_arrays(write_variant(tmp_path, arrays, **changes))
+
+
+def test_a_damaged_member_is_named(tmp_path, arrays):
+    import zipfile
+
+    path = write_variant(tmp_path, arrays)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("surface_keypoint_vertex_ids.npy", b"\x93NUMPY not really")
+    with pytest.raises(BodyModelError, match=r"key 'surface_keypoint_vertex_ids' cannot be read"):
         read_model_arrays(path)
 
 

@@ -93,75 +93,141 @@ def file_sha256(path: str | os.PathLike) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 # Loading and validation
 
+# The keys read from a model file; anything else in it (landmarks, UVs, SMPL-X's pickled `joint2num`/`part2num`
+# dictionaries) is never loaded, so it can neither break the load nor run code.
+REQUIRED_KEYS = ("v_template", "f", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table",
+                 "hands_componentsl", "hands_componentsr", "hands_meanl", "hands_meanr")
+OPTIONAL_KEYS = ("surface_keypoint_names", "surface_keypoint_vertex_ids")
+_NPY_MAGIC, _ZIP_MAGIC = b"\x93NUMPY", b"PK"
 
-def _expect(path: str, arrays, key: str, shape: tuple, what: str) -> np.ndarray:
-    """Fetch `key` and check its shape; None entries in `shape` accept any size."""
+
+def _check_values(path: str, key: str, value: np.ndarray, integer: bool = False) -> np.ndarray:
+    """Numbers only (integers when `integer`), at least one of them, all finite."""
+    kinds = "iu" if integer else "biuf"
+    if value.dtype.kind not in kinds:
+        wanted = "integers" if integer else "numbers"
+        raise BodyModelError(f"{path}: key '{key}' holds {value.dtype} values, expected {wanted}")
+    if value.size == 0:
+        raise BodyModelError(f"{path}: key '{key}' is empty (shape {tuple(value.shape)})")
+    if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+        raise BodyModelError(f"{path}: key '{key}' contains NaN or infinite values")
+    return value
+
+
+def _expect(path: str, arrays, key: str, shape: tuple, what: str, integer: bool = False) -> np.ndarray:
+    """Fetch `key` and check its shape and values; None entries in `shape` accept any size."""
     if key not in arrays:
         raise BodyModelError(f"{path}: missing key '{key}' ({what}, expected shape {_fmt_shape(shape)})")
     value = np.asarray(arrays[key])
     if value.ndim != len(shape) or any(e is not None and e != a for e, a in zip(shape, value.shape)):
         raise BodyModelError(
             f"{path}: key '{key}' has shape {tuple(value.shape)}, expected {_fmt_shape(shape)} ({what})")
-    if value.dtype.kind in "fc" and not np.all(np.isfinite(value)):
-        raise BodyModelError(f"{path}: key '{key}' contains NaN or infinite values")
-    return value
+    return _check_values(path, key, value, integer)
 
 
 def _fmt_shape(shape: tuple) -> str:
     return str(tuple("*" if s is None else s for s in shape)).replace("'", "")
 
 
-def read_model_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read and validate an SMPL-X `.npz` by the contract of DESIGN §3.1. Never unpickles."""
-    path = str(path)
-    suffix = Path(path).suffix.lower()
-    if suffix == ".pkl":
-        raise BodyModelError(
-            f"{path}: .pkl model files are refused because unpickling can run code. Convert it once to .npz "
-            "in a trusted Python: `import pickle, numpy as np; d = pickle.load(open(p, 'rb'), encoding='latin1'); "
-            "np.savez(p[:-4] + '.npz', **{k: np.asarray(v.toarray() if hasattr(v, 'toarray') else v) "
-            "for k, v in d.items()})`, or download the .npz version from the SMPL-X website.")
+def _pkl_refusal(path: str, renamed: bool = False) -> BodyModelError:
+    what = "holds pickled data (a .pkl file renamed?), which is" if renamed else ".pkl model files are"
+    return BodyModelError(
+        f"{path}: {what} refused because unpickling can run code. Convert it once to .npz "
+        "in a trusted Python: `import pickle, numpy as np; d = pickle.load(open(p, 'rb'), encoding='latin1'); "
+        "np.savez(p[:-4] + '.npz', **{k: np.asarray(v.toarray() if hasattr(v, 'toarray') else v) "
+        "for k, v in d.items()})`, or download the .npz version from the SMPL-X website.")
+
+
+def _read_npz(path: str) -> dict[str, np.ndarray]:
+    """The keys we use from an .npz, after checking it is one; every failure is a BodyModelError."""
+    if os.path.isdir(path):
+        raise BodyModelError(f"{path}: is a folder, not a body model file (give the .npz file itself)")
     if not os.path.isfile(path):
         raise BodyModelError(f"{path}: body model file not found (set it in the add-on preferences, or leave it "
                              "empty to use the embedded default body)")
     try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError as exc:
+        raise BodyModelError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    if not head:
+        raise BodyModelError(f"{path}: is empty (0 bytes); the download or copy did not finish")
+    if head.startswith(_NPY_MAGIC):
+        raise BodyModelError(f"{path}: is a single .npy array, not an .npz archive of named arrays (v_template, f, "
+                             "shapedirs, ...); save the model with numpy.savez(path, v_template=..., f=..., ...)")
+    if head[:1] == b"\x80":
+        raise _pkl_refusal(path, renamed=True)
+    if not head.startswith(_ZIP_MAGIC):
+        raise BodyModelError(f"{path}: not an .npz file (it does not start like a zip archive)")
+    try:
         npz = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise BodyModelError(f"{path}: not a readable .npz file ({exc})") from exc
+    except Exception as exc:  # OSError, ValueError, zipfile.BadZipFile, EOFError on a damaged archive
+        raise BodyModelError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise BodyModelError(f"{path}: not an .npz archive of named arrays")
+    raw = {}
     with npz:
-        try:
-            raw = {key: npz[key] for key in npz.files}
-        except ValueError as exc:  # object arrays need pickle, which we refuse
-            raise BodyModelError(f"{path}: contains pickled object arrays, which are refused ({exc})") from exc
+        for key in npz.files:
+            if key not in REQUIRED_KEYS + OPTIONAL_KEYS:
+                continue
+            try:
+                raw[key] = npz[key]
+            except ValueError as exc:
+                if "allow_pickle" in str(exc):  # object arrays need pickle, which we refuse
+                    raise BodyModelError(f"{path}: key '{key}' is a pickled object array, which is refused; "
+                                         "store it as a plain numeric array") from exc
+                raise BodyModelError(f"{path}: key '{key}' cannot be read ({exc})") from exc
+            except Exception as exc:  # a damaged member: zlib.error, BadZipFile, EOFError, MemoryError, ...
+                raise BodyModelError(f"{path}: key '{key}' cannot be read ({type(exc).__name__}: {exc})") from exc
+    return raw
+
+
+def read_model_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read and validate an SMPL-X `.npz` by the contract of DESIGN §3.1. Never unpickles.
+
+    Every problem is a BodyModelError naming the file and the key: a missing, empty, 0-byte, damaged or .npy
+    file; a missing key; a wrong shape; non-numeric, non-finite or (for faces and the tree) non-integer values;
+    faces or surface keypoints that index vertices the model does not have."""
+    path = str(path)
+    if Path(path).suffix.lower() == ".pkl":
+        raise _pkl_refusal(path)
+    raw = _read_npz(path)
 
     v_template = _expect(path, raw, "v_template", (None, 3), "template vertices")
     n_verts = v_template.shape[0]
     out = {"v_template": v_template}
-    out["f"] = _expect(path, raw, "f", (None, 3), "triangle faces")
-    if out["f"].min() < 0 or out["f"].max() >= n_verts:
-        raise BodyModelError(f"{path}: key 'f' indexes vertex {int(out['f'].max())} but there are {n_verts}")
+    faces = _expect(path, raw, "f", (None, 3), "triangle faces", integer=True)
+    bad = np.flatnonzero(((faces < 0) | (faces >= n_verts)).any(axis=1))
+    if bad.size:
+        row = faces[int(bad[0])]
+        index = int(row[(row < 0) | (row >= n_verts)][0])
+        raise BodyModelError(f"{path}: key 'f' face {int(bad[0])} uses vertex {index}, but the vertices are "
+                             f"numbered 0..{n_verts - 1}")
+    out["f"] = faces
     shapedirs = _expect(path, raw, "shapedirs", (n_verts, 3, None), "shape (+ expression) blend shapes")
     if shapedirs.shape[2] < 20:
         raise BodyModelError(
             f"{path}: key 'shapedirs' has shape {shapedirs.shape}, expected ({n_verts}, 3, K) with K >= 20")
     out["shapedirs"] = shapedirs
-    posedirs = np.asarray(raw.get("posedirs")) if "posedirs" in raw else None
-    if posedirs is None:
+    if "posedirs" not in raw:
         raise BodyModelError(f"{path}: missing key 'posedirs' (pose correctives, expected ({n_verts}, 3, 486) "
                              f"or ({n_verts * 3}, 486))")
+    posedirs = np.asarray(raw["posedirs"])
     if posedirs.shape == (n_verts, 3, 486):
         posedirs = posedirs.reshape(n_verts * 3, 486)
     elif posedirs.shape != (n_verts * 3, 486):
         raise BodyModelError(f"{path}: key 'posedirs' has shape {posedirs.shape}, expected ({n_verts}, 3, 486) "
                              f"or ({n_verts * 3}, 486)")
-    out["posedirs"] = posedirs
+    out["posedirs"] = _check_values(path, "posedirs", posedirs)
     out["J_regressor"] = _expect(path, raw, "J_regressor", (NUM_JOINTS, n_verts), "joint regressor")
     weights = _expect(path, raw, "weights", (n_verts, NUM_JOINTS), "skinning weights")
     if np.abs(weights.sum(axis=1) - 1.0).max() > 1e-3:
-        bad = int(np.argmax(np.abs(weights.sum(axis=1) - 1.0)))
-        raise BodyModelError(f"{path}: key 'weights' row {bad} sums to {weights[bad].sum():.4f}, expected 1")
+        bad_row = int(np.argmax(np.abs(weights.sum(axis=1) - 1.0)))
+        raise BodyModelError(f"{path}: key 'weights' row {bad_row} sums to {weights[bad_row].sum():.4f}, expected 1")
     out["weights"] = weights
     kintree = _expect(path, raw, "kintree_table", (2, NUM_JOINTS), "kinematic tree")
+    if kintree.dtype.kind == "f" and not np.all(kintree == np.round(kintree)):
+        raise BodyModelError(f"{path}: key 'kintree_table' holds non-integer joint numbers")
     parents = kintree[0].astype(np.int64)
     parents[0] = -1  # files store 2**32-1 for the root
     if tuple(parents.tolist()) != PARENTS:
@@ -174,12 +240,21 @@ def read_model_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     names = list(SMPLX_SURFACE_VERTEX_IDS)
     ids = np.array([SMPLX_SURFACE_VERTEX_IDS[n] for n in names], dtype=np.int64)
     if "surface_keypoint_names" in raw and "surface_keypoint_vertex_ids" in raw:
-        override = dict(zip([str(n) for n in raw["surface_keypoint_names"]],
-                            np.asarray(raw["surface_keypoint_vertex_ids"]).tolist()))
+        names_raw = np.asarray(raw["surface_keypoint_names"])
+        ids_raw = np.asarray(raw["surface_keypoint_vertex_ids"])
+        if names_raw.dtype.kind not in "US" or names_raw.ndim != 1:
+            raise BodyModelError(f"{path}: key 'surface_keypoint_names' must be a list of names, got "
+                                 f"{names_raw.dtype} of shape {tuple(names_raw.shape)}")
+        _check_values(path, "surface_keypoint_vertex_ids", ids_raw, integer=True)
+        if ids_raw.shape != names_raw.shape:
+            raise BodyModelError(f"{path}: key 'surface_keypoint_vertex_ids' has shape {tuple(ids_raw.shape)}, "
+                                 f"expected {tuple(names_raw.shape)} (one per name in 'surface_keypoint_names')")
+        override = dict(zip([str(n) for n in names_raw], ids_raw.tolist()))
         ids = np.array([override.get(n, SMPLX_SURFACE_VERTEX_IDS[n]) for n in names], dtype=np.int64)
-    if ids.max() >= n_verts:
-        raise BodyModelError(f"{path}: has {n_verts} vertices but the SMPL-X surface keypoints need vertex ids up "
-                             f"to {int(ids.max())}; add 'surface_keypoint_names'/'surface_keypoint_vertex_ids' keys")
+    if ids.min() < 0 or ids.max() >= n_verts:
+        raise BodyModelError(f"{path}: has {n_verts} vertices but the surface keypoints need vertex ids "
+                             f"{int(ids.min())}..{int(ids.max())}; add or fix the 'surface_keypoint_names'/"
+                             "'surface_keypoint_vertex_ids' keys")
     out["surface_vertex_ids"] = ids
     out["surface_names"] = np.array(names)
     return out
