@@ -6,6 +6,8 @@ Pose correctives: Blender's armature deformation is plain linear blend skinning.
 non-zero pose correctives (a real SMPL-X file), those of the fitted pose are baked into a shape key
 "pose_correctives_fitted" (value 1): exact for the fitted pose, approximate for other poses (turn it off for
 animation). The embedded body has none.
+A copy of the built mesh is kept on the mesh object (`resihmr_uncut`): every re-cut starts from it (cut.py), and
+remove_avatar deletes it with the rest.
 """
 from __future__ import annotations
 
