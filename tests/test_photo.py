@@ -251,13 +251,33 @@ def test_overlay_photo_of_another_size():
     assert (picture == 235).all()
 
 
-def test_large_overlay_draws_only_the_mesh_box():
-    camera = Camera(6000, 4000, focal_length=3000.0)
-    mesh = _Mesh(size=1.0)  # a 1000-px square in the middle
-    photo = np.full((4000, 6000, 3), 90, np.uint8)
+def test_large_overlay_draws_only_the_mesh_box_scaled_up(monkeypatch):
+    # a large photo's mesh is drawn over its bounding box only, at a capped resolution scaled up: here a
+    # 200-px square drawn with 10,000 pixels (half its resolution) stands in for a body on a 24-MP photo
+    from resihmr_blender.core import overlay
+
+    monkeypatch.setattr(overlay, "OVERLAY_MESH_PIXELS", 10_000)
+    monkeypatch.setattr(overlay, "MASK_MESH_PIXELS", 10_000)
+    camera = Camera(1200, 800, focal_length=600.0)
+    mesh = _Mesh(size=1.0, cells=10)  # 200 px square in the middle: x 500..700, y 300..500
+    photo = np.full((800, 1200, 3), 90, np.uint8)
     picture = overlay_picture(camera, [], [], [mesh], photo)
-    assert (picture[:1400] == 90).all() and (picture[:, :2400] == 90).all()
-    inside = picture[1510:2490, 2510:3490]
+    assert (picture[:290] == 90).all() and (picture[510:] == 90).all() and (picture[:, :490] == 90).all()
+    inside = picture[305:495, 505:695]
     assert (np.abs(inside.astype(int) - [160, 167, 178]) <= 5).all()  # ~0.7 x lit skin grey + 0.3 x the photo
     mask = mask_picture(camera, [mesh])
-    assert mask.shape == (4000, 6000) and abs(int(mask.sum()) - 1000 * 1000) < 12000
+    assert mask.shape == (800, 1200) and abs(int(mask.sum()) - 200 * 200) < 2500
+    assert mask[305:495, 505:695].all() and not mask[:290].any()
+
+
+def test_without_pillow_photos_are_a_warning_not_a_crash(tmp_path, monkeypatch):
+    # Blender's own Python has no Pillow: a photo cannot be read there, which must never stop a run
+    shutil.copy(ROTATED, tmp_path / "frame_000000000000.jpg")
+    pixels = np.random.default_rng(5).integers(0, 256, (6, 9, 3), dtype=np.uint8)
+    write_png(tmp_path / "render.png", pixels)
+    kfile = read_keypoints(keypoints_beside(tmp_path))
+    monkeypatch.setitem(__import__("sys").modules, "PIL", None)
+    with pytest.raises(ImageError, match="Pillow is not installed"):
+        read_image(tmp_path / "frame_000000000000.jpg")
+    assert read_photo(kfile) is None and "Pillow" in kfile.warnings[0]
+    np.testing.assert_array_equal(read_png(tmp_path / "render.png"), pixels)  # the numpy fallback

@@ -95,7 +95,10 @@ def write_png(path: str | os.PathLike, pixels: np.ndarray) -> None:
 @contextmanager
 def _opened(path: str | os.PathLike, max_pixels: int):
     """Pillow's lazy image (header read, pixels not yet decoded), its size checked; errors as ImageError."""
-    from PIL import Image, UnidentifiedImageError
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:  # Blender's own Python, without the pip dependencies
+        raise ImageError(f"{path}: cannot read photos here: Pillow is not installed (pip install Pillow)") from None
 
     path = Path(path)
     if path.is_dir():
@@ -138,9 +141,9 @@ def image_size(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> tuple[i
 
 def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """A photo as (H, W, 3) uint8 RGB, upright (EXIF orientation applied); alpha dropped, 16-bit scaled to 8."""
-    from PIL import ImageOps
-
     with _opened(path, max_pixels) as image:
+        from PIL import ImageOps  # importable: _opened has imported Pillow
+
         try:
             image.load()
             if _orientation(image) != 1:
