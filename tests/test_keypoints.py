@@ -712,6 +712,12 @@ def test_few_points_in_the_unit_square_are_pixels(tmp_path):
     np.testing.assert_array_equal(kf.people[0].body25, pose)
 
 
+def test_nested_pose_lists_are_named(tmp_path):
+    err = read_error(tmp_path, openpose_doc(pose_keypoints_2d=body25_points().tolist()))
+    assert_names(err, person=0, field="pose_keypoints_2d", index=None)
+    assert "list of lists" in str(err)
+
+
 def test_empty_pose_is_a_person_without_body(tmp_path):
     kf = read_keypoints(write_json(tmp_path, openpose_doc(pose_keypoints_2d=[])))
     assert not kf.people[0].body25.any() and "no body keypoints" in kf.warnings[0]

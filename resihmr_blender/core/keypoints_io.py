@@ -165,6 +165,9 @@ def _parse_pose(value: Any, field_name: str, pctx: _Ctx, warnings: list[str]) ->
     if not value:  # OpenPose with the body off (--body 0) writes []: a person without body points
         warnings.append(pctx.message("empty: no body keypoints, this person cannot be fitted", field_name))
         return np.zeros((N_BODY25, 3)), N_BODY25
+    if isinstance(value[0], list):
+        raise pctx.error("expected a flat list x1, y1, c1, x2, ... (OpenPose's layout), got a list of lists",
+                         field_name)
     n = len(value)
     if n % 3 or n // 3 not in POSE_LAYOUTS:
         raise pctx.error(_layout_error(n), field_name)
