@@ -332,21 +332,24 @@ def test_cut_residual_adds_a_limb_and_returns_its_cap(model, scene):
         cut_residual(obj, "right_transhumeral", 0.5)
 
 
+def glb_document(path) -> dict:
+    data = path.read_bytes()
+    length = struct.unpack_from("<I", data, 12)[0]
+    return json.loads(data[20:20 + length])
+
+
 def test_glb_export_after_a_recut(model, scene, tmp_path):
     arm, obj = build_avatar(model, params())
     recut(obj, [("left_transtibial", 0.7)])
     recut(obj, THREE[:2])
     n_verts = len(obj.data.vertices)
-    path = export_avatar(arm, obj, tmp_path / "avatar.glb")
-    data = path.read_bytes()
-    length = struct.unpack_from("<I", data, 12)[0]
-    document = json.loads(data[20:20 + length])
-    primitives = document["meshes"][0]["primitives"]  # one per material: skin and red
-    assert len(primitives) == 2
-    for primitive in primitives:
-        assert {"COLOR_0", "JOINTS_0", "WEIGHTS_0"} <= set(primitive["attributes"])
-        assert len(primitive["targets"]) == 10  # the shape keys
-    assert sum(document["accessors"][p["attributes"]["POSITION"]]["count"] for p in primitives) >= n_verts
+    for shape_keys in (False, True):  # the fitted shape baked (the default), or kept as morph targets
+        document = glb_document(export_avatar(arm, obj, tmp_path / f"avatar_{shape_keys}.glb", shape_keys=shape_keys))
+        primitives = document["meshes"][0]["primitives"]
+        for primitive in primitives:
+            assert {"COLOR_0", "JOINTS_0", "WEIGHTS_0"} <= set(primitive["attributes"])
+            assert len(primitive.get("targets", [])) == (10 if shape_keys else 0)
+        assert sum(document["accessors"][p["attributes"]["POSITION"]]["count"] for p in primitives) >= n_verts
     assert state(obj)["cut"] == json.dumps([{"kind": k, "lambda": lam} for k, lam in THREE[:2]])
 
 
