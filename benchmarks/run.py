@@ -164,17 +164,20 @@ def residual_array(points_by_kind: dict[str, np.ndarray]) -> np.ndarray:
 
 def run(n_people: int, seed: int, noise: float, iou_scale: float, timing_people: int, batch: int = 64,
         threads: int = 2) -> dict:
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _run(n_people, seed, noise, iou_scale, timing_people, batch, threads, load)
+        return _run(n_people, seed, noise, iou_scale, timing_people, batch, threads)
     finally:
         torch.set_num_threads(before)  # a caller in the same process (a test) keeps its own setting
 
 
-def _run(n_people: int, seed: int, noise: float, iou_scale: float, timing_people: int, batch: int, threads: int,
-         load: float | None) -> dict:
+def load_average() -> float | None:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def _run(n_people: int, seed: int, noise: float, iou_scale: float, timing_people: int, batch: int,
+         threads: int) -> dict:
     model = load_body_model()
     # the defaults are what users get; the report reads its thresholds from the same config objects
     rafo_config = RafoConfig()
@@ -184,6 +187,7 @@ def _run(n_people: int, seed: int, noise: float, iou_scale: float, timing_people
     scores = {m: MethodScores() for m in METHODS}
 
     reconstruct(model, people[:1], cameras[:1])  # warm-up (scripted functions compile on first call), untimed
+    load = [load_average()]  # before and after the timed part: other work on the cores slows it
     # CPU time beside wall time: wall time far above CPU time / threads means other work shared the cores
     t0, c0 = time.perf_counter(), time.process_time()
     ours = []
@@ -199,6 +203,7 @@ def _run(n_people: int, seed: int, noise: float, iou_scale: float, timing_people
         reconstruct(model, people[i:i + 1], cameras[i:i + 1])
         singles.append(time.perf_counter() - t)
         singles_cpu.append(time.process_time() - c)
+    load.append(load_average())
 
     accepted, missing_limbs, skipped = [], 0, 0
     for gt, res, trust, cam in zip(dataset, ours, trusting, cameras):
@@ -305,7 +310,7 @@ def metrics_table(report: dict) -> list[str]:
     return lines
 
 
-def machine_line(threads: int, load: float | None = None) -> str:
+def machine_line(threads: int, load: list[float | None] | None = None) -> str:
     """The machine as the platform reports it (never typed by hand)."""
     cpu = ""
     try:
@@ -318,8 +323,10 @@ def machine_line(threads: int, load: float | None = None) -> str:
     cpu = cpu or platform.processor() or platform.machine() or "unknown CPU"
     cores = os.cpu_count() or 0
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
-    # timings depend on what else runs: the load average at the start says whether the machine was shared
-    busy = f"; load average {load:.1f} at the start" if load is not None else ""
+    # timings depend on what else runs: the load average around the timed part says whether the cores were shared
+    busy = ""
+    if load and None not in load:
+        busy = f"; 1-min load average {load[0]:.1f} before the timed part, {load[-1]:.1f} after it"
     return (f"{platform.platform()}; {cpu}; {cores} logical cores ({usable} usable); torch threads {threads}; "
             f"Python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}{busy}")
 
