@@ -31,7 +31,8 @@ def exported(tmp_path_factory):
     cut_residual(obj, "left_transtibial", 0.4)
     cut_residual(obj, "right_transradial", 0.6)
     cut_residual(obj, "left_transhumeral", 0.5)  # three limbs: every one must be marked in every format
-    before = sorted((o.name, o.type) for o in bpy.data.objects), sorted(m.name for m in bpy.data.meshes)
+    before = (sorted((o.name, o.type) for o in bpy.data.objects), sorted(m.name for m in bpy.data.meshes),
+              sorted(k.name for k in bpy.data.shape_keys), sorted(m.name for m in bpy.data.materials))
     glb = export_avatar(arm, obj, out / "avatar.glb")
     fbx = export_avatar(arm, obj, out / "avatar.fbx", preset="unity")
     morphs = export_avatar(arm, obj, out / "avatar_morphs.glb", shape_keys=True)
@@ -40,7 +41,9 @@ def exported(tmp_path_factory):
     keys = obj.data.shape_keys.key_blocks
     basis = np.array([v.co[:] for v in keys[0].data])
     shaped = basis + sum(k.value * (np.array([v.co[:] for v in k.data]) - basis) for k in keys[1:])  # rest shape
-    after = sorted((o.name, o.type) for o in bpy.data.objects), sorted(m.name for m in bpy.data.meshes)
+    after = (sorted((o.name, o.type) for o in bpy.data.objects), sorted(m.name for m in bpy.data.meshes),
+             sorted(k.name for k in bpy.data.shape_keys), sorted(m.name for m in bpy.data.materials))
+    bpy.ops.wm.save_as_mainfile(filepath=str(out / "after_export.blend"), copy=True)  # no orphan Blender refuses
     weights = {v.index: {obj.vertex_groups[g.group].name: g.weight for g in v.groups} for v in obj.data.vertices}
     return {"glb": glb, "fbx": fbx, "morphs": morphs, "before": before, "after": after,
             "n_verts": len(obj.data.vertices), "n_bones": len(arm.data.bones), "weights": weights, "folder": out,

@@ -64,6 +64,10 @@ def _temporary_copy(arm_obj, mesh_obj):
             bpy.data.meshes.remove(data)
         for data in armatures:
             bpy.data.armatures.remove(data)
+        # baking the shape leaves the copy's shape-key block without an owner: Blender would refuse it on save
+        orphan_keys = [k for k in bpy.data.shape_keys if k.user is None]
+        if orphan_keys:
+            bpy.data.batch_remove(orphan_keys)
         bpy.data.collections.remove(collection)
         for original, name in zip(originals, names):
             original.name = name
