@@ -273,6 +273,9 @@ def apply(reconstruction, scene, person: int = 0, name: str = "ResiHMR"):
         remove_avatar(old)
     obj.name, arm.name = name, f"{name}_rig"
     obj.data.name, arm.data.name = f"{name}_body", f"{name}_rig"
+    uncut = obj.get("resihmr_uncut")
+    if uncut is not None:
+        uncut.name = f"{name}_body_uncut"
     return arm, obj
 
 
