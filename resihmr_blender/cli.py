@@ -200,6 +200,8 @@ def collect_inputs(inputs: list[str], out_root: Path,
             except OSError as exc:
                 kind = "symlink loop" if exc.errno == errno.ELOOP else "broken symlink"
                 problems.append(f"{path}: {kind}")
+        elif path.exists():
+            problems.append(f"{path}: not a regular file or folder")
         else:
             problems.append(f"{path}: no such file or folder")
     jobs, used, sources = [], set(), set()

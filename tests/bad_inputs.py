@@ -182,7 +182,7 @@ KEYPOINT_CASES = [
     keypoints_case("value_null", "types", lambda: changed(_set(f"people.0.{POSE}.5", None)),
                    f"person 0, field '{POSE}', index 1: confidence value None is not a number"),
     keypoints_case("value_list", "types", lambda: changed(_set(f"people.0.{POSE}.0", [1, 2])),
-                   f"person 0, field '{POSE}', index 0: x value \\[1, 2\\] is not a number"),
+                   f"person 0, field '{POSE}'.*(\\[1, 2\\] is not a number|list of lists)"),
     keypoints_case("image_list", "types", lambda: changed(_set("image", [1080, 1920])),
                    "field 'image': expected an object"),
     keypoints_case("width_string", "types", lambda: changed(_set("image.width", "1080")),
@@ -595,6 +595,17 @@ def _check_hidden(folder: Path) -> None:
     assert (folder / "in" / ".hidden.json").exists()
 
 
+def _fifo(folder: Path) -> list[str]:
+    (folder / "in").mkdir()
+    os.mkfifo(folder / "in" / "pipe.json")
+    return ["run", str(folder / "in" / "pipe.json"), "--out", str(folder / "out")]
+
+
+def _photo_without_detect(folder: Path) -> list[str]:
+    photo = write(folder / "in" / "photo.png", b"\x89PNG not decoded")
+    return ["run", str(photo), "--out", str(folder / "out")]
+
+
 def paths_case(case_id: str, build, status: int, message: str | None, complete: tuple[str, ...] = (),
                check=None, cwd: str | None = None) -> Case:
     return Case(f"path_{case_id}", "paths", build, status, message, complete, check, cwd)
@@ -616,6 +627,9 @@ PATH_CASES = [
                r"^error: \S+anna\.json: output \S+ resolves to \S+, outside the output folder",
                check=_check_nothing_elsewhere),
     paths_case("same_names", _same_names, OK, None, check=_check_same_names),
+    paths_case("fifo", _fifo, USAGE, r"^error: \S+pipe\.json: not a regular file or folder"),
+    paths_case("photo_without_detect", _photo_without_detect, USAGE,
+               r"^error: \S+photo\.png: is a photo; add --detect"),
     paths_case("hidden_and_outputs_skipped", _hidden_and_outputs_skipped, OK, None, check=_check_hidden),
 ]
 
