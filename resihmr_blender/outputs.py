@@ -204,9 +204,6 @@ def write_blender_outputs(out_dir: Path, reconstruction, formats) -> list[Path]:
                     written.append(export_avatar(arm, obj, path))
     if "blend" in formats:
         target = out_dir / "avatar.blend"
-        # Each GLB/FBX export leaves its temporary copy's shape-key block (Key) behind without its mesh, which makes
-        # the save report an error; this scene is the batch's own, so its orphans can go.
-        bpy.data.orphans_purge(do_local_ids=True, do_linked_ids=True, do_recursive=True)
         with _writing(target.name), atomic_path(target) as tmp:
             bpy.ops.wm.save_as_mainfile(filepath=str(tmp), copy=True, check_existing=False, compress=True)
         written.append(target)
