@@ -3,7 +3,8 @@
     python tools/build_extension.py [--out dist] [--no-wheels]
 
 The package folder is staged in a fresh folder under build/; unless --no-wheels, torch==2.13.0 and its pure-Python
-dependencies are downloaded as linux x86_64 / CPython 3.11 wheels into it and listed in the staged manifest
+dependencies and Pillow (photos) are downloaded as linux x86_64 / CPython 3.11 wheels into it and listed in the
+staged manifest
 (`wheels = [...]`, `platforms = ["linux-x64"]`); numpy is not bundled (Blender ships it). Other platforms: run
 the same with `--platform` set to the pip platform tag of the target (e.g. macosx_11_0_arm64, win_amd64) and
 the matching Blender platform (macos-arm64, windows-x64).
@@ -34,7 +35,8 @@ def stage(build: Path) -> Path:
 def add_wheels(staged: Path, pip_platform: str, blender_platform: str) -> None:
     wheels = staged / "wheels"
     wheels.mkdir(exist_ok=True)
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "torch==2.13.0", "--dest", str(wheels),
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "torch==2.13.0", "Pillow==13.0.0",
+                    "--dest", str(wheels),
                     "--only-binary=:all:", "--python-version", "3.11", "--platform", pip_platform,
                     "--platform", "any"], check=True)
     for numpy_wheel in wheels.glob("numpy-*.whl"):

@@ -22,6 +22,8 @@ class RESIHMR_OT_LoadKeypoints(ResihmrOperator, bpy.types.Operator, ImportHelper
         residuals = sum(e.enabled for e in context.scene.resihmr.residuals)
         self.report({"INFO"}, f"{len(kfile.people)} people, {residuals} residual limb(s) for person "
                               f"{context.scene.resihmr.person_index}")
+        for warning in kfile.warnings:  # what was repaired on reading (clamped confidences, dropped face, ...)
+            self.report({"WARNING"}, warning)
         return {"FINISHED"}
 
 
