@@ -842,6 +842,20 @@ def _write(prep: _Prepared, rec, formats, args, fit_seconds: float) -> FileOutco
                        not_fitted=not_fitted, warnings=warnings, seconds=seconds)
 
 
+def _explained(job: Job, exc: Exception) -> Exception:
+    """The reader's own errors name file, person, field and index; anything else that escapes it may be a number
+    no float can hold (located the same way) or is said to be unexpected, still on one line."""
+    if "resihmr_blender" in type(exc).__module__ or isinstance(exc, OSError):
+        return exc
+    from .outputs import one_line
+
+    located = locate_giant_number(job.source) if job.source.suffix.lower() == ".json" else None
+    explained = InputError(located or f"{job.source}: cannot be read: {one_line(exc)} (unexpected here; --debug "
+                                      "shows where)")
+    explained.__cause__ = exc  # --debug prints the original traceback
+    return explained
+
+
 def process_jobs(jobs: list[Job], args) -> list[FileOutcome]:
     """Read the inputs, fit their people in groups of at most --batch-size (people of several files fitted
     together), and write each file's outputs as soon as its group is fitted. The local run, the worker
@@ -890,10 +904,7 @@ def process_jobs(jobs: list[Job], args) -> list[FileOutcome]:
         except KeyboardInterrupt:
             raise
         except Exception as exc:
-            # the reader's own errors name file, person, field and index; anything else may be a number no
-            # float can hold, which is then located the same way
-            located = None if "resihmr_blender" in type(exc).__module__ else locate_giant_number(job.source)
-            failed(job, InputError(located) if located else exc)
+            failed(job, _explained(job, exc))
             continue
         if group and sum(len(g.kfile.people) for g in group) + len(prep.kfile.people) > args.batch_size:
             flush(group)
