@@ -716,15 +716,39 @@ def settings_from_args(args):
     from .core.settings import Settings
 
     formats = parse_formats(args.formats)
+    # no image size here: each file carries its own (read_file_with_size), --image-size only where none is known
     return Settings.from_values(threshold_px=args.threshold, num_threads=args.threads, focal_length_px=args.focal,
-                                image_size=args.image_size,
                                 pose_meshes=any(f in formats for f in ("overlay", "mask")))
 
 
+def read_file_with_size(source: Path, fallback_size):
+    """Read a keypoints file; its image size comes, per file, from the file's own image block, else the photo
+    beside it (OpenPose naming), else --image-size (the last resort, so a folder of mixed photo sizes needs no
+    flag when the photos are there)."""
+    from .core.keypoints import KeypointsError
+    from .core.keypoints_io import read_keypoints
+    from .core.photo import photo_size
+
+    try:
+        kfile = read_keypoints(source)
+    except KeypointsError as exc:
+        if fallback_size is None or "normalised" not in str(exc):
+            raise
+        return read_keypoints(source, image_size=fallback_size)  # normalised coordinates: scale by --image-size
+    if kfile.image_size is None:
+        size = photo_size(kfile) or fallback_size
+        if size is not None:
+            kfile.image_width, kfile.image_height = int(size[0]), int(size[1])
+    return kfile
+
+
 def photo_of(kfile) -> Path | None:
-    """The photo a keypoints file names (relative to the file's folder), whether or not it exists."""
+    """The photo of a keypoints file: the one it names (relative to its folder, whether or not it exists), else
+    the one beside it by OpenPose's naming."""
     if not kfile.image_path:
-        return None
+        from .core.photo import photo_path
+
+        return photo_path(kfile)
     path = Path(kfile.image_path)
     if not path.is_absolute() and kfile.path:
         path = Path(kfile.path).parent / path
@@ -742,7 +766,6 @@ class _Prepared:
 def _prepare(job: Job, args, formats: list[str]) -> _Prepared:
     """Check every output path of this input, then read it (or detect its keypoints): nothing is written for a
     file whose outputs would land outside --out, on an input or on the photo it names."""
-    from .core.keypoints_io import read_keypoints
     from .outputs import DONE_RECORD, OutputError, check_target, file_sha256, planned_outputs, remove_done_record
 
     root, protect = Path(args.out), list(args.protect)
@@ -754,7 +777,7 @@ def _prepare(job: Job, args, formats: list[str]) -> _Prepared:
         remove_done_record(job.out_dir)
         kfile = detect_to_file(job, args.accept_suggestions)
     else:
-        kfile = read_keypoints(job.source, image_size=args.image_size)
+        kfile = read_file_with_size(job.source, args.image_size)
     photo = photo_of(kfile)
     if photo is not None:
         photo_real = os.path.realpath(photo)
