@@ -137,13 +137,21 @@ def _check_image_size(image_size: Any, ctx: _Ctx, field_name: str = "image_size"
     return (_positive_int(w, ctx, f"{field_name}[0] (width)"), _positive_int(h, ctx, f"{field_name}[1] (height)"))
 
 
+MAX_SIDE_PX = 100_000  # an image side beyond this is a unit or file mix-up (100 MP photos are ~12000 px wide)
+
+
 def _positive_int(v: Any, ctx: _Ctx, field_name: str) -> int:
     # 1080.0 is accepted (some writers emit floats); 1080.5, 0, -1, "1080" and true are not.
+    value = None
     if isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0:
-        return int(v)
-    if isinstance(v, (float, np.floating)) and math.isfinite(v) and v > 0 and float(v).is_integer():
-        return int(v)
-    raise ctx.error(f"must be a positive integer, got {v!r}", field_name)
+        value = int(v)
+    elif isinstance(v, (float, np.floating)) and math.isfinite(v) and v > 0 and float(v).is_integer():
+        value = int(v)
+    if value is None:
+        raise ctx.error(f"must be a positive integer, got {v!r}", field_name)
+    if value > MAX_SIDE_PX:
+        raise ctx.error(f"{value} px is not an image size (more than {MAX_SIDE_PX} px)", field_name)
+    return value
 
 
 def _positive_float(v: Any, ctx: _Ctx, field_name: str) -> float:

@@ -79,9 +79,12 @@ def _load_json(path: str) -> Any:
     except UnicodeDecodeError as e:
         raise ctx.error(f"not valid JSON: not UTF-8 text (byte {e.start})") from None
     try:
-        return json.loads(text)
+        # an integer literal too long for a float becomes inf, which the field checks report by name and index
+        return json.loads(text, parse_int=lambda s: int(s) if len(s.lstrip("-")) <= 300 else float(s))
     except json.JSONDecodeError as e:
         raise ctx.error(f"not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+    except RecursionError:
+        raise ctx.error("not valid JSON: nested too deeply") from None
 
 
 
@@ -391,6 +394,8 @@ def _read_coco(doc: dict[str, Any], path: str, image_size: tuple[int, int] | Non
         if (width is None) != (height is None):
             raise ctx.error("image width and height must be given together", f"images[{i}]")
         image_id = img.get("id")
+        if isinstance(image_id, (list, dict)):
+            raise ctx.error(f"expected a number or a string, got {type(image_id).__name__}", f"images[{i}].id")
         info[image_id] = (_optional_str(img.get("file_name"), ctx, f"images[{i}].file_name"), width, height)
         order.append(image_id)
     groups: dict[Any, list[tuple[int, dict[str, Any]]]] = {image_id: [] for image_id in order}
@@ -398,6 +403,8 @@ def _read_coco(doc: dict[str, Any], path: str, image_size: tuple[int, int] | Non
         if not isinstance(ann, dict):
             raise _Ctx(path, a).error(f"expected an object, got {type(ann).__name__}")
         image_id = ann.get("image_id")
+        if isinstance(image_id, (list, dict)):
+            raise _Ctx(path, a).error(f"expected a number or a string, got {type(image_id).__name__}", "image_id")
         if image_id not in groups:
             groups[image_id] = []
             order.append(image_id)
