@@ -661,7 +661,8 @@ def _fingerprint(args, input_sha: str) -> dict:
 
 
 def _is_complete(job: Job, args) -> tuple[bool, str]:
-    from .outputs import complete, file_sha256
+    from .core.body_model import file_sha256
+    from .outputs import complete
 
     try:
         return complete(job.out_dir, _fingerprint(args, file_sha256(job.source)))
@@ -766,7 +767,8 @@ class _Prepared:
 def _prepare(job: Job, args, formats: list[str]) -> _Prepared:
     """Check every output path of this input, then read it (or detect its keypoints): nothing is written for a
     file whose outputs would land outside --out, on an input or on the photo it names."""
-    from .outputs import DONE_RECORD, OutputError, check_target, file_sha256, planned_outputs, remove_done_record
+    from .core.body_model import file_sha256
+    from .outputs import DONE_RECORD, OutputError, check_target, planned_outputs, remove_done_record
 
     root, protect = Path(args.out), list(args.protect)
     check_target(root, job.name, root, protect)

@@ -10,7 +10,6 @@ Two guards for batch runs live here too:
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -212,14 +211,6 @@ def write_blender_outputs(out_dir: Path, reconstruction, formats) -> list[Path]:
 
 # ---------------------------------------------------------------------------------------------------------------
 # The completion record
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def remove_done_record(out_dir: Path) -> None:
