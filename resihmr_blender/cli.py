@@ -347,44 +347,23 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     return w, h
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
-    return value
+def _flag_number(convert, accept, kind: str, requirement: str):
+    """An argparse type: `convert` the text (refused as not `kind`), then `accept` the value (else: `requirement`)."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {kind}, got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {requirement}, got {text!r}")
+        return value
+    return parse
 
 
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
-    return value
+positive_float = _flag_number(float, lambda v: math.isfinite(v) and v > 0, "a number", "a positive finite number")
+non_negative_float = _flag_number(float, lambda v: math.isfinite(v) and v >= 0, "a number", "a finite number >= 0")
+positive_int = _flag_number(int, lambda v: v >= 1, "a whole number", "at least 1")
+non_negative_int = _flag_number(int, lambda v: v >= 0, "a whole number", "0 or more")
 
 
 def parse_formats(text: str) -> list[str]:

@@ -47,9 +47,10 @@ DISPLAY_DEPTH = 1.0  # metres in front of the camera where the keypoints are dra
 # Settings and camera: the core's one settings object and one camera decider, fed from the scene
 
 
-def scene_settings(scene, context=None):
-    """The run's settings from the add-on preferences (the command line's defaults when it is not enabled),
-    with the loaded photo's size as the image size."""
+def settings_from_preferences(context=None, image_size: tuple[int, int] | None = None):
+    """The run's settings from the add-on preferences (the command line's defaults when it is not enabled);
+    `image_size` is the loaded photo's. The live λ and endpoint updates call this without a photo: they need
+    only the RAFO settings, and must not touch the image on every mouse move."""
     from .core.settings import Settings
     from .preferences import get_preferences
 
@@ -57,7 +58,7 @@ def scene_settings(scene, context=None):
     values = {} if prefs is None else {
         "threshold_px": prefs.accept_threshold_px, "lambda_min": prefs.lambda_min, "lambda_max": prefs.lambda_max,
         "num_threads": prefs.num_threads}
-    return Settings.from_values(image_size=_photo_size(scene), **values)
+    return Settings.from_values(image_size=image_size, **values)
 
 
 def _photo_size(scene, path: str | None = None) -> tuple[int, int] | None:
@@ -116,11 +117,11 @@ def ensure_residual_entries(state) -> None:
             entry.kind = kind
 
 
-def read_scene_keypoints(scene) -> KeypointsFile:
+def read_scene_keypoints(scene, photo_size: tuple[int, int] | None) -> KeypointsFile:
     state = scene.resihmr
     if not state.keypoints_path:
         raise UserError("no keypoints file: load one in the Input panel (or File > Import > ResiHMR keypoints)")
-    return read_keypoints(bpy.path.abspath(state.keypoints_path), image_size=_photo_size(scene))
+    return read_keypoints(bpy.path.abspath(state.keypoints_path), image_size=photo_size)
 
 
 def load_keypoints(scene, path: str) -> KeypointsFile:
@@ -130,17 +131,17 @@ def load_keypoints(scene, path: str) -> KeypointsFile:
     from .core.pipeline import camera_for
 
     state = scene.resihmr
-    kfile = read_keypoints(path, image_size=_photo_size(scene))
+    size = _photo_size(scene)
+    kfile = read_keypoints(path, image_size=size)
     if not kfile.people:
         raise UserError(f"{path}: no people in the file")
     person_index = min(state.person_index, len(kfile.people) - 1)
     photo = bpy.path.abspath(state.photo_path) if state.photo_path else None
     if photo is None and photo_path(kfile) is not None:
         photo = str(photo_path(kfile))
-    settings = scene_settings(scene)
-    if photo and settings.image_size is None:
-        settings.image_size = _photo_size(scene, photo)
-    camera = camera_for(kfile, settings)
+    if photo and size is None:
+        size = _photo_size(scene, photo)
+    camera = camera_for(kfile, settings_from_preferences(image_size=size))
     # -- everything is known: change the scene
     state.keypoints_path, state.person_index = path, person_index
     if photo and not state.photo_path:
@@ -163,10 +164,8 @@ def load_photo(scene, path: str) -> None:
     size = tuple(int(v) for v in image.size)
     kfile = camera = None
     if scene.resihmr.keypoints_path:
-        kfile = read_keypoints(bpy.path.abspath(scene.resihmr.keypoints_path), image_size=size)
-        settings = scene_settings(scene)
-        settings.image_size = size
-        camera = camera_for(kfile, settings)
+        kfile = read_scene_keypoints(scene, size)
+        camera = camera_for(kfile, settings_from_preferences(image_size=size))
     else:
         from .core.camera import Camera
 
@@ -200,7 +199,8 @@ def scene_request(scene):
     validated: the residual limbs edited in the panel override the file's."""
     from .core.pipeline import camera_for, with_person
 
-    kfile = read_scene_keypoints(scene)
+    size = _photo_size(scene)
+    kfile = read_scene_keypoints(scene, size)
     state = scene.resihmr
     if state.person_index >= len(kfile.people):
         raise UserError(f"person {state.person_index} does not exist in {state.keypoints_path} "
@@ -220,7 +220,7 @@ def scene_request(scene):
             if np.array_equal(residual[k].astype(np.float32), person.residual[k].astype(np.float32)):
                 residual[k] = person.residual[k]
     person.residual = residual
-    settings = scene_settings(scene)
+    settings = settings_from_preferences(image_size=size)
     camera_for(kfile, settings)  # refuse an unknown image size now, not in the worker
     return with_person(kfile, state.person_index, person), state.person_index, settings
 
@@ -309,7 +309,7 @@ def set_limb_lambda(obj, kind: str, lam: float) -> dict:
     from .mesh.cut import recut
 
     document = avatar_document(obj)
-    threshold = scene_settings(bpy.context.scene).rafo.accept_threshold_px
+    threshold = settings_from_preferences().rafo.accept_threshold_px
     entry = set_residual_lambda(document, 0, kind, lam, accept_threshold_px=threshold)
     measurements = recut(obj, cut_list(document["people"][0]))  # raises before changing anything
     if kind in measurements:
@@ -339,7 +339,7 @@ def set_limb_endpoint(obj, kind: str, pixel, context=None) -> dict:
     if (model.sha256 or "") != obj.resihmr.model_sha256:
         raise UserError(f"{obj.name} was fitted with another body model than the one in the preferences; "
                         "run Fit again")
-    settings = scene_settings(bpy.context.scene, context)
+    settings = settings_from_preferences(context)
     camera, entry = camera_of(document), person["residuals"][index]
     problem = LimbProblem(residual_by_name(kind), np.array(entry["anchor_init_3d"]), np.array(entry["upstream_3d"]),
                           np.asarray(pixel, dtype=np.float64), camera, float(person["fit_error_px"]))

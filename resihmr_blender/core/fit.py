@@ -22,7 +22,7 @@ from .camera import Camera, depth_from_lengths
 from .keypoints import Person
 from .layouts import BODY25_INDEX
 from .residuals import RESIDUALS, distal_mask
-from .rotations import aa_to_matrix
+from .rotations import aa_to_matrix, matrix_to_axis_angle, rot
 
 TORSO_TOP = (BODY25_INDEX["RShoulder"], BODY25_INDEX["LShoulder"])
 TORSO_BOTTOM = (BODY25_INDEX["RHip"], BODY25_INDEX["LHip"])
@@ -138,8 +138,6 @@ LEAN = math.radians(25.0)
 
 def _start_rotation(facing: bool, start: str) -> np.ndarray:
     """Initial global orientation (axis-angle) for one of FitConfig.starts."""
-    from .rotations import matrix_to_axis_angle, rot
-
     base = aa_to_matrix(_rotation_axis_angle(facing if start != "turned" else not facing))
     if start in ("lean_fwd", "lean_back"):
         # pitch about the body's own left-right axis (x): +: the upper body towards its front

@@ -67,7 +67,7 @@ class Reconstruction:
     model_info: dict
     settings: Settings
     person_indices: list[int]  # which people of the file these are (all of them, or the one the sidebar fits)
-    model: BodyModel = field(repr=False, default=None)  # type: ignore[assignment]  # what Blender builds from
+    model: BodyModel = field(repr=False)  # what Blender builds the avatar from
 
     @property
     def source(self) -> str | None:
@@ -143,8 +143,7 @@ def reconstruct(model: BodyModel, people: list[Person], cameras: list[Camera], f
 def pose_feedback(model: BodyModel, fit_params: dict, residuals: list[ResidualResult], camera: Camera):
     """The optimised anchors drive the pose (paper §3.3): (body_pose, joints_3d (55, 3), BODY_25 pixels (25, 2))
     from the initial fit's parameters and the limbs' RAFO results (only accepted limbs turn their segment)."""
-    body_pose = pose_following_anchors(model, fit_params, residuals) if residuals else \
-        np.asarray(fit_params["body_pose"], dtype=np.float64)
+    body_pose = pose_following_anchors(model, fit_params, residuals)  # no residual limb: the fit's pose
     as_tensor = {k: torch.tensor(np.asarray(v, dtype=np.float64), dtype=model.dtype)[None]
                  for k, v in (("betas", fit_params["betas"]), ("global_orient", fit_params["global_orient"]),
                               ("body_pose", body_pose), ("transl", fit_params["transl"]))}
