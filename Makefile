@@ -16,7 +16,11 @@ $(STAMP): pyproject.toml package.json
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0 numpy==1.26.4
 	$(PY) -m pip install --quiet -e ".[dev,detect]"
-	npm ci --no-audit --no-fund --loglevel=error  # the Khronos glTF validator, for the export tests
+	npm ci --no-audit --no-fund --loglevel=error  # the Khronos glTF validator, three.js, playwright-core
+	# Debian's Chromium (three.js loads the GLB in it) and assimp (reads the FBX) for tests/test_clients.py; skipped
+	# with a reason where neither is there nor apt-get (as root) can install them
+	command -v chromium >/dev/null && command -v assimp >/dev/null || (command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium assimp-utils) || true
 	touch $(STAMP)
 
 demo: $(STAMP)
