@@ -1,0 +1,56 @@
+// What three.js makes of the GLB named in ?glb=: skinned meshes, skeleton, per-vertex positions and COLOR_0, and
+// the bones' world matrices at two times of the first clip played by an AnimationMixer. Sets window.report.
+import * as THREE from "three";
+import { GLTFLoader } from "three/addons/loaders/GLTFLoader.js";
+
+function values(attribute) {
+  // getX..getW undo the accessor's normalisation (COLOR_0 may be stored as normalised unsigned shorts)
+  const out = [];
+  for (let i = 0; i < attribute.count; i++) {
+    for (let c = 0; c < attribute.itemSize; c++) out.push(attribute.getComponent(i, c));
+  }
+  return out;
+}
+
+function boneMatrices(scene, bones, time, mixer) {
+  mixer.setTime(time);
+  scene.updateMatrixWorld(true);
+  return bones.map((b) => Array.from(b.matrixWorld.elements));
+}
+
+async function main() {
+  const url = new URLSearchParams(location.search).get("glb");
+  const gltf = await new GLTFLoader().loadAsync(url);
+  const scene = gltf.scene;
+  const skinned = [];
+  scene.traverse((o) => { if (o.isSkinnedMesh) skinned.push(o); });
+  const skeletons = [...new Set(skinned.map((m) => m.skeleton))];
+  const sourceMeshes = new Set(skinned.map((m) => gltf.parser.associations.get(m)?.meshes));
+  const bones = skeletons.length ? skeletons[0].bones : [];
+  const report = {
+    revision: THREE.REVISION,
+    skinnedMeshes: skinned.length,
+    sourceMeshes: [...sourceMeshes],
+    skeletons: skeletons.length,
+    bones: bones.map((b) => b.name),
+    primitives: skinned.map((m) => ({
+      positions: values(m.geometry.attributes.position),
+      colors: m.geometry.attributes.color ? values(m.geometry.attributes.color) : null,
+      colorSize: m.geometry.attributes.color ? m.geometry.attributes.color.itemSize : 0,
+    })),
+    clips: gltf.animations.map((c) => ({ name: c.name, duration: c.duration, tracks: c.tracks.length })),
+  };
+  if (gltf.animations.length) {
+    const clip = gltf.animations[0];
+    const mixer = new THREE.AnimationMixer(scene);
+    mixer.clipAction(clip).play();
+    // two key times of the most densely keyed track: the first key and the middle one (key k is Blender's k-th frame)
+    const times = clip.tracks.reduce((a, t) => (t.times.length > a.length ? t.times : a), []);
+    report.keys = [0, Math.floor(times.length / 2)];
+    report.times = report.keys.map((k) => times[k]);
+    report.matrices = report.times.map((t) => boneMatrices(scene, bones, t, mixer));
+  }
+  window.report = report;
+}
+
+main().catch((error) => { window.report = { error: String(error && error.stack || error) }; });
