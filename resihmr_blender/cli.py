@@ -23,10 +23,12 @@ cannot be read, fitted or written is one `error: FILE: ...` line and the others 
 --resume (old name --skip-existing) skips a folder whose completion record matches this run (same input and
 model bytes, same settings, at least these formats, every output present) and redoes any other; temp files left
 by a killed run (`.*.resihmr-tmp*`, only inside DIR) are removed at the start. Ctrl-C (SIGINT) stops after the
-current file; a second Ctrl-C stops at once. Either way nothing half-written is left under an output's name.
+current file; a second Ctrl-C stops at once, and so does SIGTERM (what `kill`, `timeout` and job schedulers
+send). Either way nothing half-written is left under an output's name.
 
 Exit status: 0 every file produced its outputs; 1 some file failed (or an input was missing); 2 usage error (bad
-flag, unusable body model, --out not a folder, no input found); 130 interrupted.
+flag, unusable body model, --out not a folder, no input found); 130 interrupted (Ctrl-C); 143 terminated
+(SIGTERM).
 """
 from __future__ import annotations
 
@@ -52,7 +54,7 @@ if __name__ == "__main__" and not __package__:  # run as a script (real Blender'
 AVAILABLE_FORMATS = ("json", "overlay", "mask", "blend", "glb", "fbx")  # outputs.FORMATS
 EXAMPLE_DIR = Path(__file__).resolve().parents[1] / "examples"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 TEMP_MARK = ".resihmr-tmp"  # core.atomic.TEMP_MARK (not imported: this module stays light to import)
 NOT_INPUTS = ("ground_truth.json",)  # the examples' answers, beside their keypoints
 
@@ -418,7 +420,7 @@ class _Stop:
         self.reset()
 
     def reset(self) -> None:
-        self.signals, self.event, self.may_raise = 0, None, True
+        self.signals, self.event, self.may_raise, self.terminated = 0, None, True, False
 
     program = False  # True when main() runs as the program: a late Ctrl-C must not turn exit 130 into a crash
 
@@ -426,8 +428,10 @@ class _Stop:
         self.signals += 1
         if self.event is not None:
             self.event.set()
-        if self.signals > 1 and self.may_raise:
-            raise KeyboardInterrupt
+        if signum == signal.SIGTERM:
+            self.terminated = True
+        if (self.signals > 1 or self.terminated) and self.may_raise:
+            raise KeyboardInterrupt  # unwinds through every atomic writer: their temp files are removed
 
     @property
     def requested(self) -> bool:
@@ -437,10 +441,13 @@ class _Stop:
 _STOP = _Stop()
 
 
-def _install_sigint():
+def _install_sigint(sigterm: bool = True):
+    """Route SIGINT (and SIGTERM) to `_STOP`; returns what to restore (None off the main thread, where Ctrl-C
+    keeps its default meaning)."""
     try:
-        return signal.signal(signal.SIGINT, _STOP.handler)
-    except ValueError:  # not the main thread: Ctrl-C keeps its default meaning there
+        previous_int = signal.signal(signal.SIGINT, _STOP.handler)
+        return previous_int, signal.signal(signal.SIGTERM, _STOP.handler) if sigterm else None
+    except ValueError:
         return None
 
 
@@ -449,7 +456,7 @@ def _worker_init(event) -> None:
     on a second Ctrl-C; a KeyboardInterrupt in an idle worker would print a traceback)."""
     _STOP.reset()
     _STOP.event, _STOP.may_raise = event, False
-    _install_sigint()
+    _install_sigint(sigterm=False)  # the main process ends its workers with SIGTERM: that must still kill them
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -489,9 +496,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if _STOP.program:  # exiting: a further Ctrl-C during interpreter shutdown is ignored, not a traceback
             _ignore_sigint()
-        print("interrupted: stopped at once; files not completed are redone by the same command with --resume",
+        what = "terminated" if _STOP.terminated else "interrupted"
+        print(f"{what}: stopped at once; files not completed are redone by the same command with --resume",
               file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if _STOP.terminated else EXIT_INTERRUPTED
     except Exception as exc:  # never a traceback for the user; --debug shows it
         _report("", exc, args)
         return EXIT_FAILED
@@ -517,7 +525,9 @@ def run_command(args) -> int:
     finally:
         if previous is not None:
             # the program exits next: further Ctrl-C during interpreter shutdown are ignored, not a traceback
-            signal.signal(signal.SIGINT, signal.SIG_IGN if _STOP.program and _STOP.requested else previous)
+            signal.signal(signal.SIGINT, signal.SIG_IGN if _STOP.program and _STOP.requested else previous[0])
+            if previous[1] is not None:
+                signal.signal(signal.SIGTERM, previous[1])
 
 
 def _run(args) -> int:

@@ -93,11 +93,12 @@ def file_sha256(path: str | os.PathLike) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 # Loading and validation
 
-# The keys read from a model file; anything else in it (landmarks, UVs, SMPL-X's pickled `joint2num`/`part2num`
-# dictionaries) is never loaded, so it can neither break the load nor run code.
+# The keys read from a model file; anything else in it (landmarks, SMPL-X's pickled `joint2num`/`part2num`
+# dictionaries) is never loaded, so it can neither break the load nor run code. `vt` / `ft` (texture coordinates
+# per face corner, as in the SMPL-X npz files) are optional: without them the avatar has no UV layer.
 REQUIRED_KEYS = ("v_template", "f", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table",
                  "hands_componentsl", "hands_componentsr", "hands_meanl", "hands_meanr")
-OPTIONAL_KEYS = ("surface_keypoint_names", "surface_keypoint_vertex_ids")
+OPTIONAL_KEYS = ("surface_keypoint_names", "surface_keypoint_vertex_ids", "vt", "ft")
 _NPY_MAGIC, _ZIP_MAGIC = b"\x93NUMPY", b"PK"
 
 
@@ -257,13 +258,35 @@ def read_model_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
                              "'surface_keypoint_vertex_ids' keys")
     out["surface_vertex_ids"] = ids
     out["surface_names"] = np.array(names)
+    out.update(_read_uvs(path, raw, len(faces)))
     return out
+
+
+def _read_uvs(path: str, raw: dict, n_faces: int) -> dict[str, np.ndarray]:
+    """The optional texture coordinates: `vt` (T, 2) and `ft` (F, 3) UV indices per face corner, both or none."""
+    present = [k for k in ("vt", "ft") if k in raw]
+    if not present:
+        return {}
+    if len(present) == 1:
+        other = "ft" if present[0] == "vt" else "vt"
+        raise BodyModelError(f"{path}: has key '{present[0]}' but not '{other}'; texture coordinates need both "
+                             "('vt' UV coordinates, 'ft' UV indices per face corner)")
+    vt = _expect(path, raw, "vt", (None, 2), "UV coordinates")
+    ft = _expect(path, raw, "ft", (n_faces, 3), "UV indices per face corner, one row per face in 'f'",
+                 integer=True)
+    bad = np.flatnonzero(((ft < 0) | (ft >= len(vt))).any(axis=1))
+    if bad.size:
+        row = ft[int(bad[0])]
+        index = int(row[(row < 0) | (row >= len(vt))][0])
+        raise BodyModelError(f"{path}: key 'ft' face {int(bad[0])} uses UV {index}, but 'vt' has UVs numbered "
+                             f"0..{len(vt) - 1}")
+    return {"vt": vt, "ft": ft}
 
 
 _MODEL_CACHE: dict[tuple, BodyModel] = {}
 
 
-def load_body_model(path: str | os.PathLike | None = None, dtype: torch.dtype = torch.float32,
+def load_body_model(path: str | os.PathLike | None = None, dtype: torch.dtype = torch.float64,
                     use_cache: bool = True) -> BodyModel:
     """Load an SMPL-X `.npz` (None or "" = the embedded default body). Cached by path, size and mtime."""
     path = str(DEFAULT_MODEL_PATH if path in (None, "") else Path(path).expanduser())
@@ -294,7 +317,7 @@ class BodyModel:
     """An SMPL-X body as torch tensors, with a batched forward and a joints-only path."""
 
     def __init__(self, arrays: dict[str, np.ndarray], source_path: str | None = None,
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float64):
         self.source_path = source_path
         self.dtype = dtype
         self._sha256: str | None = None
@@ -321,6 +344,10 @@ class BodyModel:
         self.hands_mean = {s: t(arrays[f"hands_mean{s}"]) for s in ("l", "r")}
         self.surface_vertex_ids = {str(n): int(i) for n, i in zip(arrays["surface_names"],
                                                                    arrays["surface_vertex_ids"])}
+        # texture coordinates (None when the file has none): `uv_faces[i, k]` is the row of `uv_coords` for
+        # corner k of face i
+        self.uv_coords = None if "vt" not in arrays else np.asarray(arrays["vt"], dtype=np.float64)
+        self.uv_faces = None if "ft" not in arrays else np.asarray(arrays["ft"], dtype=np.int64)
         # Joints-only path: rest joints are linear in (betas, expression).
         self.J_template = self.J_regressor @ self.v_template  # (55, 3)
         self.J_shapedirs = torch.einsum("jv,vck->jck", self.J_regressor, self.shapedirs)
@@ -349,6 +376,10 @@ class BodyModel:
         if self._sha256 is None and self.source_path and os.path.isfile(self.source_path):
             self._sha256 = file_sha256(self.source_path)
         return self._sha256
+
+    def corner_uvs(self) -> np.ndarray | None:
+        """(F, 3, 2) UV of every face corner, or None for a model without texture coordinates."""
+        return None if self.uv_faces is None else self.uv_coords[self.uv_faces]
 
     @property
     def is_default(self) -> bool:
