@@ -32,7 +32,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
 
-# Blender extension .zip (bundles torch wheels for linux x86_64; see tools/build_extension.py for others)
+# Blender extension: one validated zip per platform in dist/ (windows-x64, macos-arm64, linux-x64), wheels bundled
 extension: $(STAMP)
 	$(PY) tools/build_extension.py --out dist
 
