@@ -53,7 +53,7 @@ PLATFORMS = {p.blender: p for p in (
     Platform("windows-x64", "win_amd64", "torch==2.13.0", "Windows", "win32", "nt", "AMD64"),
     # torch 2.13.0's only macOS wheel is macosx_14_0_arm64: Apple silicon with macOS 14 or newer
     Platform("macos-arm64", "macosx_14_0_arm64", "torch==2.13.0", "Darwin", "darwin", "posix", "arm64"),
-    # the CPU build: PyPI's Linux wheel needs about 3 GB of CUDA wheels (this machine image has it in /opt/wheels)
+    # the CPU build: PyPI's Linux wheel requires the CUDA wheels (the machine image has it in pip's find-links)
     Platform("linux-x64", "manylinux_2_28_x86_64", "torch==2.13.0+cpu", "Linux", "linux", "posix", "x86_64"),
 )}
 NOT_BUILT = {"macos-x64": "Blender 5.0, this extension's minimum, has no Intel-Mac build (4.5 LTS was the last) and "
