@@ -3,7 +3,7 @@
 package beside it).
 
     run INPUT... --out DIR [--model FILE] [--formats json,overlay,mask] [--focal PX] [--image-size WxH]
-                 [--threshold PX] [--batch-size N] [--workers N] [--resume] [--detect] [--debug]
+                 [--threshold PX] [--batch-size N] [--workers N] [--resume] [--detect] [--person N] [--debug]
     demo [--out DIR]
 
 INPUT is a keypoints file (DESIGN §3.4) or a folder searched for them (hidden files skipped, symlinked folders
@@ -396,6 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="inputs may be photos: detect keypoints (optional extra [detect]) and write keypoints.json")
     run.add_argument("--accept-suggestions", action="store_true",
                      help="with --detect: treat the detector's limb-loss suggestions as residual limbs")
+    run.add_argument("--person", type=non_negative_int, default=None,
+                     help="only person N of each input: of a keypoints file, its person N (from 0, in the file's "
+                          "order); of a photo with --detect, person N of the people found, ranked from the most "
+                          "central, largest, fully visible one (0, the default)")
     run.add_argument("--executor", choices=("local", "ray"), default="local",
                      help="ray: one task per input on a Ray cluster (pip install .[ray]); see --address")
     run.add_argument("--address", default=None,
@@ -570,7 +574,8 @@ def _run(args) -> int:
     args.protect = sorted({os.path.realpath(job.source) for job in jobs} | set(named_photos([j.source for j in jobs])))
     args.fingerprint = {"body_model_sha256": model_sha, "formats": sorted(formats), "threshold_px": args.threshold,
                         "focal_length_px": args.focal, "image_size": list(args.image_size or []) or None,
-                        "detect": args.detect, "accept_suggestions": args.accept_suggestions}
+                        "detect": args.detect, "accept_suggestions": args.accept_suggestions,
+                        **({"person": args.person} if args.person is not None else {})}
     t0 = time.perf_counter()
     skipped, total = 0, len(jobs)
     if args.resume:
@@ -669,8 +674,9 @@ def run_on_ray(jobs: list[Job], args) -> list[FileOutcome]:
     return [o for chunk in ray.get([task.remote([job], local) for job in jobs]) for o in chunk]
 
 
-def detect_to_file(job: Job, accept: bool):
-    """Detect a photo's keypoints, write DIR/<name>/keypoints.json (suggestions kept apart), return the file."""
+def detect_to_file(job: Job, accept: bool, person: int | None = None):
+    """Detect a photo's keypoints, write DIR/<name>/keypoints.json (suggestions kept apart, with the detector's
+    report: each limb's probability of being absent or why it was not judged), return the file."""
     import json
 
     from .core.atomic import write_text_atomic
@@ -679,9 +685,10 @@ def detect_to_file(job: Job, accept: bool):
     from .core.residuals import RESIDUAL_KINDS
     from .detect import detect, read_image
 
-    found = detect(read_image(job.source), source=str(job.source))
+    found = detect(read_image(job.source), source=str(job.source), person=person or 0)
     if found.others:
-        print(f"    {job.name}: {found.others} other person(s) in the image; fitting the largest one")
+        which = "the most central, largest one" if found.index == 0 else f"person {found.index} (--person)"
+        print(f"    {job.name}: {found.others + 1} people in the image; fitting {which}")
     if accept:
         for s in found.suggestions:
             found.person.residual[RESIDUAL_KINDS.index(s.kind)] = [*s.endpoint, s.score]
@@ -692,13 +699,43 @@ def detect_to_file(job: Job, accept: bool):
     write_keypoints(target, kfile)
     document = json.loads(target.read_text())
     document["resihmr_other_people"] = found.others
-    document["resihmr_suggestions"] = [{"kind": s.kind, "endpoint": list(s.endpoint), "score": round(s.score, 3),
+    document["resihmr_suggestions"] = [{"kind": s.kind, "endpoint": list(s.endpoint), "probability": round(s.score, 3),
                                         "reasons": s.reasons, "applied": accept} for s in found.suggestions]
+    document["resihmr_detector"] = {**found.report(), "suggestions_applied": accept}
     write_text_atomic(target, json.dumps(document, indent=1) + "\n")
     for s in found.suggestions:
         print(f"    suggestion for {job.name}: {s.kind} at ({s.endpoint[0]:.0f}, {s.endpoint[1]:.0f}) px, "
-              f"score {s.score:.2f} ({'applied' if accept else 'not applied: --accept-suggestions'})")
+              f"p(absent) {s.score:.2f}: {'; '.join(s.reasons[1:3])} "
+              f"({'applied' if accept else 'not applied: --accept-suggestions'})")
     return read_keypoints(target)
+
+
+def _add_detector_report(out_dir: Path) -> None:
+    """Copy the detector's report from keypoints.json into result.json (what was suggested, how likely, why)."""
+    import json
+
+    from .core.result_json import write_json_atomic
+
+    result, keypoints = out_dir / "result.json", out_dir / "keypoints.json"
+    if not (result.is_file() and keypoints.is_file()):
+        return
+    report = json.loads(keypoints.read_text()).get("resihmr_detector")
+    if report is not None:
+        document = json.loads(result.read_text())
+        document["detector"] = report
+        write_json_atomic(result, document)
+
+
+def _one_person(kfile, person: int):
+    """--person N on a keypoints file: a copy holding only its person N (a clear error when there is none)."""
+    import copy
+
+    if person >= len(kfile.people):
+        raise ValueError(f"{kfile.path}: --person {person}, but the file has {len(kfile.people)} "
+                         f"{'person' if len(kfile.people) == 1 else 'people'} (numbered from 0)")
+    one = copy.copy(kfile)
+    one.people = [kfile.people[person]]
+    return one
 
 
 def settings_from_args(args):
@@ -751,6 +788,8 @@ class _Prepared:
     kfile: object
     input_sha: str
     protect: list[str]
+    whole: object = None  # --person N on a keypoints file: the whole file (kfile holds only its person N)
+    person: int | None = None
 
 
 def _prepare(job: Job, args, formats: list[str]) -> _Prepared:
@@ -762,13 +801,16 @@ def _prepare(job: Job, args, formats: list[str]) -> _Prepared:
     root, protect = Path(args.out), list(args.protect)
     check_target(root, job.name, root, protect)
     input_sha = file_sha256(job.source)
+    whole = None
     if job.source.suffix.lower() in IMAGE_SUFFIXES:  # detection writes keypoints.json: check everything first
         for name in ["keypoints.json", *planned_outputs(formats, 1), DONE_RECORD]:
             check_target(job.out_dir, name, root, protect)
         remove_done_record(job.out_dir)
-        kfile = detect_to_file(job, args.accept_suggestions)
+        kfile = detect_to_file(job, args.accept_suggestions, args.person)
     else:
         kfile = read_file_with_size(job.source, args.image_size)
+        if args.person is not None:
+            whole, kfile = kfile, _one_person(kfile, args.person)
     photo = photo_of(kfile)
     if photo is not None:
         photo_real = os.path.realpath(photo)
@@ -780,6 +822,8 @@ def _prepare(job: Job, args, formats: list[str]) -> _Prepared:
     for name in [*planned_outputs(formats, len(kfile.people)), DONE_RECORD]:
         check_target(job.out_dir, name, root, protect)
     remove_done_record(job.out_dir)  # from here on the folder no longer counts as complete
+    if whole is not None:
+        return _Prepared(job, kfile, input_sha, protect, whole, args.person)
     return _Prepared(job, kfile, input_sha, protect)
 
 
@@ -829,8 +873,11 @@ def _write(prep: _Prepared, rec, formats, args, fit_seconds: float) -> FileOutco
 
     job = prep.job
     start = time.perf_counter()
+    if prep.whole is not None:  # --person N: the file's own numbering in the outputs, its other people not fitted
+        rec.keypoints, rec.person_indices = prep.whole, [prep.person]
     written = write_outputs(job.out_dir, rec, formats, root=Path(args.out), protect=prep.protect)
     if (job.out_dir / "keypoints.json").is_file() and job.source.suffix.lower() in IMAGE_SUFFIXES:
+        _add_detector_report(job.out_dir)
         written.append(job.out_dir / "keypoints.json")
     not_fitted = rec.failures()
     write_done_record(job.out_dir, written, _fingerprint(args, prep.input_sha),

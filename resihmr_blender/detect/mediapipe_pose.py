@@ -13,14 +13,13 @@ MediaPipe's wheel ships its pose model, so nothing is downloaded at run time. It
 | R/LBigToe | 32 / 31 (foot index: the tip of the foot) | R/LSmallToe | none (confidence 0) |
 
 Confidence = MediaPipe's landmark visibility (derived points: the smaller of their two). MediaPipe left = the
-subject's left, as in OpenPose. The Pose solution finds one person per call, so `detect` paints each person it
-finds out of the image and looks again: the largest person is used, the others are counted and reported.
+subject's left, as in OpenPose. The Pose solution finds one person per call, so `_people` paints each person it
+finds out of the image and looks again. The people are ranked (`rank`): the most central, largest, fully visible
+person first; `detect` uses person 0 of that order unless asked for another (`--person N`).
 
-Limb-loss hints: detectors invent missing limbs (visibility ~0.7-0.8 on a hallucinated forearm). What we use
-per limb segment: its 2D length against the same segment on the other side, the person segmentation mask along
-it (a hallucinated segment lies over background), and the distal landmark's visibility. A segment judged absent
-yields a suggested residual kind with an endpoint where the segmentation ends along the segment. Suggestions
-are only suggestions: the UI shows them for the user to confirm; batch applies them only when asked.
+Limb-loss hints (`hints.py`): which limbs look absent, as a calibrated probability with its reasons; a limb
+that reaches the image border, is hidden or is foreshortened is not judged. Suggestions are only suggestions:
+the UI shows them for the user to confirm; batch applies them only when asked.
 """
 from __future__ import annotations
 
@@ -30,20 +29,13 @@ import numpy as np
 
 from ..core.keypoints import Person
 from ..core.layouts import BODY25_INDEX
+from .hints import LimbJudgement, Suggestion, judge_limbs
 
 MP_TO_BODY25 = {"Nose": 0, "LEye": 2, "REye": 5, "LEar": 7, "REar": 8, "LShoulder": 11, "RShoulder": 12,
                 "LElbow": 13, "RElbow": 14, "LWrist": 15, "RWrist": 16, "LHip": 23, "RHip": 24, "LKnee": 25,
                 "RKnee": 26, "LAnkle": 27, "RAnkle": 28, "LHeel": 29, "RHeel": 30, "LBigToe": 31, "RBigToe": 32}
 DERIVED = {"Neck": (11, 12), "MidHip": (23, 24)}
-
-# (kind for a missing upper segment, kind for a missing lower segment, landmark chain proximal -> distal)
-LIMB_CHAINS = {
-    ("right", "arm"): ("right_transhumeral", "right_transradial", (12, 14, 16)),
-    ("left", "arm"): ("left_transhumeral", "left_transradial", (11, 13, 15)),
-    ("right", "leg"): ("right_transfemoral", "right_transtibial", (24, 26, 28)),
-    ("left", "leg"): ("left_transfemoral", "left_transtibial", (23, 25, 27)),
-}
-OTHER_SIDE = {"right": "left", "left": "right"}
+BODY = (11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)  # shoulders to ankles: "fully visible" counts these
 
 
 class DetectError(RuntimeError):
@@ -51,11 +43,12 @@ class DetectError(RuntimeError):
 
 
 @dataclass
-class Suggestion:
-    kind: str
-    endpoint: tuple[float, float]
-    score: float  # 0..1, how sure the hint is
-    reasons: list[str] = field(default_factory=list)
+class Candidate:
+    """One person MediaPipe found."""
+
+    landmarks: np.ndarray  # (33, 4): x, y (pixels), z (pixels, MediaPipe's relative depth), visibility
+    world: np.ndarray  # (33, 3) MediaPipe's metric landmarks (metres, hip-centred, z away from the camera)
+    mask: np.ndarray  # (H, W) person segmentation in [0, 1]
 
 
 @dataclass
@@ -64,9 +57,19 @@ class Detection:
     width: int
     height: int
     suggestions: list[Suggestion]
-    landmarks: np.ndarray  # (33, 3) x, y pixels, visibility
+    landmarks: np.ndarray  # (33, 4) x, y pixels, z, visibility
     mask: np.ndarray  # (H, W) float person segmentation
     others: int = 0  # further people found in the image (not fitted; reported)
+    index: int = 0  # which person of the ranked list (0: the most central, largest, fully visible)
+    limbs: list[LimbJudgement] = field(default_factory=list)  # per limb: judged (probabilities) or why not
+    world: np.ndarray | None = None  # (33, 3) MediaPipe's metric landmarks
+
+    def report(self) -> dict:
+        """What the detector concluded, for keypoints.json and result.json."""
+        return {"person": self.index, "people_found": self.others + 1,
+                "suggestions": [{"kind": s.kind, "endpoint": [round(v, 1) for v in s.endpoint],
+                                 "probability": round(s.score, 3), "reasons": s.reasons} for s in self.suggestions],
+                "limbs": [j.to_json() for j in self.limbs]}
 
 
 def _require_mediapipe():
@@ -88,7 +91,7 @@ def read_image(path: str) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def _people(image: np.ndarray, max_people: int):
+def _people(image: np.ndarray, max_people: int) -> list[Candidate]:
     """MediaPipe's pose solution finds one person per call: find one, paint them out, look again."""
     mp = _require_mediapipe()
     height, width = image.shape[:2]
@@ -100,10 +103,13 @@ def _people(image: np.ndarray, max_people: int):
             out = pose.process(work)
             if out.pose_landmarks is None:
                 break
-            lms = np.array([[lm.x * width, lm.y * height, lm.visibility] for lm in out.pose_landmarks.landmark])
+            lms = np.array([[lm.x * width, lm.y * height, lm.z * width, lm.visibility]
+                            for lm in out.pose_landmarks.landmark])
+            world = np.array([[lm.x, lm.y, lm.z] for lm in out.pose_world_landmarks.landmark]) \
+                if out.pose_world_landmarks is not None else None
             mask = np.asarray(out.segmentation_mask, dtype=np.float32) if out.segmentation_mask is not None \
                 else np.ones((height, width), np.float32)
-            found.append((lms, mask))
+            found.append(Candidate(lms, world, mask))
             painted = mask > 0.2
             if painted.sum() < 100:
                 break
@@ -111,89 +117,47 @@ def _people(image: np.ndarray, max_people: int):
     return found
 
 
-def _size(lms: np.ndarray, width: int, height: int) -> float:
-    """Area of the box around the visible landmarks inside the frame: 'the largest person'."""
-    seen = lms[(lms[:, 2] > 0.5) & (lms[:, 0] >= 0) & (lms[:, 0] < width) & (lms[:, 1] >= 0) & (lms[:, 1] < height)]
-    if len(seen) < 2:
+def rank(candidate: Candidate, width: int, height: int) -> float:
+    """How much this is 'the' person of the photo: size (the box around the landmarks seen in the frame, against
+    the image), the share of shoulders-to-ankles landmarks seen in the frame, and closeness to the centre."""
+    lms = candidate.landmarks
+    inside = (lms[:, 0] >= 0) & (lms[:, 0] < width) & (lms[:, 1] >= 0) & (lms[:, 1] < height)
+    seen = inside & (lms[:, 3] > 0.5)
+    if seen.sum() < 2:
         return 0.0
-    extent = seen[:, :2].max(axis=0) - seen[:, :2].min(axis=0)
-    return float(extent[0] * extent[1])
+    low, high = lms[seen, :2].min(axis=0), lms[seen, :2].max(axis=0)
+    size = float(np.sqrt((high - low).prod() / (width * height)))
+    whole = float(seen[list(BODY)].mean())
+    offset = np.linalg.norm((0.5 * (low + high) - [width / 2, height / 2]) / [width / 2, height / 2])
+    central = float(max(0.0, 1.0 - offset / np.sqrt(2)))
+    return size * whole * (0.5 + 0.5 * central)
 
 
-def detect(image: np.ndarray, source: str = "image", max_people: int = 4) -> Detection:
-    """Detect the largest person's keypoints and limb-loss hints in an RGB uint8 image; `others` counts the rest."""
+def detect(image: np.ndarray, source: str = "image", max_people: int = 4, person: int = 0) -> Detection:
+    """Detect one person's keypoints and limb-loss hints in an RGB uint8 image: person `person` of the people
+    ranked by `rank` (0: the most central, largest, fully visible); `others` counts the rest."""
     height, width = image.shape[:2]
-    people = _people(image, max_people)
+    people = _people(image, max(max_people, person + 1))
     if not people:
         raise DetectError(f"{source}: no person found")
-    sizes = [_size(lms, width, height) for lms, _ in people]
-    lms, mask = people[int(np.argmax(sizes))]
-    detection = Detection(to_body25(lms, width, height), width, height, limb_loss_hints(lms, mask), lms, mask)
-    detection.others = len(people) - 1
-    return detection
+    ranked = sorted(people, key=lambda c: -rank(c, width, height))
+    if person >= len(ranked):
+        raise DetectError(f"{source}: person {person} asked for, but only {len(ranked)} found "
+                          f"(numbered from 0, the most central, largest, fully visible one)")
+    chosen = ranked[person]
+    limbs = judge_limbs(chosen.landmarks, chosen.mask, chosen.world)
+    suggestions = [j.suggestion for j in limbs if j.suggestion is not None]
+    return Detection(to_body25(chosen.landmarks, width, height), width, height, suggestions, chosen.landmarks,
+                     chosen.mask, others=len(ranked) - 1, index=person, limbs=limbs, world=chosen.world)
 
 
 def to_body25(lms: np.ndarray, width: int, height: int) -> Person:
     body25 = np.zeros((25, 3))
     for name, i in MP_TO_BODY25.items():
-        body25[BODY25_INDEX[name]] = lms[i]
+        body25[BODY25_INDEX[name]] = lms[i, [0, 1, -1]]  # x, y, visibility
     for name, (a, b) in DERIVED.items():
-        body25[BODY25_INDEX[name]] = [*(0.5 * (lms[a, :2] + lms[b, :2])), min(lms[a, 2], lms[b, 2])]
+        body25[BODY25_INDEX[name]] = [*(0.5 * (lms[a, :2] + lms[b, :2])), min(lms[a, -1], lms[b, -1])]
     inside = (body25[:, 0] >= 0) & (body25[:, 0] < width) & (body25[:, 1] >= 0) & (body25[:, 1] < height)
     body25[~inside] = 0.0  # MediaPipe extrapolates landmarks outside the frame: not observations
     body25[:, 2] = np.clip(body25[:, 2], 0.0, 1.0)
     return Person(body25=body25)
-
-
-def _mask_at(mask: np.ndarray, point: np.ndarray) -> float:
-    x, y = int(round(point[0])), int(round(point[1]))
-    if 0 <= y < mask.shape[0] and 0 <= x < mask.shape[1]:
-        return float(mask[y, x])
-    return 0.0
-
-
-def _surface_end(mask: np.ndarray, start: np.ndarray, direction: np.ndarray, max_length: float) -> float:
-    """How far from `start` along `direction` the person's segmentation continues (pixels)."""
-    step = 2.0
-    distance = 0.0
-    while distance < max_length:
-        if _mask_at(mask, start + direction * (distance + step)) < 0.5:
-            break
-        distance += step
-    return distance
-
-
-def limb_loss_hints(lms: np.ndarray, mask: np.ndarray, ratio_threshold: float = 0.7,
-                    min_score: float = 0.4) -> list[Suggestion]:
-    suggestions = []
-    for (side, limb), (upper_kind, lower_kind, chain) in LIMB_CHAINS.items():
-        other = LIMB_CHAINS[(OTHER_SIDE[side], limb)][2]
-        p, m, d = (lms[i, :2] for i in chain)
-        op, om, od = (lms[i, :2] for i in other)
-        for kind, start, end, other_len in ((upper_kind, p, m, np.linalg.norm(om - op)),
-                                            (lower_kind, m, d, np.linalg.norm(od - om))):
-            length = float(np.linalg.norm(end - start))
-            if length < 1e-3 or other_len < 1e-3:
-                continue
-            direction = (end - start) / length
-            reach = _surface_end(mask, start, direction, 1.2 * other_len)  # where the limb surface really ends
-            reasons, score = [], 0.0
-            if reach < ratio_threshold * other_len:
-                reasons.append(f"the body outline ends {reach:.0f} px along, the other side is {other_len:.0f} px")
-                score += 0.6
-            if length < ratio_threshold * other_len:
-                reasons.append(f"segment {length:.0f} px vs {other_len:.0f} px on the other side")
-                score += 0.4
-            distal_vis = lms[chain[1 if kind == upper_kind else 2], 2]
-            if _mask_at(mask, end) < 0.3:
-                reasons.append("the detected joint lies outside the body outline")
-                score += 0.4
-            if distal_vis < 0.5:
-                reasons.append(f"low visibility {distal_vis:.2f}")
-                score += 0.2
-            if score >= min_score:
-                endpoint = start + direction * reach
-                suggestions.append(Suggestion(kind, (float(endpoint[0]), float(endpoint[1])), min(score, 1.0),
-                                              reasons))
-                break  # a missing upper segment implies the lower one: one kind per limb
-    return suggestions
