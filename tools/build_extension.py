@@ -113,22 +113,19 @@ def torch_dependencies(wheel: Path, plat: Platform) -> list[str]:
     return result
 
 
-def fetch_wheels(wheels: Path, platforms: list[str]) -> list[str]:
+def fetch_wheels(wheels: Path, platforms: list[str], downloads: Path) -> list[str]:
     """Download every platform's wheels into one folder; the same pure-Python wheels serve every platform."""
     wheels.mkdir(exist_ok=True)
-    cache = ROOT / "build" / "wheels"  # kept between builds; pip re-uses files already there
     requirements = {PILLOW}
     for name in platforms:
         plat = PLATFORMS[name]
-        dest = cache / name
+        dest = downloads / name / "torch"  # per build: concurrent builds never share a half-written file
         pip_download([plat.torch], plat, dest, deps=False)
-        torch_wheel = next(dest.glob(f"torch-{plat.torch.split('==')[1]}-*.whl"))
-        shutil.copy2(torch_wheel, wheels)
-        requirements |= set(torch_dependencies(torch_wheel, plat))
+        (torch_wheel,) = dest.glob("*.whl")
+        shutil.move(torch_wheel, wheels / torch_wheel.name)
+        requirements |= set(torch_dependencies(wheels / torch_wheel.name, plat))
     for name in platforms:  # the same requirements everywhere: one version of each pure-Python wheel
-        dest = cache / name / "deps"
-        if dest.exists():
-            shutil.rmtree(dest)  # only this resolution's files go into the zip
+        dest = downloads / name / "deps"
         pip_download(sorted(requirements), PLATFORMS[name], dest, deps=True)
         for wheel in dest.glob("*.whl"):
             if canonicalize_name(parse_wheel_filename(wheel.name)[0]) != "numpy":  # Blender ships numpy
@@ -203,7 +200,7 @@ def build(out: Path, wheels: bool = True, platforms: list[str] | None = None) ->
         manifest = tomllib.loads((staged / "blender_manifest.toml").read_text())
         stem = f"{manifest['id']}-{manifest['version']}"
         if wheels:
-            write_manifest(staged, platforms, fetch_wheels(staged / "wheels", platforms))
+            write_manifest(staged, platforms, fetch_wheels(staged / "wheels", platforms, workdir / "downloads"))
         out.mkdir(parents=True, exist_ok=True)
         for old in out.glob(f"{stem}*.zip"):
             old.unlink()  # a zip of an earlier build or platform set is never mistaken for this one
