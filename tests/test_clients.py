@@ -27,6 +27,7 @@ from resihmr_blender.mesh.export import export_avatar
 ROOT = Path(__file__).resolve().parents[1]
 ZUP_TO_YUP = np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], float)  # Blender (x, y, z) -> glTF (x, z, -y)
 FRAMES = 8
+CLIP = "ResiHMR motion"
 MOVED = ("left_hip", "right_hip", "left_knee", "right_knee", "left_shoulder")  # bones the walk below rotates
 
 
@@ -52,7 +53,7 @@ def walking(tmp_path_factory):
     arm, obj = build_avatar(load_body_model(), params)
     for kind, length in (("left_transtibial", 0.4), ("right_transradial", 0.6), ("left_transhumeral", 0.5)):
         cut_residual(obj, kind, length)
-    apply_motion(arm, *walk(), frame_rate=30.0)
+    apply_motion(arm, *walk(), frame_rate=30.0, name=CLIP)
     glb = export_avatar(arm, obj, out / "walk.glb", animation=True)
     fbx = export_avatar(arm, obj, out / "walk.fbx", animation=True)
     mask = np.zeros(len(obj.data.vertices), np.float32)
@@ -62,6 +63,11 @@ def walking(tmp_path_factory):
     rest = basis + sum(k.value * (np.array([v.co[:] for v in k.data]) - basis) for k in keys[1:])  # exported shape
     names = [b.name for b in arm.data.bones]
     parents = {b.name: b.parent.name if b.parent else None for b in arm.data.bones}
+    weights = np.zeros((len(obj.vertex_groups), len(obj.data.vertices)))
+    for v in obj.data.vertices:
+        for g in v.groups:
+            weights[g.group, v.index] = g.weight
+    skinning = {g.name for g in obj.vertex_groups if g.name in parents and weights[g.index].max() > 1e-5}
     heads = {}  # bone heads in world space per frame, as glTF sees them (y-up)
     scene = bpy.context.scene
     for frame in range(scene.frame_start, scene.frame_end + 1):
@@ -70,8 +76,8 @@ def walking(tmp_path_factory):
         heads[frame - scene.frame_start] = np.array(
             [(world @ np.r_[arm.pose.bones[n].head[:], 1.0])[:3] for n in names]) @ ZUP_TO_YUP.T
     return {"glb": glb, "fbx": fbx, "folder": out, "n_verts": len(obj.data.vertices), "bones": names,
-            "parents": parents,
-            "residual": mask > 0.5, "rest_yup": rest @ ZUP_TO_YUP.T, "heads": heads}
+            "parents": parents, "skinning": skinning,
+            "residual": mask > 0.5, "rest": rest, "rest_yup": rest @ ZUP_TO_YUP.T, "heads": heads}
 
 
 def need(program: str, package: str) -> str:
@@ -110,9 +116,12 @@ def nearest(points: np.ndarray, cloud: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return index, dist
 
 
-def assert_residual_vertices_red(walking, positions: np.ndarray, colours: np.ndarray) -> None:
-    """Every Blender vertex is found at its place, red exactly where residual_mask is set."""
-    index, dist = nearest(walking["rest_yup"], positions)
+def assert_residual_vertices_red(walking, positions: np.ndarray, colours: np.ndarray, frame: str = "rest_yup"):
+    """Every Blender vertex is found at its place, red exactly where residual_mask is set. The exporters stand the
+    body on the ground at the origin, so the files hold Blender's vertices moved by one translation: both clouds
+    are compared about their centroids (the same vertices, so the same centroid)."""
+    expected = walking[frame]
+    index, dist = nearest(expected - expected.mean(0), positions - positions.mean(0))
     assert dist.max() < 1e-3
     assert len(np.unique(index)) == walking["n_verts"]
     is_red = red(colours)[index]
@@ -127,8 +136,9 @@ def three(walking):
     chromium = need("chromium", "chromium")
     node = shutil.which("node")
     assert node, "node is needed to drive Chromium (make test installs three and playwright-core with npm)"
-    proc = subprocess.run([node, str(ROOT / "tests" / "clients" / "three_glb.mjs"), str(walking["glb"]), chromium],
-                          capture_output=True, text=True, timeout=120, check=False)
+    script = ROOT / "tests" / "clients" / "three_glb.mjs"
+    proc = subprocess.run([node, str(script), str(walking["glb"]), CLIP, chromium], capture_output=True, text=True,
+                          timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:] or proc.stdout[-2000:]
     return json.loads(proc.stdout)
 
@@ -147,12 +157,79 @@ def test_three_js_sees_one_skinned_mesh_with_55_bones_and_every_residual_vertex_
 
 
 def test_three_js_animation_mixer_moves_the_bones_as_blender_does(walking, three):
-    assert len(three["clips"]) == 1 and three["clips"][0]["duration"] > 0
+    clips = [c for c in three["clips"] if c["name"] == CLIP]
+    assert len(clips) == 1 and clips[0]["duration"] > 0 and "matrices" in three, three["clips"]
     matrices = [np.array(m).reshape(-1, 4, 4).transpose(0, 2, 1) for m in three["matrices"]]  # column-major
     parents, index = walking["parents"], {name: i for i, name in enumerate(three["bones"])}
     for name in MOVED:  # the bone turned against its parent between the two times: the clip rotates it
         parent = index[parents[name]]
         local = [np.linalg.inv(m[parent]) @ m[index[name]] for m in matrices]
         assert np.abs(local[1][:3, :3] - local[0][:3, :3]).max() > 0.05, f"{name} did not move"
-    for key, world in zip(three["keys"], matrices):  # and lands where Blender puts it, frame by frame
-        assert np.abs(world[:, :3, 3] - walking["heads"][key]).max() < 1e-3
+    # and every bone lands where Blender puts it, frame by frame, up to the one move onto the ground at the origin
+    offset = (matrices[0][:, :3, 3] - walking["heads"][three["keys"][0]]).mean(0)
+    for key, world in zip(three["keys"], matrices):
+        assert np.abs(world[:, :3, 3] - walking["heads"][key] - offset).max() < 1e-3
+
+
+def quaternion_angle(a, b) -> float:
+    return 2 * math.acos(min(1.0, abs(float(np.dot(a, b)))))
+
+
+@pytest.mark.parametrize("fmt", ["fbx", "glb"])
+def test_assimp_sees_one_mesh_55_bones_red_residual_vertices_and_a_moving_clip(walking, fmt, tmp_path):
+    """assimp (its own FBX and glTF readers) via `assimp export ... -fassjson`: the scene as JSON."""
+    assimp = need("assimp", "assimp-utils")
+    out = tmp_path / f"{fmt}.json"
+    proc = subprocess.run([assimp, "export", str(walking[fmt]), str(out), "-fassjson"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0 and out.exists(), proc.stdout[-2000:] + proc.stderr[-2000:]
+    scene = json.loads(out.read_text())
+    holders, nodes = [], set()  # nodes that carry meshes: assimp makes one aiMesh per material, all on one node
+
+    def visit(node):
+        holders.extend([node] if node.get("meshes") else [])
+        nodes.add(node["name"])
+        for child in node.get("children", []):
+            visit(child)
+    visit(scene["rootnode"])
+    assert len(holders) == 1 and sorted(holders[0]["meshes"]) == list(range(len(scene["meshes"])))
+    assert len(scene["meshes"]) == 2  # skin and residual-limb materials
+    for mesh in scene["meshes"]:
+        names = [b["name"] for b in mesh["bones"]]
+        assert set(names) <= set(walking["bones"])
+        weight = np.zeros(len(mesh["vertices"]) // 3)
+        for bone in (b for b in mesh["bones"] if b["weights"]):
+            pairs = np.array(bone["weights"])  # (vertex index, weight) rows
+            np.add.at(weight, pairs[:, 0].astype(int), pairs[:, 1])
+        assert np.abs(weight - 1).max() < 1e-3, "a vertex's skin weights do not add up to 1"
+    assert len(walking["bones"]) == 55 and set(walking["bones"]) <= nodes  # bones of cut-off parts too
+    skinning = set().union(*({b["name"] for b in m["bones"] if b["weights"] and np.max(b["weights"], 0)[1] > 1e-5}
+                             for m in scene["meshes"]))
+    assert skinning == walking["skinning"]
+    assert all(len(m.get("colors", [])) == 1 for m in scene["meshes"]), "a mesh has no vertex colours"
+    positions = np.concatenate([np.reshape(m["vertices"], (-1, 3)) for m in scene["meshes"]])
+    colours = np.concatenate([np.reshape(m["colors"][0], (-1, 4))[:, :3] for m in scene["meshes"]])
+    positions, colours = weld(positions, colours)
+    assert len(positions) == walking["n_verts"]
+    assert red(colours).sum() == walking["residual"].sum()
+    assert_residual_vertices_red(walking, positions, colours, "rest" if fmt == "fbx" else "rest_yup")
+    clips = [a for a in scene["animations"] if a["name"].endswith(CLIP)]  # FBX: "<armature>|<action>"
+    assert len(clips) == 1, [a["name"] for a in scene["animations"]]
+    clip = clips[0]
+    channels = {c["name"]: c for c in clip["channels"]}
+    assert set(walking["bones"]) <= set(channels) and clip["duration"] > 0
+    for name in MOVED:
+        keys = [np.array(q) for _, q in channels[name]["rotationkeys"]]
+        assert len(keys) == FRAMES and quaternion_angle(keys[0], keys[FRAMES // 2]) > 0.05, f"{name} did not move"
+
+
+def test_trimesh_sees_the_vertices_and_red_residual_vertices_of_the_animated_glb(walking):
+    scene = trimesh.load(walking["glb"], force="scene", process=False)
+    parts = list(scene.geometry.values())
+    positions = np.concatenate([np.asarray(g.vertices) for g in parts])
+    colours = np.concatenate([np.asarray(g.visual.vertex_attributes["color"]) for g in parts])[:, :3]
+    colours = colours / float(np.iinfo(colours.dtype).max) if colours.dtype.kind == "u" else colours
+    positions, colours = weld(positions, colours)
+    assert len(positions) == walking["n_verts"]
+    assert red(colours).sum() == walking["residual"].sum()
+    assert_residual_vertices_red(walking, positions, colours)

@@ -1,5 +1,6 @@
 // What three.js makes of the GLB named in ?glb=: skinned meshes, skeleton, per-vertex positions and COLOR_0, and
-// the bones' world matrices at two times of the first clip played by an AnimationMixer. Sets window.report.
+// the bones' world matrices at two times of the clip named in ?clip= played by an AnimationMixer. Sets
+// window.report.
 import * as THREE from "three";
 import { GLTFLoader } from "three/addons/loaders/GLTFLoader.js";
 
@@ -19,7 +20,8 @@ function boneMatrices(scene, bones, time, mixer) {
 }
 
 async function main() {
-  const url = new URLSearchParams(location.search).get("glb");
+  const query = new URLSearchParams(location.search);
+  const url = query.get("glb");
   const gltf = await new GLTFLoader().loadAsync(url);
   const scene = gltf.scene;
   const skinned = [];
@@ -40,8 +42,8 @@ async function main() {
     })),
     clips: gltf.animations.map((c) => ({ name: c.name, duration: c.duration, tracks: c.tracks.length })),
   };
-  if (gltf.animations.length) {
-    const clip = gltf.animations[0];
+  const clip = gltf.animations.find((c) => c.name === query.get("clip"));
+  if (clip) {
     const mixer = new THREE.AnimationMixer(scene);
     mixer.clipAction(clip).play();
     // two key times of the most densely keyed track: the first key and the middle one (key k is Blender's k-th frame)
