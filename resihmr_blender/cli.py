@@ -388,6 +388,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threshold", type=non_negative_float, default=15.0, help="RAFO acceptance threshold in pixels")
     run.add_argument("--batch-size", type=positive_int, default=64, help="people fitted together")
     run.add_argument("--threads", type=non_negative_int, default=0, help="torch threads (0 = automatic)")
+    run.add_argument("--pose", choices=("rest", "photo"), default="rest",
+                     help="static pose of avatar.glb/fbx: rest (T-pose, default) or photo; both stand on the ground "
+                          "at the origin and carry the photo's pose as the clip 'photo_pose'")
+    run.add_argument("--preset", choices=("unity", "unreal", "web"), default=None,
+                     help="engine axes and units for the FBX (unity: Y up, -Z forward; unreal: Z up), web: plain GLB")
+    run.add_argument("--influences", type=int, choices=(4, 8), default=4,
+                     help="skin weights per vertex in the GLB (8 writes JOINTS_1/WEIGHTS_1; three.js reads 4)")
+    run.add_argument("--motion", default=None, metavar="FILE.npz",
+                     help="play an AMASS-layout motion on every avatar: animated avatar.glb/fbx")
     run.add_argument("--resume", "--skip-existing", dest="resume", action="store_true",
                      help="skip inputs whose output folder is complete (its .resihmr-done.json matches this run)")
     run.add_argument("--workers", type=positive_int, default=1,
@@ -572,10 +581,23 @@ def _run(args) -> int:
         return _usage_error("no input to run (see the lines above)") if problems else \
             _usage_error("no input to run")
     args.protect = sorted({os.path.realpath(job.source) for job in jobs} | set(named_photos([j.source for j in jobs])))
+    args.motion_data, motion_sha = None, None
+    if args.motion:
+        from .core.body_model import file_sha256
+        from .mesh.animation import MotionError, read_motion
+
+        if not any(f in formats for f in ("glb", "fbx")):
+            return _usage_error(f"--motion {args.motion}: a motion needs --formats with glb or fbx")
+        try:
+            args.motion_data, motion_sha = read_motion(args.motion), file_sha256(args.motion)
+        except (MotionError, OSError) as exc:
+            return _usage_error(f"--motion {one_line(exc)}" if args.motion not in str(exc) else one_line(exc))
     args.fingerprint = {"body_model_sha256": model_sha, "formats": sorted(formats), "threshold_px": args.threshold,
                         "focal_length_px": args.focal, "image_size": list(args.image_size or []) or None,
                         "detect": args.detect, "accept_suggestions": args.accept_suggestions,
-                        **({"person": args.person} if args.person is not None else {})}
+                        **({"person": args.person} if args.person is not None else {}),
+                        **({"pose": args.pose, "preset": args.preset, "influences": args.influences,
+                            "motion_sha256": motion_sha} if any(f in formats for f in ("glb", "fbx")) else {})}
     t0 = time.perf_counter()
     skipped, total = 0, len(jobs)
     if args.resume:
@@ -869,13 +891,15 @@ def _warnings_of(rec, formats, args) -> list[str]:
 
 def _write(prep: _Prepared, rec, formats, args, fit_seconds: float) -> FileOutcome:
     from .core.pipeline import PersonFailure
-    from .outputs import write_done_record, write_outputs
+    from .outputs import ExportChoices, write_done_record, write_outputs
 
     job = prep.job
     start = time.perf_counter()
     if prep.whole is not None:  # --person N: the file's own numbering in the outputs, its other people not fitted
         rec.keypoints, rec.person_indices = prep.whole, [prep.person]
-    written = write_outputs(job.out_dir, rec, formats, root=Path(args.out), protect=prep.protect)
+    choices = ExportChoices(pose=getattr(args, "pose", "rest"), preset=getattr(args, "preset", None),
+                            influences=getattr(args, "influences", 4), motion=getattr(args, "motion_data", None))
+    written = write_outputs(job.out_dir, rec, formats, root=Path(args.out), protect=prep.protect, export=choices)
     if (job.out_dir / "keypoints.json").is_file() and job.source.suffix.lower() in IMAGE_SUFFIXES:
         _add_detector_report(job.out_dir)
         written.append(job.out_dir / "keypoints.json")

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from .core.atomic import atomic_path, write_text_atomic
@@ -26,6 +27,17 @@ BLENDER_FORMATS = ("blend", "glb", "fbx")
 DONE_RECORD = ".resihmr-done.json"
 DONE_FORMAT = "resihmr-done/1"
 _FILE_OF = {"json": "result.json", "overlay": "overlay.png", "mask": "mask.png", "blend": "avatar.blend"}
+
+
+@dataclass(frozen=True)
+class ExportChoices:
+    """How GLB/FBX are written (mesh/export.py): the static pose, an engine preset, skin influences per vertex
+    in GLB, and a motion (AMASS .npz, already read: poses, trans, frame rate) played on every avatar."""
+
+    pose: str = "rest"
+    preset: str | None = None
+    influences: int = 4
+    motion: tuple | None = None
 
 
 class OutputError(RuntimeError):
@@ -139,7 +151,7 @@ def _writing(name: str):
 
 
 def write_outputs(out_dir: Path, reconstruction, formats, root: Path | None = None,
-                  protect: Iterable[Path] = ()) -> list[Path]:
+                  protect: Iterable[Path] = (), export: ExportChoices = ExportChoices()) -> list[Path]:
     """Write the requested formats into `out_dir`; every target is checked first (see `check_target`)."""
     from .core.image import write_png
     from .core.overlay import mask_picture, overlay_picture
@@ -169,19 +181,21 @@ def write_outputs(out_dir: Path, reconstruction, formats, root: Path | None = No
         written.append(out_dir / "mask.png")
     if any(f in formats for f in BLENDER_FORMATS):
         with quiet_blender():
-            written += write_blender_outputs(out_dir, reconstruction, formats)
+            written += write_blender_outputs(out_dir, reconstruction, formats, export)
     return written
 
 
-def write_blender_outputs(out_dir: Path, reconstruction, formats) -> list[Path]:
-    """Every fitted person as a live rigged, cut and marked avatar in a fresh scene (workflow.apply), saved."""
+def write_blender_outputs(out_dir: Path, reconstruction, formats,
+                          export: ExportChoices = ExportChoices()) -> list[Path]:
+    """Every fitted person as a live rigged, cut and marked avatar in a fresh scene (workflow.apply), saved; with
+    a motion, each avatar plays it (its own action)."""
     with _writing("the Blender scene"):
         import bpy
 
         from .core.pipeline import PersonFailure
-        from .mesh.export import export_avatar
+        from .mesh.animation import apply_motion
         from .properties import ensure_attached
-        from .workflow import apply, show_photo_camera
+        from .workflow import apply, export_avatar_file, show_photo_camera
 
         ensure_attached()
         bpy.ops.wm.read_homefile(use_empty=True)
@@ -192,15 +206,20 @@ def write_blender_outputs(out_dir: Path, reconstruction, formats) -> list[Path]:
             if isinstance(res, PersonFailure):
                 continue
             arm, obj = apply(reconstruction, scene, person=p, name="ResiHMR" if p == 0 else f"ResiHMR_{p}")
-            avatars.append((p, arm, obj))
+            if export.motion is not None:
+                poses, trans, rate = export.motion
+                apply_motion(arm, poses, trans, rate)
+            avatars.append((p, obj))
     written = []
     out_dir.mkdir(parents=True, exist_ok=True)
     for fmt in ("glb", "fbx"):
         if fmt in formats:
-            for p, arm, obj in avatars:
+            for p, obj in avatars:
                 path = out_dir / (f"avatar.{fmt}" if p == 0 else f"avatar_{p}.{fmt}")
                 with _writing(path.name):
-                    written.append(export_avatar(arm, obj, path))
+                    written.append(export_avatar_file(obj, path, fmt, animation=export.motion is not None,
+                                                      pose=export.pose, preset=export.preset,
+                                                      influences=export.influences))
     if "blend" in formats:
         target = out_dir / "avatar.blend"
         with _writing(target.name), atomic_path(target) as tmp:

@@ -285,6 +285,36 @@ def avatar_document(obj) -> dict:
     return json.loads(obj.resihmr.result_json)
 
 
+def photo_params(obj) -> dict:
+    """The SMPL-X parameters of the photo's pose of an avatar (after RAFO turned its residual segments)."""
+    from .core.result_json import fit_params
+
+    person = avatar_document(obj)["people"][0]
+    return dict(fit_params(person), body_pose=np.asarray(person["body_pose"]))
+
+
+def export_avatar_file(obj, path, fmt: str | None = None, **options):
+    """Export an avatar (GLB/FBX, mesh/export.py) in the chosen pose convention, its photo pose from its result."""
+    from .mesh.export import export_avatar
+
+    return export_avatar(obj.parent, obj, path, fmt=fmt, photo_params=photo_params(obj), **options)
+
+
+def load_motion(obj, path: str, first: int = 0, last: int = -1) -> int:
+    """Play frames first..last (-1: to the end) of an AMASS-layout motion on the avatar as a new action from frame
+    0; the scene's frame range follows it (the timeline previews it). Checked before anything changes."""
+    from .mesh.animation import apply_motion, read_motion
+
+    poses, trans, rate = read_motion(path)
+    end = len(poses) - 1 if last < 0 else last
+    if not 0 <= first <= end < len(poses):
+        raise UserError(f"{path}: frames {first}..{last} not in the file's 0..{len(poses) - 1}")
+    apply_motion(obj.parent, poses[first:end + 1], trans[first:end + 1], rate)
+    scene = bpy.context.scene
+    scene.frame_set(0)
+    return end - first + 1
+
+
 def _store_document(obj, document: dict) -> None:
     """The document on the object, and one λ slider per residual limb mirroring it (without re-cutting)."""
     obj.resihmr.result_json = json.dumps(document, allow_nan=False)

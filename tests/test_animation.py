@@ -51,7 +51,7 @@ avatar_keep: list = []
 def cap_in_bone_frame(arm, obj, cap, bone_name):
     """Cap vertices in the bone's own frame, for every frame: constant when the stump follows the bone."""
     out = []
-    for frame in range(1, FRAMES + 1):
+    for frame in range(FRAMES):  # keys from frame 0
         bpy.context.scene.frame_set(frame)
         verts = evaluated_vertices(obj)[cap]
         evaluated = arm.evaluated_get(bpy.context.evaluated_depsgraph_get())
@@ -81,12 +81,12 @@ def test_motion_matches_the_core_forward(tmp_path, avatar):
     model = load_body_model(dtype=torch.float64)
     # the kept (uncut) vertices equal the model's forward in AMASS's world, which is Blender's
     keep = avatar_keep[0]
-    for frame in (1, 6, FRAMES):
+    for frame in (0, 5, FRAMES - 1):
         bpy.context.scene.frame_set(frame)
         got = evaluated_vertices(obj)[: keep.sum()]
-        ref = model.forward(global_orient=torch.tensor(poses[frame - 1, 0])[None],
-                            body_pose=torch.tensor(poses[frame - 1, 1:22]).reshape(1, -1),
-                            transl=torch.tensor(trans[frame - 1])[None]).vertices[0].numpy()[keep]
+        ref = model.forward(global_orient=torch.tensor(poses[frame, 0])[None],
+                            body_pose=torch.tensor(poses[frame, 1:22]).reshape(1, -1),
+                            transl=torch.tensor(trans[frame])[None]).vertices[0].numpy()[keep]
         assert np.abs(got - ref).max() < 1e-3
 
 
@@ -97,7 +97,7 @@ def test_stump_follows_its_bone_in_blender_and_after_export(tmp_path, avatar):
     local = cap_in_bone_frame(arm, obj, cap, "left_knee")
     assert np.abs(local - local[0]).max() < 1e-4
     world_before = []
-    for frame in range(1, FRAMES + 1):
+    for frame in range(FRAMES):
         bpy.context.scene.frame_set(frame)
         world_before.append(evaluated_vertices(obj)[cap].mean(axis=0))
     world_before = np.array(world_before)
@@ -110,17 +110,19 @@ def test_stump_follows_its_bone_in_blender_and_after_export(tmp_path, avatar):
         if suffix == "glb":
             bpy.ops.import_scene.gltf(filepath=str(path))
         else:
-            bpy.ops.import_scene.fbx(filepath=str(path), use_anim=True)
+            bpy.ops.import_scene.fbx(filepath=str(path), use_anim=True, anim_offset=0)  # file keys from 0
         new_arm = next(o for o in bpy.data.objects if o.type == "ARMATURE")
         new_obj = next(o for o in bpy.data.objects if o.type == "MESH" and o.find_armature() is not None)
-        assert new_arm.animation_data is not None and new_arm.animation_data.action is not None
-        # the imported cap: the vertices nearest to the original cap at frame 1 (GLB splits vertices)
-        bpy.context.scene.frame_set(1)
+        assert new_arm.animation_data is not None
+        # the motion's clip (the file also carries `photo_pose`), in the motion's own world placement
+        new_arm.animation_data.action = next(a for a in bpy.data.actions if a.name.endswith("ResiHMR motion"))
+        # the imported cap: the vertices nearest to the original cap at frame 0 (GLB splits vertices)
+        bpy.context.scene.frame_set(0)
         verts = evaluated_vertices(new_obj)
         centroid_first = world_before[0]
         near = np.nonzero(np.linalg.norm(verts - centroid_first, axis=1) < 0.04)[0]
         assert len(near) > 5
-        for frame in (1, FRAMES // 2, FRAMES):
+        for frame in (0, FRAMES // 2, FRAMES - 1):
             bpy.context.scene.frame_set(frame)
             moved = evaluated_vertices(new_obj)[near].mean(axis=0)
-            assert np.linalg.norm(moved - world_before[frame - 1]) < 0.02, (suffix, frame)
+            assert np.linalg.norm(moved - world_before[frame]) < 0.02, (suffix, frame)

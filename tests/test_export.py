@@ -41,6 +41,8 @@ def exported(tmp_path_factory):
     keys = obj.data.shape_keys.key_blocks
     basis = np.array([v.co[:] for v in keys[0].data])
     shaped = basis + sum(k.value * (np.array([v.co[:] for v in k.data]) - basis) for k in keys[1:])  # rest shape
+    pelvis = np.array(arm.data.bones["pelvis"].head_local)
+    shaped = shaped - [pelvis[0], pelvis[1], shaped[:, 2].min()]  # exports stand on the ground at the origin
     after = (sorted((o.name, o.type) for o in bpy.data.objects), sorted(m.name for m in bpy.data.meshes),
              sorted(k.name for k in bpy.data.shape_keys), sorted(m.name for m in bpy.data.materials))
     bpy.ops.wm.save_as_mainfile(filepath=str(out / "after_export.blend"), copy=True)  # no orphan Blender refuses

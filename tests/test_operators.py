@@ -117,6 +117,36 @@ def test_fit_cut_measure_export_end_to_end(scene, tmp_path):
     assert avatar_of(scene).name == "ResiHMR"
 
 
+def test_load_motion_plays_on_the_avatar_and_exports(scene, tmp_path):
+    """Sidebar: Load motion (a frame range of an AMASS file) keys the avatar from frame 0, the timeline covers it,
+    the stump moves with it, the animated GLB carries it; a bad file is one line and changes nothing."""
+    from test_animation import walking_motion
+    from test_export import glb_json
+
+    loaded(scene)
+    bpy.ops.resihmr.fit()
+    avatar = avatar_of(scene)
+    walk = walking_motion(tmp_path / "walk.npz")
+    bad = tmp_path / "bad.npz"
+    bad.write_text("no motion here")
+    with pytest.raises(RuntimeError, match="bad.npz"):
+        bpy.ops.resihmr.load_motion(filepath=str(bad))
+    with pytest.raises(RuntimeError, match=r"frames 5\.\.40 not in"):
+        bpy.ops.resihmr.load_motion(filepath=str(walk), first=5, last=40)
+    assert avatar.parent.animation_data is None or avatar.parent.animation_data.action is None
+    assert bpy.ops.resihmr.load_motion(filepath=str(walk), first=2, last=9) == {"FINISHED"}
+    assert (scene.frame_start, scene.frame_end) == (0, 7)
+    from resihmr_blender.mesh.build import evaluated_vertices
+
+    scene.frame_set(0)
+    first = evaluated_vertices(avatar)
+    scene.frame_set(7)
+    assert np.abs(evaluated_vertices(avatar) - first).max() > 0.05  # the body walks
+    bpy.ops.resihmr.export(filepath=str(tmp_path / "walk.glb"), preset="web", animation=True)
+    clips = {a["name"] for a in glb_json(tmp_path / "walk.glb")["animations"]}
+    assert clips == {"photo_pose", "ResiHMR motion"}
+
+
 def strip_timings(document):
     for person in document["people"]:
         person.pop("timings_s", None)

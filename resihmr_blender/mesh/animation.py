@@ -56,8 +56,9 @@ def read_motion(path: str | Path) -> tuple[np.ndarray, np.ndarray, float]:
 
 
 def apply_motion(arm_obj, poses: np.ndarray, trans: np.ndarray, frame_rate: float = 30.0,
-                 name: str = "ResiHMR motion", start_frame: int = 1):
-    """Key every bone on every frame into a new action on the armature; bones the rig lacks are skipped."""
+                 name: str = "ResiHMR motion", start_frame: int = 0):
+    """Key every bone on every frame (from `start_frame`, 0: keys from time 0 in every format) into a new action
+    on the armature; bones the rig lacks are skipped."""
     rotations = axis_angle_to_matrix(torch.tensor(poses)).numpy()  # (N, 55, 3, 3)
     rotations[:, 0] = np.einsum("ab,nbc->nac", C.T, rotations[:, 0])
     pelvis = arm_obj.data.bones.get(JOINT_NAMES[0])

@@ -16,6 +16,7 @@ import numpy as np
 from ..core.atomic import atomic_path
 from ..core.colours import RESIDUAL_RGBA, SKIN_RGBA
 from .cut import MASK_NAME, RED_MATERIAL, SKIN_MATERIAL
+from .export_pose import POSES, stage
 
 COLOR_NAME = "residual_color"
 
@@ -149,30 +150,63 @@ def bake_shape(mesh_obj) -> None:
         bpy.ops.object.shape_key_remove(all=True, apply_mix=True)
 
 
+INFLUENCES = (4, 8)
+
+
 def export_avatar(arm_obj, mesh_obj, path: str | os.PathLike, fmt: str | None = None, animation: bool = False,
-                  preset: str | None = None, shape_keys: bool = False) -> Path:
-    """Write GLB or FBX (by `fmt` or the file suffix) atomically; returns the path. By default the fitted shape
-    is baked into the exported mesh (`shape_keys=True` keeps the shape keys as morph targets instead); the
-    residual limb is red in its material and in the vertex colours (GLB COLOR_0, FBX colour layer)."""
+                  preset: str | None = None, shape_keys: bool = False, pose: str = "rest",
+                  photo_params: dict | None = None, influences: int = 4) -> Path:
+    """Write GLB or FBX (by `fmt` or the file suffix) atomically; returns the path.
+
+    pose: the static pose, "rest" (T-pose) or "photo", on the ground at the origin in both formats; the photo's
+    pose is always included as the one-frame clip `photo_pose` (export_pose.py), and `animation` adds the
+    armature's own action (a motion) as a second clip. photo_params: the photo's SMPL-X parameters (None: the
+    pose bones as they are). By default the fitted shape is baked into the exported mesh (`shape_keys=True`
+    keeps the shape keys as morph targets instead); the residual limb is red in its material and in the vertex
+    colours (GLB COLOR_0, FBX colour layer). influences: skin weights per vertex in GLB (8 writes JOINTS_1 /
+    WEIGHTS_1; FBX has no cap)."""
     path = Path(path)
     fmt = (fmt or path.suffix.lstrip(".")).lower()
     if fmt not in ("glb", "fbx"):
         raise ExportError(f"{path}: unknown export format {fmt!r} (use .glb or .fbx)")
+    if pose not in POSES:
+        raise ExportError(f"{path}: pose {pose!r} unknown (use {' or '.join(POSES)})")
+    if influences not in INFLUENCES:
+        raise ExportError(f"{path}: {influences} skin influences per vertex not available (use 4 or 8)")
+    if preset not in (None, *PRESETS):
+        raise ExportError(f"{path}: preset {preset!r} unknown (use {', '.join(PRESETS)})")
     options = dict(PRESETS.get(preset or "", {}).get(fmt, {}))
-    with atomic_path(path) as tmp:
-        with _temporary_copy(arm_obj, mesh_obj) as (arm_copy, mesh_copy), _only_selected([arm_copy, mesh_copy]):
-            if not shape_keys:
-                bake_shape(mesh_copy)
-            add_mask_color(mesh_copy.data)
-            with _export_materials(mesh_copy.data):
-                if fmt == "glb":
-                    bpy.ops.export_scene.gltf(
-                        filepath=str(tmp), export_format="GLB", use_selection=True, export_skins=True,
-                        export_morph=shape_keys, export_vertex_color="ACTIVE", export_animations=animation,
-                        export_def_bones=False, export_yup=True, export_apply=False, **options)
-                else:
-                    bpy.ops.export_scene.fbx(
-                        filepath=str(tmp), use_selection=True, add_leaf_bones=False, bake_anim=animation,
-                        use_armature_deform_only=False, colors_type="LINEAR", prioritize_active_color=True,
-                        **options)
+    motion = arm_obj.animation_data.action if animation and arm_obj.animation_data is not None else None
+    scene = bpy.context.scene
+    frame = scene.frame_current
+    made, renamed = [], []
+    try:
+        with atomic_path(path) as tmp:
+            with _temporary_copy(arm_obj, mesh_obj) as (arm_copy, mesh_copy), \
+                    _only_selected([arm_copy, mesh_copy]):
+                if not shape_keys:
+                    bake_shape(mesh_copy)
+                stage(arm_copy, mesh_copy, pose, photo_params, motion, made, renamed)
+                add_mask_color(mesh_copy.data)
+                with _export_materials(mesh_copy.data):
+                    if fmt == "glb":
+                        bpy.ops.export_scene.gltf(
+                            filepath=str(tmp), export_format="GLB", use_selection=True, export_skins=True,
+                            export_morph=shape_keys, export_vertex_color="ACTIVE", export_animations=True,
+                            export_animation_mode="ACTIONS", export_anim_single_armature=False,
+                            export_nla_strips=True, export_rest_position_armature=pose == "rest",
+                            export_influence_nb=influences, export_current_frame=False,
+                            export_def_bones=False, export_yup=True, export_apply=False, **options)
+                    else:
+                        bpy.ops.export_scene.fbx(
+                            filepath=str(tmp), use_selection=True, add_leaf_bones=False, bake_anim=True,
+                            bake_anim_use_nla_strips=True, bake_anim_use_all_actions=False,
+                            bake_anim_force_startend_keying=True, use_armature_deform_only=False,
+                            colors_type="LINEAR", prioritize_active_color=True, **options)
+    finally:
+        for action in made:
+            bpy.data.actions.remove(action)
+        for action, name in renamed:
+            action.name = name
+        scene.frame_set(frame)
     return path

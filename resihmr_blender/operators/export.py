@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, StringProperty
-from bpy_extras.io_utils import ExportHelper
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
+from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from .. import workflow
 from .base import ResihmrOperator
@@ -22,7 +22,14 @@ class RESIHMR_OT_Export(ResihmrOperator, bpy.types.Operator, ExportHelper):
     filename_ext = ".glb"
     filter_glob: StringProperty(default="*.glb;*.fbx", options={"HIDDEN"})
     preset: EnumProperty(name="Preset", items=PRESETS, default="web")
-    animation: BoolProperty(name="Animation", default=False, description="Include the armature's action")
+    animation: BoolProperty(name="Animation", default=False, description="Include the armature's action (a motion)")
+    pose: EnumProperty(name="Pose", items=[("rest", "Rest (T-pose)", "T-pose on the ground at the origin"),
+                                           ("photo", "Photo", "the photo's pose on the ground at the origin")],
+                       default="rest", description="Static pose of the file; the photo's pose is always included "
+                                                   "as the clip 'photo_pose'")
+    influences: EnumProperty(name="Influences", items=[("4", "4", "every client (three.js reads 4)"),
+                                                       ("8", "8", "GLB JOINTS_1/WEIGHTS_1: the exact skinning")],
+                             default="4", description="Skin weights per vertex in GLB")
 
     @classmethod
     def poll(cls, context):
@@ -34,13 +41,12 @@ class RESIHMR_OT_Export(ResihmrOperator, bpy.types.Operator, ExportHelper):
         return super().check(context)
 
     def run(self, context):
-        from ..mesh.export import export_avatar
-
         obj = active_avatar(context)
         fmt = "fbx" if self.preset in ("unity", "unreal", "fbx") else "glb"
         path = bpy.path.ensure_ext(self.filepath, "." + fmt)
         preset = self.preset if self.preset in ("unity", "unreal", "web") else None
-        export_avatar(obj.parent, obj, path, fmt=fmt, animation=self.animation, preset=preset)
+        workflow.export_avatar_file(obj, path, fmt, animation=self.animation, preset=preset, pose=self.pose,
+                                    influences=int(self.influences))
         self.report({"INFO"}, f"exported {path}")
         return {"FINISHED"}
 
@@ -85,4 +91,25 @@ class RESIHMR_OT_CopyMeasurements(ResihmrOperator, bpy.types.Operator):
         return {"FINISHED"}
 
 
-classes = (RESIHMR_OT_Export, RESIHMR_OT_ExportResult, RESIHMR_OT_CopyMeasurements)
+class RESIHMR_OT_LoadMotion(ResihmrOperator, bpy.types.Operator, ImportHelper):
+    """Play an AMASS-layout motion (.npz) on the active avatar: a new action, previewed in the timeline"""
+
+    bl_idname = "resihmr.load_motion"
+    bl_label = "Load motion"
+    bl_options = {"REGISTER", "UNDO"}
+    filename_ext = ".npz"
+    filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})
+    first: IntProperty(name="First frame", default=0, min=0, description="First frame of the file to use")
+    last: IntProperty(name="Last frame", default=-1, min=-1, description="Last frame of the file to use (-1: all)")
+
+    @classmethod
+    def poll(cls, context):
+        return active_avatar(context) is not None
+
+    def run(self, context):
+        frames = workflow.load_motion(active_avatar(context), self.filepath, self.first, self.last)
+        self.report({"INFO"}, f"motion: {frames} frames from {bpy.path.basename(self.filepath)}; play the timeline")
+        return {"FINISHED"}
+
+
+classes = (RESIHMR_OT_Export, RESIHMR_OT_ExportResult, RESIHMR_OT_CopyMeasurements, RESIHMR_OT_LoadMotion)

@@ -126,6 +126,8 @@ class RESIHMR_PT_Export(_Panel, bpy.types.Panel):
         for preset, text in (("unity", "Unity (FBX)"), ("unreal", "Unreal (FBX)"), ("web", "Web (GLB)")):
             col.operator("resihmr.export", text=text).preset = preset
         col.operator("resihmr.export_result", icon="TEXT")
+        col.separator()
+        col.operator("resihmr.load_motion", icon="ARMATURE_DATA")
 
 
 classes = (RESIHMR_PT_Input, RESIHMR_PT_Residuals, RESIHMR_PT_Fit, RESIHMR_PT_Reconstruct,
