@@ -45,7 +45,10 @@ def _temporary_copy(arm_obj, mesh_obj):
     arm_copy.data = arm_obj.data.copy()
     mesh_copy = mesh_obj.copy()
     mesh_copy.data = mesh_obj.data.copy()
-    mesh_copy.parent = arm_copy
+    # the skinned mesh is a root node (glTF: parent transforms do not reach a skinned mesh, the Khronos validator
+    # warns otherwise); its armature modifier alone ties it to the rig
+    mesh_copy.parent = None
+    mesh_copy.matrix_world = mesh_obj.matrix_world.copy()
     for modifier in mesh_copy.modifiers:
         if modifier.type == "ARMATURE":
             modifier.object = arm_copy

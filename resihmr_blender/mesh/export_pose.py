@@ -133,6 +133,8 @@ def stage(arm_obj, mesh_obj, pose: str, photo_params: dict | None, motion, made:
     arm_obj.matrix_world = Matrix.Identity(4)
     rest_shift = _ground_shift(arm_obj, mesh_obj)
     arm_obj.location = Vector(rest_shift.tolist())
+    if mesh_obj.parent is None:  # a root skinned mesh (the export copy) moves with its rig
+        mesh_obj.location = mesh_obj.location + Vector(rest_shift.tolist())
     # the photo pose on the ground too, through the root bone
     for bone in arm_obj.pose.bones:
         bone.rotation_mode = "QUATERNION"
