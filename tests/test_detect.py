@@ -1,4 +1,5 @@
-"""The optional detector: BODY_25 mapping, limb-loss hints on the synthetic example, failures, batch and UI."""
+"""The optional detector: BODY_25 mapping, limb-loss hints on the synthetic example and on real photos of intact
+people, person choice, failures, batch and UI."""
 from __future__ import annotations
 
 import json
@@ -10,10 +11,11 @@ import pytest
 pytest.importorskip("mediapipe")
 
 from resihmr_blender.core.layouts import BODY25_INDEX  # noqa: E402
-from resihmr_blender.detect import DetectError, detect, limb_loss_hints, read_image, to_body25  # noqa: E402
+from resihmr_blender.detect import DetectError, detect, hints, limb_loss_hints, read_image, to_body25  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT / "examples" / "demo" / "photo_synthetic.png"
+REAL_PHOTOS = sorted((ROOT / "tests" / "data" / "real_photos").glob("*.jpg"))
 
 
 def test_mapping_to_body25_derives_neck_and_mid_hip():
@@ -32,24 +34,116 @@ def test_mapping_to_body25_derives_neck_and_mid_hip():
 
 def test_hints_find_the_examples_amputations():
     found = detect(read_image(PHOTO))
-    kinds = {s.kind for s in found.suggestions}
-    assert kinds == {"left_transtibial", "right_transradial"}
     truth = json.loads((PHOTO.parent / "ground_truth.json").read_text())["residuals"]
-    for s in found.suggestions:
-        # a starting point for the user's click, not a measurement: within a few centimetres of the true end
-        assert np.linalg.norm(np.array(s.endpoint) - truth[s.kind]["endpoint_2d"]) < 80 and s.reasons
+    assert [s.kind for s in found.suggestions] == ["right_transradial"]
+    s = found.suggestions[0]
+    # a starting point for the user's click, not a measurement: within a few centimetres of the true end
+    assert np.linalg.norm(np.array(s.endpoint) - truth[s.kind]["endpoint_2d"]) < 80
+    assert 0.5 <= s.score <= 1.0 and s.reasons[0] == f"p(absent) {s.score:.2f}" and "outline ends" in s.reasons[1]
+    judged = {j.limb: j for j in found.limbs}
+    assert judged["right_arm"].probabilities[1] == s.score and judged["right_arm"].probabilities[0] < 0.5
+    # MediaPipe draws the missing shank short and turned away from the camera, the foot over the stump: that
+    # is what a foreshortened intact leg looks like, so the limb is not judged rather than guessed
+    assert not judged["left_leg"].judged and judged["left_leg"].reason.startswith("foreshortened: its shank")
+
+
+def _straight_person(size: int = 400):
+    """Landmarks (x, y, z, visibility) and mask of a frontal person with straight limbs, 2 px per unit."""
+    lms = np.zeros((33, 4))
+    x = {11: 120, 13: 120, 15: 120, 17: 118, 19: 120, 21: 122, 12: 80, 14: 80, 16: 80, 18: 82, 20: 80, 22: 78,
+         23: 110, 25: 110, 27: 110, 29: 110, 31: 112, 24: 90, 26: 90, 28: 90, 30: 90, 32: 88}
+    y = {11: 40, 13: 70, 15: 100, 17: 104, 19: 106, 21: 104, 12: 40, 14: 70, 16: 100, 18: 104, 20: 106, 22: 104,
+         23: 100, 25: 140, 27: 180, 29: 182, 31: 184, 24: 100, 26: 140, 28: 180, 30: 182, 32: 184}
+    for i in x:
+        lms[i] = [2 * x[i], 2 * y[i], 0.0, 0.95]
+    mask = np.zeros((size, size), np.float32)
+    mask[60:380, 140:260] = 1.0
+    world = np.c_[(lms[:, :2] - 200) / 400, np.zeros(33)]  # flat: nothing foreshortened
+    return lms, mask, world
 
 
 def test_no_hint_on_a_whole_body():
-    lms = np.zeros((33, 3))
-    mask = np.zeros((200, 200), np.float32)
-    # two straight arms and two straight legs of equal lengths, fully on the body outline
-    chain_x = {11: 120, 13: 120, 15: 120, 12: 80, 14: 80, 16: 80, 23: 110, 25: 110, 27: 110, 24: 90, 26: 90, 28: 90}
-    chain_y = {11: 40, 13: 70, 15: 100, 12: 40, 14: 70, 16: 100, 23: 100, 25: 140, 27: 180, 24: 100, 26: 140, 28: 180}
-    for i in chain_x:
-        lms[i] = [chain_x[i], chain_y[i], 0.95]
-    mask[30:190, 70:130] = 1.0
-    assert limb_loss_hints(lms, mask) == []
+    lms, mask, world = _straight_person()
+    limbs = hints.judge_limbs(lms, mask, world)
+    assert all(j.judged and j.suggestion is None for j in limbs)  # judged (big enough, in frame), all present
+
+
+def test_a_limb_whose_outline_ends_is_suggested_and_the_rules_stop_the_rest():
+    lms, mask, world = _straight_person()
+    image = np.full((400, 400, 3), 200, np.uint8)
+    mask[150:380, 230:260] = 0.0  # the left forearm (x 240) is not there: the outline ends at the elbow
+    lms[15, 3] = 0.3  # MediaPipe's guess of the missing wrist: over the background, low visibility
+    (suggestion,) = limb_loss_hints(lms, mask, world, image)  # nothing hides it: judged, and lost
+    assert suggestion.kind == "left_transradial" and suggestion.score >= 0.5
+    assert abs(suggestion.endpoint[1] - 150) <= 4  # where the outline ends
+    # the same picture cut by the frame just below that elbow: the rest may be outside it
+    assert limb_loss_hints(lms, mask[:160], world, image[:160]) == []
+    judged = {j.limb: j for j in hints.judge_limbs(lms, mask[:160], world, image[:160])}
+    assert judged["left_arm"].reason == "it reaches the image border"
+    # something else (not the background around the limb) right where the forearm would go: hidden
+    covered = image.copy()
+    covered[150:240, 225:262] = (40, 90, 20)
+    judged = {j.limb: j for j in hints.judge_limbs(lms, mask, world, covered)}
+    assert not judged["left_arm"].judged and judged["left_arm"].reason.startswith("hidden: something other")
+    # the forearm pointing at the camera, its hand seen on the outline: foreshortened, not lost
+    lms[15, 3] = 0.95
+    lms[15, :2] = lms[13, :2] + [0, 8]
+    for i in (17, 19, 21):
+        lms[i, :2] = lms[13, :2] + [0, 12]
+    world[15] = world[13] + [0.0, 0.02, -0.25]
+    mask[140:172, 228:254] = 1.0  # the forearm and hand seen end-on, below the elbow
+    judged = {j.limb: j for j in hints.judge_limbs(lms, mask, world, image)}
+    assert judged["left_arm"].reason.startswith("foreshortened: its forearm points towards the camera")
+
+
+def _detections():
+    """Every real photo's people (MediaPipe runs once per photo; the rules are re-applied by the tests)."""
+    from resihmr_blender.detect.mediapipe_pose import _people, rank
+
+    out = []
+    for photo in REAL_PHOTOS:
+        image = read_image(photo)
+        height, width = image.shape[:2]
+        people = sorted(_people(image, 4), key=lambda c: -rank(c, width, height))
+        out.append((photo.name, image, people))
+    return out
+
+
+@pytest.fixture(scope="module")
+def real_people():
+    return _detections()
+
+
+def test_real_photos_of_intact_people_get_no_suggestion(real_people):
+    """Intact people cut by the frame, hidden behind objects, animals and each other, seated, foreshortened:
+    none may be suggested to have lost a limb (tests/data/real_photos/SOURCES.md)."""
+    assert len(REAL_PHOTOS) >= 10
+    found = [(name, image, people) for name, image, people in real_people if people]
+    assert len(found) >= 10, f"MediaPipe found people in only {len(found)} of {len(REAL_PHOTOS)} photos"
+    for name, image, people in found:
+        person = people[0]  # the one detect() uses
+        suggested = limb_loss_hints(person.landmarks, person.mask, person.world, image)
+        assert suggested == [], f"{name}: {[(s.kind, s.reasons) for s in suggested]}"
+
+
+@pytest.mark.parametrize("rule", ["_border", "_hidden", "_foreshortened"])
+def test_each_rule_is_what_keeps_those_photos_quiet(real_people, monkeypatch, rule):
+    """Without the border, the visibility or the foreshortening rule, the same photos get suggestions: the test
+    above would fail."""
+    monkeypatch.setattr(hints, rule, lambda *args, **kwargs: "")
+    suggested = [(name, s.kind) for name, image, people in real_people if people
+                 for s in limb_loss_hints(people[0].landmarks, people[0].mask, people[0].world, image)]
+    assert suggested, f"no photo needs {rule}"
+
+
+def test_not_judged_limbs_say_why(real_people):
+    reasons = {name: {j.limb: j.reason for j in hints.judge_limbs(p[0].landmarks, p[0].mask, p[0].world, image)
+                      if not j.judged} for name, image, p in real_people if p}
+    assert reasons["phones_pexels.jpg"]["right_leg"] == "the right hip is at or beyond the image border"
+    assert reasons["skier_coco785.jpg"]["left_arm"].startswith("foreshortened: its forearm points towards")
+    assert reasons["dog_human_pexels.jpg"]["left_arm"].startswith("hidden: the left elbow")
+    assert set(reasons["astronaut_collins.jpg"].values()) == {
+        f"the torso is not seen whole, or is under {hints.MIN_TORSO_PX:.0f} px: no scale to judge by"}
 
 
 def test_no_person_is_a_clear_error():
@@ -74,17 +168,65 @@ def test_missing_extra_is_explained(monkeypatch):
         detect(np.zeros((10, 10, 3), np.uint8))
 
 
-def test_batch_detect_writes_keypoints_and_keeps_suggestions_apart(tmp_path):
+def test_batch_detect_writes_keypoints_and_keeps_suggestions_apart(tmp_path, capsys):
     from resihmr_blender.cli import main
 
     assert main(["run", str(PHOTO), "--detect", "--out", str(tmp_path), "--formats", "json"]) == 0
     written = json.loads((tmp_path / "photo_synthetic" / "keypoints.json").read_text())
-    assert {s["kind"] for s in written["resihmr_suggestions"]} == {"left_transtibial", "right_transradial"}
+    (suggestion,) = written["resihmr_suggestions"]
+    assert suggestion["kind"] == "right_transradial" and 0.5 <= suggestion["probability"] <= 1.0
     assert not any(written["people"][0]["residual_keypoints_2d"])  # suggestions are not applied silently
+    out = capsys.readouterr().out
+    assert "suggestion for photo_synthetic: right_transradial" in out and "p(absent)" in out
+    # result.json carries the detector's report: what was suggested, how likely, why; and why a limb was not judged
+    report = json.loads((tmp_path / "photo_synthetic" / "result.json").read_text())["detector"]
+    assert report["suggestions"][0]["kind"] == "right_transradial" and report["suggestions"][0]["reasons"]
+    assert report["person"] == 0 and report["people_found"] == 1 and not report["suggestions_applied"]
+    limbs = {entry["limb"]: entry for entry in report["limbs"]}
+    assert limbs["right_arm"]["suggested"] == "right_transradial" and limbs["right_arm"]["p_absent"]["lower"] >= 0.5
+    assert limbs["left_leg"]["judged"] is False and limbs["left_leg"]["reason"].startswith("foreshortened")
     assert main(["run", str(PHOTO), "--detect", "--accept-suggestions", "--out", str(tmp_path / "b"),
                  "--formats", "json"]) == 0
     result = json.loads((tmp_path / "b" / "photo_synthetic" / "result.json").read_text())
-    assert {r["kind"] for r in result["people"][0]["residuals"]} == {"left_transtibial", "right_transradial"}
+    assert {r["kind"] for r in result["people"][0]["residuals"]} == {"right_transradial"}
+    assert result["detector"]["suggestions_applied"]
+
+
+def test_batch_detect_on_a_real_photo_suggests_nothing_and_person_picks_another(tmp_path, capsys):
+    from resihmr_blender.cli import main
+
+    photo = ROOT / "tests" / "data" / "real_photos" / "apollo11_crew.jpg"
+    assert main(["run", str(photo), "--detect", "--out", str(tmp_path / "a"), "--formats", "json"]) == 0
+    first = json.loads((tmp_path / "a" / "apollo11_crew" / "keypoints.json").read_text())
+    assert first["resihmr_suggestions"] == [] and first["resihmr_detector"]["people_found"] == 3
+    assert "3 people in the image; fitting the most central, largest one" in capsys.readouterr().out
+    assert main(["run", str(photo), "--detect", "--person", "2", "--out", str(tmp_path / "b"),
+                 "--formats", "json"]) == 0
+    other = json.loads((tmp_path / "b" / "apollo11_crew" / "keypoints.json").read_text())
+    assert other["resihmr_detector"]["person"] == 2
+    nose = [doc["people"][0]["pose_keypoints_2d"][0] for doc in (first, other)]
+    assert abs(nose[0] - nose[1]) > 100  # another of the three astronauts
+    assert main(["run", str(photo), "--detect", "--person", "3", "--out", str(tmp_path / "c"),
+                 "--formats", "json"]) == 1
+    assert "person 3 asked for, but only 3 found" in capsys.readouterr().out
+
+
+def test_person_flag_fits_one_person_of_a_keypoints_file(tmp_path, capsys):
+    from resihmr_blender.cli import main
+
+    data = json.loads((PHOTO.parent / "keypoints.json").read_text())
+    data["people"].insert(0, {"pose_keypoints_2d": [0.0] * 75})  # person 0 has nothing usable
+    data["image"]["path"] = str(PHOTO)
+    path = tmp_path / "two.json"
+    path.write_text(json.dumps(data))
+    assert main(["run", str(path), "--person", "1", "--out", str(tmp_path / "out"), "--formats", "json,overlay"]) == 0
+    result = json.loads((tmp_path / "out" / "two" / "result.json").read_text())
+    assert len(result["people"]) == 1 and "residuals" in result["people"][0]  # person 1 alone, fitted
+    out = capsys.readouterr().out
+    assert "two: 1 people" in out and "person 1 right_transradial" in out  # named by the file's own numbering
+    assert (tmp_path / "out" / "two" / "overlay.png").is_file()
+    assert main(["run", str(path), "--person", "2", "--out", str(tmp_path / "bad")]) == 1
+    assert "--person 2, but the file has 2 people (numbered from 0)" in capsys.readouterr().out
 
 
 def test_detect_operator_suggests_and_the_user_confirms():
@@ -99,7 +241,7 @@ def test_detect_operator_suggests_and_the_user_confirms():
         assert bpy.ops.resihmr.detect() == {"FINISHED"}
         state = bpy.context.scene.resihmr
         suggested = [i for i, e in enumerate(state.residuals) if e.suggested]
-        assert {state.residuals[i].kind for i in suggested} == {"left_transtibial", "right_transradial"}
+        assert {state.residuals[i].kind for i in suggested} == {"right_transradial"}
         assert not any(e.enabled for e in state.residuals)  # nothing applied until confirmed
         bpy.ops.resihmr.accept_suggestion(index=suggested[0])
         assert state.residuals[suggested[0]].enabled
@@ -126,5 +268,9 @@ def test_several_people_use_the_largest_and_report_the_others():
         mesh = build_mesh(model, params, [], pose=True)
         image = shaded(mesh.posed_vertices, mesh.faces, camera, background=image, alpha=1.0).astype(float)
     found = detect(image.astype(np.uint8))
-    assert found.others == 1
+    assert found.others == 1 and found.index == 0
     assert found.person.body25[BODY25_INDEX["Nose"], 0] < 800  # the larger, left person
+    other = detect(image.astype(np.uint8), person=1)
+    assert other.index == 1 and other.person.body25[BODY25_INDEX["Nose"], 0] > 800
+    with pytest.raises(DetectError, match="person 2 asked for, but only 2 found"):
+        detect(image.astype(np.uint8), person=2, source="two.png")

@@ -1,21 +1,26 @@
-"""Limb-loss hints from MediaPipe's landmarks and person mask: which limbs look absent, how likely, and why.
+"""Limb-loss hints from MediaPipe's landmarks, its person mask and the photo: which limbs look absent, how
+likely, and why.
 
 A limb is judged only where the photo can show whether it is there. It is never suggested as lost when
-  - it reaches the image border (a joint of it near the border, or its full length, as the other side's or the
-    torso's proportions say, would run past the border): the frame may have cut it off;
-  - it is hidden: MediaPipe's visibility of one of its joints is low (behind an object, another person or the
-    person's own body);
-  - it is foreshortened: one of its segments points towards or away from the camera (MediaPipe's metric 3D
-    landmarks), so a short segment in the picture is what an intact limb gives.
-Such a limb is reported as "not judged", with the reason, instead.
+  - it reaches the image border: a joint of it lies near the border, or its full length (the other side's, or
+    the torso's proportions) would run past it - the frame may have cut the limb off;
+  - it is hidden: a joint has low MediaPipe visibility and something covers where it would be - the person's own
+    body (the joint lies over it and, in MediaPipe's 3D landmarks, behind the torso), or something that is not
+    the background around the limb (an object, an animal, another person: the colour just beyond where the
+    outline ends differs from the colour beside the limb);
+  - it is foreshortened: a segment points towards or away from the camera (MediaPipe's metric 3D landmarks),
+    the person's outline covers that short segment in the picture and the hand or foot is seen at its end -
+    what an intact limb gives.
+Such a limb is reported as "not judged", with the reason. A joint of low visibility whose place shows only the
+background that surrounds the limb is no such case: it is what a limb that ends there looks like.
 
 A judged segment (upper arm, forearm, thigh, shank) gets the probability that it is absent from a logistic
-model of four things the picture shows (FEATURES): how far the person's outline continues along the segment,
-the segment's length, the outline under its end joint, and the end joint's visibility, each against what an
-intact segment would give. The coefficients were fitted on synthetic renders of the embedded body with known
-amputations (`python -m benchmarks.bench_detect --calibrate`, a seed apart from the benchmark's), so the
-probability is calibrated for people who, like those renders, each have 1-3 amputated limbs; for a population
-with fewer amputees it overstates the chance. A segment is suggested at probability >= SUGGEST_AT.
+model of what the picture shows (FEATURES): how far the outline continues along the segment, the segment's
+length, the outline under its end joint and the end joint's visibility, lengths against what an intact segment
+would give. The coefficients were fitted on synthetic renders of the embedded body with known amputations
+(`python -m benchmarks.bench_detect --calibrate`, on a seed apart from the benchmark's), so the probability is
+calibrated for people who, like those renders, have 1-3 amputated limbs each; where fewer people are amputees
+it overstates the chance. A segment is suggested at a probability of SUGGEST_AT or more.
 """
 from __future__ import annotations
 
@@ -41,15 +46,21 @@ JOINT_NAMES = {11: "left shoulder", 12: "right shoulder", 13: "left elbow", 14: 
 # segment look cut short.
 TORSO_RATIO = {("arm", 0): 0.42, ("arm", 1): 0.38, ("leg", 0): 0.62, ("leg", 1): 0.62}
 
-HIDDEN_BELOW = 0.5  # MediaPipe visibility under which a joint counts as hidden
+HIDDEN_BELOW = 0.5  # MediaPipe visibility under which a joint may be hidden
 FORESHORTENED_ABOVE = 0.6  # |depth| / length of a segment in the 3D landmarks: more than ~37° out of the image plane
 BORDER_MARGIN = 0.02  # of the image's longer side: a joint this near the border may continue outside it
+BEHIND_BY = 0.15  # metres behind the body part it lies over (MediaPipe's 3D landmarks) to be hidden by it
+OCCLUDER_COLOUR = 45.0  # RGB distance between the colour beyond the outline's end and beside the limb
+GAP = 0.1  # of the expected segment length: a break in the outline this short does not end it
+WHOLE = 0.9  # of the expected length: an outline reaching this far to a visible end joint shows the segment whole
+MIN_TORSO_PX = 80.0  # a smaller person's limbs are a few pixels wide in the mask: too small to judge
 SUGGEST_AT = 0.5
 
-FEATURES = ("outline reach", "segment length", "outline at the end joint", "end joint visibility")
-# Logistic model: p(absent) = 1 / (1 + exp(-(b0 + b . features))). Fitted by `bench_detect --calibrate`
-# (seed 1001, 200 renders) - rerun it and paste its output here when the detector or the renders change.
-COEFFICIENTS = (0.0, -4.0, -2.0, -2.0, 0.0)
+FEATURES = ("outline reach", "segment length", "outline along the segment", "outline at the end joint",
+            "end joint visibility")
+# Logistic model: p(absent) = 1 / (1 + exp(-(b0 + b . features))), fitted by `bench_detect --calibrate`; rerun
+# it and paste its output here when the detector, the rules above or the renders change.
+COEFFICIENTS = (7.466, -2.223, -5.707, 2.643, -1.42, -2.974)
 
 
 @dataclass
@@ -71,7 +82,7 @@ class LimbJudgement:
     suggestion: Suggestion | None = None
 
     def to_json(self) -> dict:
-        out = {"limb": self.limb, "judged": self.judged}
+        out: dict = {"limb": self.limb, "judged": self.judged}
         if self.judged:
             out["p_absent"] = {"upper": round(self.probabilities[0], 3), "lower": round(self.probabilities[1], 3)}
         else:
@@ -79,6 +90,25 @@ class LimbJudgement:
         if self.suggestion is not None:
             out["suggested"] = self.suggestion.kind
         return out
+
+
+@dataclass
+class _Segment:
+    start: np.ndarray
+    end: np.ndarray
+    length: float
+    direction: np.ndarray
+    expected: float  # what an intact segment would at least measure in the picture
+
+
+@dataclass
+class _Limb:
+    name: str
+    veto: str  # why it cannot be judged ('' when it can)
+    segments: list[_Segment] = field(default_factory=list)
+    x: list[np.ndarray | None] = field(default_factory=list)  # FEATURES per segment, None: seen whole
+    reach: list[float] = field(default_factory=list)
+    mask_end: list[float] = field(default_factory=list)
 
 
 def _inside(point: np.ndarray, width: int, height: int, margin: float) -> bool:
@@ -92,68 +122,65 @@ def _mask_at(mask: np.ndarray, point: np.ndarray) -> float:
     return 0.0
 
 
-def _surface_end(mask: np.ndarray, start: np.ndarray, direction: np.ndarray, max_length: float) -> float:
-    """How far from `start` along `direction` the person's outline continues (pixels)."""
-    step, distance = 2.0, 0.0
-    while distance < max_length and _mask_at(mask, start + direction * (distance + step)) >= 0.5:
+def _surface_end(mask: np.ndarray, start: np.ndarray, direction: np.ndarray, max_length: float,
+                 gap: float = 0.0) -> float:
+    """How far from `start` along `direction` the person's outline continues (pixels), stepping over gaps of up
+    to `gap` pixels (a joint drawn just off a thin limb, the mask's own ragged edge)."""
+    step, distance, last_on = 2.0, 0.0, 0.0
+    while distance < max_length:
         distance += step
-    return distance
+        if _mask_at(mask, start + direction * distance) >= 0.5:
+            last_on = distance
+        elif distance - last_on > gap:
+            break
+    return min(last_on, max_length)
 
 
-def features(reach: float, length: float, mask_end: float, visibility: float, expected: float) -> np.ndarray:
+def _colour(image: np.ndarray, points: list[np.ndarray]) -> np.ndarray | None:
+    h, w = image.shape[:2]
+    inside = [p for p in points if 0 <= p[0] < w and 0 <= p[1] < h]
+    if not inside:
+        return None
+    return np.median([image[int(p[1]), int(p[0]), :3].astype(float) for p in inside], axis=0)
+
+
+def _occluded(image: np.ndarray, mask: np.ndarray, seg: _Segment, reach: float) -> bool:
+    """Does something other than the surrounding background lie where the outline ends along this segment?
+    Compares the colour just beyond the end with the colour beside the limb just before it."""
+    normal = np.array([-seg.direction[1], seg.direction[0]])
+    scale = max(seg.expected, 8.0)
+    end = seg.start + seg.direction * reach
+    beyond = [end + seg.direction * scale * t for t in (0.15, 0.25, 0.35)]
+    beyond = [p for p in beyond if _mask_at(mask, p) < 0.5]
+    sides = []
+    for t in (0.3, 0.6):
+        base = seg.start + seg.direction * (reach * t)
+        for sign in (-1.0, 1.0):
+            width = _surface_end(mask, base, sign * normal, scale)
+            sides.append(base + sign * normal * (width + 0.15 * scale))
+    sides = [p for p in sides if _mask_at(mask, p) < 0.5]
+    a, b = _colour(image, beyond), _colour(image, sides)
+    if a is None or b is None:
+        return True  # nothing to compare: cannot show the background continues
+    return float(np.linalg.norm(a - b)) > OCCLUDER_COLOUR
+
+
+def features(reach: float, length: float, coverage: float, mask_end: float, visibility: float,
+             expected: float) -> np.ndarray:
     """The model's inputs for one segment (see FEATURES), lengths relative to the expected one."""
-    return np.array([min(reach / expected, 1.5), min(length / expected, 1.5), mask_end, visibility])
+    return np.array([min(reach / expected, 1.0), min(length / expected, 1.0), coverage, mask_end, visibility])
+
+
+def _coverage(mask: np.ndarray, seg: _Segment) -> float:
+    """Share of the segment's picture that lies on the person's outline."""
+    n = max(int(seg.length / 2.0), 1)
+    return float(np.mean([_mask_at(mask, seg.start + seg.direction * seg.length * (i + 0.5) / n) >= 0.5
+                          for i in range(n)]))
 
 
 def probability(x: np.ndarray) -> float:
     b = np.asarray(COEFFICIENTS)
     return float(1.0 / (1.0 + np.exp(-(b[0] + b[1:] @ x))))
-
-
-@dataclass
-class _Segment:
-    start: np.ndarray
-    end: np.ndarray
-    length: float
-    direction: np.ndarray
-    expected: float
-
-
-def _expected_lengths(lms: np.ndarray, kind: str) -> tuple[float, float] | None:
-    """Lower bounds of an intact segment's length in the picture, from the torso (None: torso not seen)."""
-    if min(lms[[11, 12, 23, 24], 3]) < HIDDEN_BELOW:
-        return None
-    torso = float(np.linalg.norm(0.5 * (lms[11, :2] + lms[12, :2]) - 0.5 * (lms[23, :2] + lms[24, :2])))
-    return TORSO_RATIO[(kind, 0)] * torso, TORSO_RATIO[(kind, 1)] * torso
-
-
-def _veto(lms: np.ndarray, world: np.ndarray | None, limb: str, chain, extremities, segments, width: int,
-          height: int) -> str:
-    """Why this limb cannot be judged from the picture ('' when it can)."""
-    p, m, d = chain
-    margin = BORDER_MARGIN * max(width, height)
-    if not _inside(lms[p, :2], width, height, margin):
-        return f"the {JOINT_NAMES[p]} is at or beyond the image border"
-    for i in (m, d, *extremities):
-        if not _inside(lms[i, :2], width, height, margin):
-            return "it reaches the image border"
-    upper, lower = segments
-    if not _inside(upper.start + upper.direction * max(upper.expected, upper.length), width, height, margin):
-        return "its full length would reach past the image border"
-    if not _inside(lower.start + lower.direction * max(lower.expected, lower.length), width, height, margin):
-        return "its full length would reach past the image border"
-    hidden = [i for i in chain if lms[i, 3] < HIDDEN_BELOW]
-    if hidden:
-        return f"hidden: the {JOINT_NAMES[hidden[0]]}'s visibility is {lms[hidden[0], 3]:.2f}"
-    if world is not None:
-        for (a, b), name in zip(((p, m), (m, d)), SEGMENT_NAMES[limb.split("_")[1]]):
-            v = world[b] - world[a]
-            size = float(np.linalg.norm(v))
-            if size > 1e-6 and abs(v[2]) / size > FORESHORTENED_ABOVE:
-                way = "towards" if v[2] < 0 else "away from"
-                angle = np.degrees(np.arcsin(abs(v[2]) / size))
-                return f"foreshortened: its {name} points {way} the camera ({angle:.0f}° out of the image plane)"
-    return ""
 
 
 def _segments(lms: np.ndarray, chain, expected: tuple[float, float], other: list[float]) -> list[_Segment]:
@@ -166,56 +193,145 @@ def _segments(lms: np.ndarray, chain, expected: tuple[float, float], other: list
     return out
 
 
-@dataclass
-class _Limb:
-    name: str
-    veto: str  # why it cannot be judged ('' when it can)
-    segments: list[_Segment] = field(default_factory=list)
-    x: list[np.ndarray] = field(default_factory=list)  # FEATURES of the upper and lower segment
-    reach: list[float] = field(default_factory=list)
-    mask_end: list[float] = field(default_factory=list)
+def _expected_lengths(lms: np.ndarray, kind: str) -> tuple[float, float] | None:
+    """Lower bounds of an intact segment's length in the picture, from the torso (None: torso not seen)."""
+    if min(lms[[11, 12, 23, 24], 3]) < HIDDEN_BELOW:
+        return None
+    torso = float(np.linalg.norm(0.5 * (lms[11, :2] + lms[12, :2]) - 0.5 * (lms[23, :2] + lms[24, :2])))
+    if torso < MIN_TORSO_PX:
+        return None
+    return TORSO_RATIO[(kind, 0)] * torso, TORSO_RATIO[(kind, 1)] * torso
 
 
-def measure_limbs(lms: np.ndarray, mask: np.ndarray, world: np.ndarray | None = None) -> list[_Limb]:
-    """Each limb's veto, or its segments' FEATURES (what judge_limbs and the calibration both use)."""
+def _border(lms: np.ndarray, chain, extremities, segments: list[_Segment], width: int, height: int) -> str:
+    margin = BORDER_MARGIN * max(width, height)
+    if not _inside(lms[chain[0], :2], width, height, margin):
+        return f"the {JOINT_NAMES[chain[0]]} is at or beyond the image border"
+    for i in (*chain[1:], *extremities):
+        if not _inside(lms[i, :2], width, height, margin):
+            return "it reaches the image border"
+    for seg in segments:
+        if not _inside(seg.start + seg.direction * max(seg.expected, seg.length), width, height, margin):
+            return "its full length would reach past the image border"
+    return ""
+
+
+TORSO = (11, 12, 24, 23)  # a quadrilateral, in order
+
+
+def _in_polygon(point: np.ndarray, polygon: np.ndarray) -> bool:
+    inside = False
+    for a, b in zip(polygon, np.roll(polygon, -1, axis=0)):
+        if (a[1] > point[1]) != (b[1] > point[1]):
+            x = a[0] + (point[1] - a[1]) * (b[0] - a[0]) / (b[1] - a[1])
+            inside ^= point[0] < x
+    return inside
+
+
+def _cover_depth(lms: np.ndarray, world: np.ndarray, chain, joint: int) -> float:
+    """Depth (MediaPipe's 3D landmarks) of the body part the joint's picture position lies over: the torso when
+    inside its outline of shoulders and hips, else the nearest joint of another limb."""
+    if _in_polygon(lms[joint, :2], lms[list(TORSO), :2]):
+        return float(world[list(TORSO), 2].mean())
+    others = [i for _, _, _, c, ext in LIMBS if c != chain for i in (*c, *ext)]
+    nearest = min(others, key=lambda i: np.linalg.norm(lms[i, :2] - lms[joint, :2]))
+    return float(world[nearest, 2])
+
+
+def _hidden(lms: np.ndarray, mask: np.ndarray, world: np.ndarray | None, image: np.ndarray | None, chain,
+            segments: list[_Segment]) -> str:
+    """Why a joint of low visibility may just be out of sight ('' when the picture shows nothing hides it)."""
+    if lms[chain[0], 3] < HIDDEN_BELOW:
+        return f"hidden: the {JOINT_NAMES[chain[0]]}'s visibility is {lms[chain[0], 3]:.2f}"
+    for k, seg in enumerate(segments):
+        joint = chain[k + 1]
+        if lms[joint, 3] >= HIDDEN_BELOW:
+            continue
+        what = f"the {JOINT_NAMES[joint]} (visibility {lms[joint, 3]:.2f})"
+        reach = _surface_end(mask, seg.start, seg.direction, seg.length, GAP * seg.expected)
+        if reach >= 0.9 * seg.length:  # the person's own body all the way: is the joint behind it?
+            depth = None if world is None else world[joint, 2] - _cover_depth(lms, world, chain, joint)
+            if depth is None or depth > BEHIND_BY:
+                return f"hidden: {what} lies behind the person's own body"
+            continue  # over the body but not behind it: an arm or leg there would be seen
+        if image is None or _occluded(image, mask, seg, reach):
+            return f"hidden: something other than the background around the limb covers {what}"
+        return ""  # the outline ends and the background continues: nothing hides the rest of the limb
+    return ""
+
+
+def _foreshortened(lms: np.ndarray, mask: np.ndarray, world: np.ndarray | None, limb: str, chain, extremities,
+                   segments: list[_Segment]) -> str:
+    """A segment pointing towards or away from the camera whose limb is seen to its end (the hand or foot points
+    visible and on the outline): its shortness in the picture is what an intact limb gives."""
+    if world is None:
+        return ""
+    if any(lms[i, 3] < HIDDEN_BELOW or _mask_at(mask, lms[i, :2]) < 0.5 for i in extremities):
+        return ""  # the hand or foot is not seen there: foreshortening does not explain the short limb
+    for k, (seg, name) in enumerate(zip(segments, SEGMENT_NAMES[limb.split("_")[1]])):
+        v = world[chain[k + 1]] - world[chain[k]]
+        size = float(np.linalg.norm(v))
+        if size < 1e-6 or abs(v[2]) / size <= FORESHORTENED_ABOVE:
+            continue
+        covered = _surface_end(mask, seg.start, seg.direction, seg.length, GAP * seg.expected) >= 0.8 * seg.length
+        if covered and lms[chain[k + 1], 3] >= HIDDEN_BELOW:
+            way = "towards" if v[2] < 0 else "away from"
+            angle = np.degrees(np.arcsin(abs(v[2]) / size))
+            return f"foreshortened: its {name} points {way} the camera ({angle:.0f}° out of the image plane)"
+    return ""
+
+
+def measure_limbs(lms: np.ndarray, mask: np.ndarray, world: np.ndarray | None = None,
+                  image: np.ndarray | None = None) -> list[_Limb]:
+    """Each limb's veto (border, hidden, foreshortened, no scale), or its segments' FEATURES."""
     height, width = mask.shape[:2]
-    lengths, first, expected = {}, {}, {}
+    lengths, borders, expected = {}, {}, {}
     for limb, _, _, chain, extremities in LIMBS:
         lengths[limb] = [float(np.linalg.norm(lms[chain[1], :2] - lms[chain[0], :2])),
                          float(np.linalg.norm(lms[chain[2], :2] - lms[chain[1], :2]))]
         expected[limb] = _expected_lengths(lms, limb.split("_")[1])
         if expected[limb] is not None:
-            first[limb] = _veto(lms, world, limb, chain, extremities, _segments(lms, chain, expected[limb],
-                                                                              [0.0, 0.0]), width, height)
+            borders[limb] = _border(lms, chain, extremities, _segments(lms, chain, expected[limb], [0.0, 0.0]),
+                                    width, height)
     out = []
     for limb, _, _, chain, extremities in LIMBS:
         if expected[limb] is None:
-            out.append(_Limb(limb, "the torso is not seen whole, so there is no scale to judge by"))
+            out.append(_Limb(limb, "the torso is not seen whole, or is under "
+                                   f"{MIN_TORSO_PX:.0f} px: no scale to judge by"))
             continue
-        # the other side's lengths count only where that side can be judged itself
-        other = lengths[OTHER[limb]] if not first[OTHER[limb]] else [0.0, 0.0]
+        # the other side's lengths count only where the frame does not cut that side
+        other = lengths[OTHER[limb]] if not borders[OTHER[limb]] else [0.0, 0.0]
         segments = _segments(lms, chain, expected[limb], other)
-        why = _veto(lms, world, limb, chain, extremities, segments, width, height)
+        why = (_border(lms, chain, extremities, segments, width, height)
+               or _hidden(lms, mask, world, image, chain, segments)
+               or _foreshortened(lms, mask, world, limb, chain, extremities, segments))
         entry = _Limb(limb, why, segments)
         if not why:
             for k, seg in enumerate(segments):
-                entry.reach.append(_surface_end(mask, seg.start, seg.direction, 1.5 * seg.expected))
+                entry.reach.append(_surface_end(mask, seg.start, seg.direction, seg.expected, GAP * seg.expected))
                 entry.mask_end.append(_mask_at(mask, seg.end))
-                entry.x.append(features(entry.reach[k], seg.length, entry.mask_end[k], float(lms[chain[k + 1], 3]),
-                                        seg.expected))
+                visibility = float(lms[chain[k + 1], 3])
+                seen_whole = (entry.reach[k] >= WHOLE * seg.expected and entry.mask_end[k] >= 0.5
+                              and visibility >= HIDDEN_BELOW)
+                entry.x.append(None if seen_whole else features(entry.reach[k], seg.length, _coverage(mask, seg),
+                                                                entry.mask_end[k], visibility, seg.expected))
+            if entry.x[1] is None:
+                entry.x[0] = None  # a lower segment seen whole hangs from an upper one that is there
         out.append(entry)
     return out
 
 
-def judge_limbs(lms: np.ndarray, mask: np.ndarray, world: np.ndarray | None = None) -> list[LimbJudgement]:
+def judge_limbs(lms: np.ndarray, mask: np.ndarray, world: np.ndarray | None = None,
+                image: np.ndarray | None = None) -> list[LimbJudgement]:
     """Judge every limb of one person. `lms`: (33, 4) x, y (pixels), z, visibility; `mask`: (H, W) person
-    segmentation in [0, 1]; `world`: (33, 3) MediaPipe's metric landmarks (None: no foreshortening test)."""
+    segmentation in [0, 1]; `world`: (33, 3) MediaPipe's metric landmarks (None: no foreshortening test);
+    `image`: the RGB photo (None: every joint of low visibility counts as hidden)."""
     out = []
-    for (limb, upper_kind, lower_kind, chain, _), entry in zip(LIMBS, measure_limbs(lms, mask, world)):
+    for (limb, upper_kind, lower_kind, chain, _), entry in zip(LIMBS, measure_limbs(lms, mask, world, image)):
         if entry.veto:
             out.append(LimbJudgement(limb, False, entry.veto))
             continue
-        probs = [probability(x) for x in entry.x]
+        probs = [0.0 if x is None else probability(x) for x in entry.x]  # None: the picture shows it whole
         judgement = LimbJudgement(limb, True, probabilities=(probs[0], probs[1]))
         for k, kind_name in ((0, upper_kind), (1, lower_kind)):
             if probs[k] < SUGGEST_AT:
@@ -235,6 +351,6 @@ def judge_limbs(lms: np.ndarray, mask: np.ndarray, world: np.ndarray | None = No
     return out
 
 
-
-def limb_loss_hints(lms: np.ndarray, mask: np.ndarray, world: np.ndarray | None = None) -> list[Suggestion]:
-    return [j.suggestion for j in judge_limbs(lms, mask, world) if j.suggestion is not None]
+def limb_loss_hints(lms: np.ndarray, mask: np.ndarray, world: np.ndarray | None = None,
+                    image: np.ndarray | None = None) -> list[Suggestion]:
+    return [j.suggestion for j in judge_limbs(lms, mask, world, image) if j.suggestion is not None]

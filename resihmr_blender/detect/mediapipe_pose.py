@@ -63,6 +63,7 @@ class Detection:
     index: int = 0  # which person of the ranked list (0: the most central, largest, fully visible)
     limbs: list[LimbJudgement] = field(default_factory=list)  # per limb: judged (probabilities) or why not
     world: np.ndarray | None = None  # (33, 3) MediaPipe's metric landmarks
+    image: np.ndarray | None = field(default=None, repr=False)  # the RGB photo the limbs were judged on
 
     def report(self) -> dict:
         """What the detector concluded, for keypoints.json and result.json."""
@@ -145,10 +146,11 @@ def detect(image: np.ndarray, source: str = "image", max_people: int = 4, person
         raise DetectError(f"{source}: person {person} asked for, but only {len(ranked)} found "
                           f"(numbered from 0, the most central, largest, fully visible one)")
     chosen = ranked[person]
-    limbs = judge_limbs(chosen.landmarks, chosen.mask, chosen.world)
+    limbs = judge_limbs(chosen.landmarks, chosen.mask, chosen.world, image)
     suggestions = [j.suggestion for j in limbs if j.suggestion is not None]
     return Detection(to_body25(chosen.landmarks, width, height), width, height, suggestions, chosen.landmarks,
-                     chosen.mask, others=len(ranked) - 1, index=person, limbs=limbs, world=chosen.world)
+                     chosen.mask, others=len(ranked) - 1, index=person, limbs=limbs, world=chosen.world,
+                     image=image)
 
 
 def to_body25(lms: np.ndarray, width: int, height: int) -> Person:

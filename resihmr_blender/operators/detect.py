@@ -32,9 +32,15 @@ class RESIHMR_OT_Detect(ResihmrOperator, bpy.types.Operator):
 
     def run(self, context):
         found = workflow.detect_photo(context.scene, _user_folder())
-        listed = ", ".join(s.kind for s in found.suggestions) or "none"
-        others = f"; {found.others} other person(s) ignored (the largest is used)" if found.others else ""
-        self.report({"INFO"}, f"keypoints detected; suggested residual limbs: {listed} (confirm them){others}")
+        # each suggestion with its probability and the first thing the picture shows; each limb left unjudged
+        # with its reason (cut by the frame, hidden, foreshortened)
+        listed = "; ".join(f"{s.kind} (p {s.score:.2f}: {s.reasons[1]})" for s in found.suggestions) or "none"
+        unjudged = [f"{j.limb.replace('_', ' ')}: {j.reason}" for j in found.limbs if not j.judged]
+        not_judged = f"; not judged: {'; '.join(unjudged)}" if unjudged else ""
+        others = f"; {found.others} other person(s) ignored (the most central, largest is used)" if found.others \
+            else ""
+        self.report({"INFO"}, f"keypoints detected; suggested residual limbs: {listed} (confirm them)"
+                              f"{not_judged}{others}")
         return {"FINISHED"}
 
 
