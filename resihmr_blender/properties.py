@@ -75,6 +75,8 @@ class RESIHMR_PG_Limb(bpy.types.PropertyGroup):
                        description="Residual factor: 0 = the limb ends at the anchor joint, 1 = at the upstream "
                                    "joint. Dragging re-cuts the stump; the value is then marked as set by hand")
     reproj_error_px: FloatProperty(name="Reprojection error", default=-1.0, subtype="PIXEL")
+    lam_interval: FloatVectorProperty(name="λ interval", size=2, default=(-1.0, -1.0),
+                                      description="λ values RAFO's loss cannot tell apart from its λ (lo, hi)")
     accepted: BoolProperty(name="Accepted", default=False)
     by_hand: BoolProperty(name="Set by hand", default=False)
     length_m: FloatProperty(name="Residual length", default=0.0, subtype="DISTANCE", unit="LENGTH")

@@ -69,6 +69,8 @@ class RafoConfig:
     mu0: float = 1.0
     reference_error_px: float = 5.0
     contradiction_factor: float = 1.6  # endpoint farther than this x segment length from Jt: not this limb
+    interval_tolerance_px: float = 3.0  # λ interval: eq. 4's profile within this² (px²) of its optimum
+    interval_grid: int = 101  # λ values the profile is evaluated at (the interval's resolution)
 
 
 @dataclass
@@ -86,6 +88,7 @@ class ResidualResult:
     alpha: float
     mu: float
     timings_s: dict = field(default_factory=dict)
+    lam_interval: tuple[float, float] | None = None  # (lo, hi) with lo <= lam <= hi, see lambda_intervals
 
     @property
     def residual_length_m(self) -> float:
@@ -202,6 +205,10 @@ def solve(problems: list[LimbProblem], config: RafoConfig | None = None) -> list
     # one conversion to numpy, then per-limb rows of it (indexing torch tensors per limb costs more than RAFO)
     anchor, lam, r, r2d, err = anchor.numpy(), lam.numpy(), r.numpy(), r2d.numpy(), err.numpy()
     alpha, mu = alpha.numpy(), mu.numpy()
+    loss_star = rafo_loss(torch.from_numpy(anchor), torch.from_numpy(lam), anchor_init, upstream, target, focal,
+                          centre, torch.from_numpy(alpha), torch.from_numpy(mu)).numpy()
+    intervals = lambda_intervals(anchor, lam, loss_star, anchor_init.numpy(), upstream.numpy(), target.numpy(),
+                                 focal.numpy(), centre.numpy(), alpha, mu, config)
     elapsed = (time.perf_counter() - t0) / len(problems)
     results = []
     for i, p in enumerate(problems):
@@ -209,8 +216,98 @@ def solve(problems: list[LimbProblem], config: RafoConfig | None = None) -> list
             kind=p.kind.name, lam=float(lam[i]), anchor_3d=anchor[i].copy(), anchor_init_3d=p.anchor_init,
             upstream_3d=p.upstream, endpoint_3d=r[i].copy(), endpoint_2d=r2d[i].copy(), target_2d=p.target,
             reproj_error_px=float(err[i]), accepted=bool(err[i] < config.accept_threshold_px and r[i, 2] > 0),
-            alpha=float(alpha[i]), mu=float(mu[i]), timings_s={"rafo": elapsed}))
+            alpha=float(alpha[i]), mu=float(mu[i]), timings_s={"rafo": elapsed},
+            lam_interval=(float(intervals[i, 0]), float(intervals[i, 1]))))
     return results
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# How well λ is determined: the profile of eq. 4 over λ
+
+
+def lambda_intervals(anchor_star, lam_star, loss_star, anchor_init, upstream, target, focal, centre, alpha, mu,
+                     config: RafoConfig, iterations: int = 15) -> np.ndarray:
+    """(L, 2) λ intervals [lo, hi]: the λ whose best anchor costs at most tol² more than RAFO's optimum,
+
+        P(λ) = min over Ja of eq. 4 (L_reproj + α L_reg + μ L_len) with λ held,
+        interval = the connected set of λ in [λ_min, λ_max] around λ* where P(λ) <= L(Ja*, λ*) + tol²,
+
+    tol = config.interval_tolerance_px; every term of eq. 4 is in pixels², so tol reads as "pixels of
+    reprojection error worth of evidence". What widens it is what RAFO cannot tell apart: a segment seen end-on
+    (foreshortened) lets the anchor tilt along the view ray at little cost in L_reg, so many λ reach the
+    endpoint; a segment seen side-on can only shorten its image by tilting out of the image plane, which moves
+    the anchor and costs α L_reg (and no λ beyond the endpoint's reach can be reprojected at all). A poor
+    initial fit lowers α (module docstring), so it widens the interval too.
+
+    P is evaluated on config.interval_grid values of λ by damped Gauss-Newton over Ja from Ja* (eq. 4 is a sum
+    of squares: 2 reprojection, 3 anchor and 1 length residuals), the edges placed between grid values by
+    linear interpolation of P. Always lo <= λ* <= hi. Row i depends on row i of the inputs only."""
+    n, g = len(lam_star), max(3, int(config.interval_grid))
+    if n == 0:
+        return np.zeros((0, 2))
+    grid = np.linspace(config.lambda_min, config.lambda_max, g)
+    rows = lambda a: np.repeat(np.asarray(a, np.float64), g, axis=0)  # (n, ...) -> (n g, ...), grid fastest
+    lam = np.tile(grid, n)
+    ja, ja0, jt, k = rows(anchor_star), rows(anchor_init), rows(upstream), rows(target)
+    f, c, sa, sm = rows(focal), rows(centre), np.sqrt(rows(alpha)), np.sqrt(rows(mu))
+    length0 = np.linalg.norm(jt - ja0, axis=-1)
+
+    def residuals(ja):
+        r = ja + lam[:, None] * (jt - ja)
+        z = np.maximum(r[:, 2], 1e-3)
+        proj = f[:, None] * r[:, :2] / z[:, None] + c - k
+        seg = ja - jt
+        dist = np.maximum(np.linalg.norm(seg, axis=-1), 1e-12)
+        res = np.concatenate([proj, sa[:, None] * (ja - ja0), (sm * (dist - length0))[:, None]], 1)
+        return res, r, z, seg / dist[:, None]
+
+    res, r, z, unit = residuals(ja)
+    cost = (res * res).sum(-1)
+    damping = np.full(len(lam), 1e-3)
+    for _ in range(iterations):
+        # J^T J and J^T r written out per component (batched 3x3 products cost more than the arithmetic):
+        # J = [dπ/dR (1 − λ); sqrt(α) I; sqrt(μ) u], dπ/dR (1 − λ) = w [[1, 0, −a], [0, 1, −b]], u = (Ja − Jt)/|.|
+        w = (1.0 - lam) * f / z
+        a, b = r[:, 0] / z, r[:, 1] / z
+        w2, al, m2 = w * w, sa * sa, sm * sm
+        ux, uy, uz = unit[:, 0], unit[:, 1], unit[:, 2]
+        h = [w2 + m2 * ux * ux + al, w2 + m2 * uy * uy + al, w2 * (a * a + b * b) + m2 * uz * uz + al,
+             m2 * ux * uy, -w2 * a + m2 * ux * uz, -w2 * b + m2 * uy * uz]  # xx, yy, zz, xy, xz, yz
+        h[0], h[1], h[2] = (hd * (1.0 + damping) + 1e-12 for hd in h[:3])
+        e0, e1, reg, lr = res[:, 0], res[:, 1], sa[:, None] * res[:, 2:5], sm * res[:, 5]
+        grad = np.stack([w * e0 + reg[:, 0] + lr * ux, w * e1 + reg[:, 1] + lr * uy,
+                         -w * (a * e0 + b * e1) + reg[:, 2] + lr * uz], 1)
+        step = -_solve_sym3(h, grad)
+        new_res, new_r, new_z, new_unit = residuals(ja + step)
+        new_cost = (new_res * new_res).sum(-1)
+        better = np.isfinite(new_cost) & (new_cost < cost)
+        ja = np.where(better[:, None], ja + step, ja)
+        res, r = np.where(better[:, None], new_res, res), np.where(better[:, None], new_r, r)
+        z, unit, cost = np.where(better, new_z, z), np.where(better[:, None], new_unit, unit), np.where(better, new_cost, cost)
+        damping = np.where(better, damping * 0.3, damping * 10.0)
+    profile = cost.reshape(n, g)
+    bound = np.minimum(np.asarray(loss_star, np.float64), profile.min(1)) + config.interval_tolerance_px ** 2
+    out = np.zeros((n, 2))
+    for i in range(n):
+        inside = profile[i] <= bound[i]
+        centre_idx = int(np.clip(np.searchsorted(grid, lam_star[i]), 0, g - 1))
+        if not inside[centre_idx]:  # λ* between grid values: start from the nearer inside neighbour, if any
+            near = np.flatnonzero(inside)
+            centre_idx = int(near[np.argmin(np.abs(grid[near] - lam_star[i]))]) if len(near) else centre_idx
+        lo = hi = centre_idx
+        while lo > 0 and inside[lo - 1]:
+            lo -= 1
+        while hi < g - 1 and inside[hi + 1]:
+            hi += 1
+        edge_lo, edge_hi = grid[lo], grid[hi]
+        if lo > 0 and inside[lo]:  # the crossing between grid values, linearly
+            p0, p1 = profile[i, lo - 1], profile[i, lo]
+            edge_lo = grid[lo] - (grid[lo] - grid[lo - 1]) * (bound[i] - p1) / max(p0 - p1, 1e-300)
+        if hi < g - 1 and inside[hi]:
+            p0, p1 = profile[i, hi + 1], profile[i, hi]
+            edge_hi = grid[hi] + (grid[hi + 1] - grid[hi]) * (bound[i] - p1) / max(p0 - p1, 1e-300)
+        out[i] = min(edge_lo, lam_star[i]), max(edge_hi, lam_star[i])
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -375,3 +472,15 @@ def pose_following_anchors(model: BodyModel, params: dict[str, np.ndarray],
         new_local = g_parent.T @ delta @ g_parent @ local
         body_pose[(t_idx - 1) * 3:(t_idx - 1) * 3 + 3] = matrix_to_axis_angle(new_local)
     return body_pose
+
+
+
+def _solve_sym3(h: list[np.ndarray], b: np.ndarray) -> np.ndarray:
+    """x with H x = b for many symmetric 3x3 H given as (xx, yy, zz, xy, xz, yz), by the adjugate."""
+    xx, yy, zz, xy, xz, yz = h
+    c00, c11, c22 = yy * zz - yz * yz, xx * zz - xz * xz, xx * yy - xy * xy
+    c01, c02, c12 = xz * yz - xy * zz, xy * yz - yy * xz, xy * xz - xx * yz
+    det = xx * c00 + xy * c01 + xz * c02
+    b0, b1, b2 = b[:, 0], b[:, 1], b[:, 2]
+    return np.stack([c00 * b0 + c01 * b1 + c02 * b2, c01 * b0 + c11 * b1 + c12 * b2,
+                     c02 * b0 + c12 * b1 + c22 * b2], 1) / det[:, None]

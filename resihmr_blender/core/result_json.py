@@ -34,6 +34,8 @@ def residual_json(r, measurements: dict | None = None) -> dict:
              "endpoint_2d": _finite(r.endpoint_2d), "target_2d": _finite(r.target_2d),
              "reproj_error_px": round(r.reproj_error_px, 4), "accepted": r.accepted,
              "residual_length_m": round(r.residual_length_m, 6)}
+    if r.lam_interval is not None:  # RAFO's evidence (rafo.lambda_intervals); a λ set by hand keeps it
+        entry["lambda_interval"] = _finite(r.lam_interval)
     entry.update(measurements or {})
     return entry
 
@@ -46,7 +48,8 @@ def residual_result(entry: dict):
                                                                 "endpoint_3d", "endpoint_2d", "target_2d")}
     return ResidualResult(kind=entry["kind"], lam=float(entry["lambda"]),
                           reproj_error_px=float(entry["reproj_error_px"]), accepted=bool(entry["accepted"]),
-                          alpha=float("nan"), mu=float("nan"), **arr)
+                          alpha=float("nan"), mu=float("nan"), **arr,
+                          lam_interval=tuple(entry["lambda_interval"]) if "lambda_interval" in entry else None)
 
 
 def fit_params(person: dict) -> dict[str, np.ndarray]:

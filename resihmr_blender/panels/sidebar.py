@@ -87,6 +87,9 @@ class RESIHMR_PT_Reconstruct(_Panel, bpy.types.Panel):
             box.label(text=f"{limb.kind.replace('_', ' ')}: {limb.reproj_error_px:.1f} px, {state}",
                       icon="CHECKMARK" if limb.accepted or limb.by_hand else "ERROR")
             box.prop(limb, "lam", slider=True)  # live: dragging re-cuts the stump
+            if limb.lam_interval[0] >= 0:  # a wide interval: the photo hardly settles λ, check it by hand
+                box.label(text=f"λ interval {limb.lam_interval[0]:.2f}–{limb.lam_interval[1]:.2f}",
+                          icon="ERROR" if limb.lam_interval[1] - limb.lam_interval[0] > 0.3 else "NONE")
         if obj.resihmr.last_error:
             layout.label(text=obj.resihmr.last_error, icon="ERROR")
         row = layout.row(align=True)
