@@ -1,0 +1,752 @@
+"""Keypoint sequences from video (issue 16): OpenPose's per-frame files -> one person followed across frames ->
+one shape and one λ per residual limb for the whole clip, a pose per frame.
+
+Reading (`read_sequence`): a folder of `<video>_<frame>_keypoints.json` (OpenPose's --write_json naming), in
+frame order; a frame number with no file, a file that cannot be read, a frame without the followed person and
+(later, in the fit) a frame with too few keypoints are *marked* with the reason, never fatal. The person is
+followed by OpenPose's `person_id` when the file sets one (>= 0), else by the nearest keypoints to where they
+were last seen (gated by their size, so a second person walking past is not taken).
+
+Fitting (`fit_sequence`), all on the CPU and batched over frames:
+1. key frames (every `key_every`-th usable frame) get the photo fit (fit.fit_people: two starts, staged LM);
+2. the frames between them are fitted from the previous frame's result (warm start, one start, a few LM
+   iterations), all segments between key frames at once, one frame step after the other;
+3. a joint refinement over the whole clip: one shape shared by every frame, every frame's pose, the same
+   robust data term and priors as the photo fit, plus velocity and acceleration terms on the 3D keypoints
+   (in the data term's units, percent of the torso), by L-BFGS on all frames together.
+RAFO over the sequence: eq. 3-5 of every frame that shows the limb's endpoint, summed, with one λ per limb
+shared by all frames and one anchor per frame (rafo.rafo_loss). Acceptance per frame (the endpoint's
+reprojection error below the threshold) and overall (the median over the frames that show it).
+Endpoints given on some frames only: the frames in between still ignore the limb's distal keypoints, and their
+endpoint is tracked along the fitted segment at the shared λ (marked `tracked`).
+
+No bpy here.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import priors
+from .body_model import JOINT_INDEX, BodyModel
+from .camera import Camera
+from .fit import (
+    SEGMENT_ANCHOR,
+    SEGMENT_UPSTREAM,
+    FitConfig,
+    FitError,
+    FitObjective,
+    PersonFit,
+    _project,
+    check_person,
+    fit_people,
+    keypoint_weights,
+)
+from .keypoints import KeypointsError, Person
+from .keypoints_io import _load_json, read_keypoints
+from .rafo import RafoConfig, endpoint, rafo_loss
+from .residuals import RESIDUAL_KINDS, RESIDUALS, limb_conflict
+
+FRAME_NAME = re.compile(r"^(?P<video>.*)_(?P<frame>\d+)_keypoints\.json$")
+# a frame's status: "ok" (fitted), or why it has no pose
+MISSING_FILE, UNREADABLE, NO_PERSON, NOT_FOUND, TOO_FEW = (
+    "missing file", "unreadable", "no person", "person not found", "too few keypoints")
+UNDECLARED = 1e-3  # confidence of a residual limb declared on other frames: its distal points are ignored here
+# (fit.keypoint_weights treats conf > 0 as declared) while the endpoint itself weighs nothing (< min_confidence)
+
+
+class SequenceError(ValueError):
+    """A sequence that cannot be read or fitted at all; the message is one line naming the folder or file."""
+
+
+@dataclass
+class Frame:
+    number: int  # the frame number in the file name
+    path: str | None
+    person: Person | None = None  # the followed person's keypoints in this frame
+    status: str = "ok"
+    reason: str = ""
+    person_index: int | None = None  # which person of the file it was
+    person_id: int | None = None  # OpenPose's person_id, when set
+
+
+@dataclass
+class Sequence:
+    folder: str
+    video: str
+    frames: list[Frame]
+    fps: float
+    image_size: tuple[int, int] | None
+    focal_length_px: float | None
+    warnings: list[str] = field(default_factory=list)
+
+    def usable(self) -> list[int]:
+        return [i for i, f in enumerate(self.frames) if f.person is not None and f.status == "ok"]
+
+    def residual_kinds(self) -> list[str]:
+        """The residual limbs declared on any frame (the same person has them on every frame)."""
+        present = np.zeros(len(RESIDUAL_KINDS), bool)
+        for f in self.frames:
+            if f.person is not None:
+                present |= f.person.residual[:, 2] >= 0.05
+        return [k for k, p in zip(RESIDUAL_KINDS, present) if p]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading
+
+
+def frame_files(folder: str | os.PathLike) -> tuple[str, dict[int, Path]]:
+    """(video name, {frame number: file}) of a folder of OpenPose per-frame files."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SequenceError(f"{folder}: not a folder (--sequence takes the folder of OpenPose's "
+                            "<video>_<frame>_keypoints.json files)")
+    videos: dict[str, dict[int, Path]] = {}
+    for path in sorted(folder.iterdir()):
+        match = FRAME_NAME.match(path.name)
+        if match is None or path.name.startswith(".") or not path.is_file():
+            continue
+        frames = videos.setdefault(match["video"], {})
+        number = int(match["frame"])
+        if number in frames:
+            raise SequenceError(f"{path}: frame {number} also given by {frames[number].name}")
+        frames[number] = path
+    if not videos:
+        raise SequenceError(f"{folder}: no OpenPose frame files (<video>_<frame>_keypoints.json) in this folder")
+    if len(videos) > 1:
+        names = ", ".join(sorted(repr(v) for v in videos))
+        raise SequenceError(f"{folder}: frames of {len(videos)} videos ({names}); give a folder holding one")
+    video, frames = next(iter(videos.items()))
+    return video, frames
+
+
+def _person_ids(path: Path) -> list[int | None]:
+    """OpenPose's person_id per person (an int or a one-element list; -1 = not tracked), None when unset."""
+    doc = _load_json(str(path))
+    out: list[int | None] = []
+    for entry in doc.get("people", []) if isinstance(doc, dict) else []:
+        value = entry.get("person_id") if isinstance(entry, dict) else None
+        if isinstance(value, list):
+            value = value[0] if len(value) == 1 else None
+        out.append(int(value) if isinstance(value, (int, float)) and not isinstance(value, bool)
+                   and math.isfinite(value) and value >= 0 else None)
+    return out
+
+
+def _size(person: Person) -> float:
+    """The diagonal of the person's keypoint box, in pixels (the tracking gate's scale)."""
+    seen = person.body25[person.body25[:, 2] > 0, :2]
+    return float(np.linalg.norm(np.ptp(seen, axis=0))) if len(seen) >= 2 else 0.0
+
+
+def _distance(a: Person, b: Person) -> float:
+    """Mean pixel distance over the body keypoints both show (inf with fewer than 3 in common)."""
+    both = (a.body25[:, 2] > 0) & (b.body25[:, 2] > 0)
+    if both.sum() < 3:
+        return math.inf
+    return float(np.linalg.norm(a.body25[both, :2] - b.body25[both, :2], axis=1).mean())
+
+
+def read_sequence(folder: str | os.PathLike, person: int = 0, fps: float = 30.0,
+                  image_size: tuple[int, int] | None = None, gate: float = 0.5) -> Sequence:
+    """Read a folder of OpenPose per-frame files and follow one person (person `person` of the first frame that
+    shows anyone). `gate`: a person farther than this x their size (per frame since last seen, at most 4x)
+    from where the followed person was last seen is someone else."""
+    if not (math.isfinite(fps) and fps > 0):
+        raise SequenceError(f"frame rate must be a positive number, got {fps!r}")
+    video, files = frame_files(folder)
+    first, last = min(files), max(files)
+    frames: list[Frame] = []
+    warnings: list[str] = []
+    size: tuple[int, int] | None = image_size
+    focal = None
+    target_id: int | None = None
+    last_seen: tuple[int, Person] | None = None
+    for number in range(first, last + 1):
+        path = files.get(number)
+        if path is None:
+            frames.append(Frame(number, None, status=MISSING_FILE, reason=f"no file for frame {number}"))
+            continue
+        try:
+            kfile = read_keypoints(path, image_size)
+            ids = _person_ids(path)
+        except (KeypointsError, OSError) as exc:
+            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            frames.append(Frame(number, str(path), status=UNREADABLE, reason=text))
+            warnings.append(f"frame {number} skipped: {text}")
+            continue
+        warnings += [f"frame {number}: {w}" for w in kfile.warnings]
+        if size is None and kfile.image_size is not None:
+            size = kfile.image_size
+        elif kfile.image_size is not None and image_size is None and kfile.image_size != size:
+            raise SequenceError(f"{path}: image size {kfile.image_size[0]}x{kfile.image_size[1]} differs from the "
+                                f"earlier frames' {size[0]}x{size[1]}; one video has one size")
+        focal = focal or kfile.focal_length_px
+        frame = Frame(number, str(path))
+        frames.append(frame)
+        if not kfile.people:
+            frame.status, frame.reason = NO_PERSON, "nobody in this frame"
+            continue
+        if last_seen is None:  # the first frame with people: the user's choice
+            if person >= len(kfile.people):
+                raise SequenceError(f"{path}: person {person} does not exist (the first frame with people holds "
+                                    f"{len(kfile.people)})")
+            choice = person
+            target_id = ids[choice] if choice < len(ids) else None
+        elif target_id is not None:
+            choice = next((i for i, pid in enumerate(ids) if pid == target_id), None)
+            if choice is None:
+                frame.status, frame.reason = NOT_FOUND, f"person_id {target_id} not in this frame"
+                continue
+        else:
+            seen_at, seen = last_seen
+            distances = [_distance(seen, p) for p in kfile.people]
+            choice = int(np.argmin(distances))
+            allowed = gate * max(_size(seen), 20.0) * min(number - seen_at, 4)
+            if not distances[choice] <= allowed:
+                frame.status = NOT_FOUND
+                frame.reason = (f"no person within {allowed:.0f} px of where the followed person was last seen "
+                                f"(frame {seen_at})")
+                continue
+        frame.person, frame.person_index = kfile.people[choice], choice
+        frame.person_id = ids[choice] if choice < len(ids) else None
+        last_seen = (number, frame.person)
+    if last_seen is None:
+        raise SequenceError(f"{folder}: no frame shows a person ({len(files)} frame files)")
+    sequence = Sequence(str(Path(folder)), video, frames, float(fps), size, focal, warnings)
+    conflict = limb_conflict(sequence.residual_kinds())
+    if conflict is not None:
+        raise SequenceError(f"{folder}: residual limbs {conflict[0]} and {conflict[1]} declared on different "
+                            "frames share one limb; one limb takes one residual kind")
+    return sequence
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fitting
+
+
+@dataclass
+class SequenceConfig:
+    key_every: int = 10  # a photo fit (two starts, staged) on every n-th usable frame
+    warm_iters: int = 5  # LM iterations for a frame started from the previous frame's result
+    refine_iters: int = 6  # Gauss-Newton iterations of the joint refinement (0: none)
+    # temporal terms on the 3D BODY_25 points, per point and frame, in (percent of the torso)² like the data term:
+    # velocity (P_t − P_t−1) and acceleration (P_t−1 − 2 P_t + P_t+1), only across consecutive fitted frames
+    velocity_weight: float = 0.0
+    acceleration_weight: float = 2.0
+    max_gap: int = 1  # frames further apart than this are not linked by the temporal terms
+
+
+@dataclass
+class SequenceResidual:
+    """One residual limb over the whole clip (arrays one row per fitted frame)."""
+
+    kind: str
+    lam: float  # shared by every frame
+    accepted: bool  # overall: the median endpoint error over the frames that show it is below the threshold
+    shown: np.ndarray  # (T,) bool: the frame gave the endpoint (and it does not contradict its limb)
+    errors_px: np.ndarray  # (T,) endpoint reprojection error where shown, nan elsewhere
+    frame_accepted: np.ndarray  # (T,) bool: shown and below the threshold
+    lam_frames: np.ndarray  # (T,) single-frame RAFO λ where shown, nan elsewhere (the spread)
+    endpoint_2d: np.ndarray  # (T, 2): optimised where shown, tracked along the fitted segment elsewhere
+    anchor_3d: np.ndarray  # (T, 3)
+    upstream_3d: np.ndarray  # (T, 3)
+    endpoint_3d: np.ndarray  # (T, 3)
+    target_2d: np.ndarray  # (T, 2), nan where not shown
+    median_error_px: float
+    note: str = ""
+
+    @property
+    def residual_length_m(self) -> float:
+        """Upstream joint to stump tip, the median over the frames."""
+        return float(np.median(np.linalg.norm(self.upstream_3d - self.endpoint_3d, axis=1)))
+
+    def spread(self) -> dict:
+        lam = self.lam_frames[np.isfinite(self.lam_frames)]
+        if not len(lam):
+            return {"frames": 0}
+        q25, q75 = np.percentile(lam, [25, 75])
+        return {"frames": int(len(lam)), "std": float(lam.std()), "iqr": float(q75 - q25), "min": float(lam.min()),
+                "max": float(lam.max()), "median": float(np.median(lam))}
+
+
+@dataclass
+class SequenceFit:
+    sequence: Sequence
+    camera: Camera
+    fitted: list[int]  # indices into sequence.frames, one per row of the arrays below
+    betas: np.ndarray  # (K,) one shape for the clip
+    global_orient: np.ndarray  # (T, 3)
+    body_pose: np.ndarray  # (T, 63)
+    transl: np.ndarray  # (T, 3)
+    joints_3d: np.ndarray  # (T, 55, 3) camera frame
+    body25_2d: np.ndarray  # (T, 25, 2)
+    used: np.ndarray  # (T, 25) bool: keypoints that drove the fit
+    errors_px: np.ndarray  # (T,) mean reprojection error over the used keypoints
+    residuals: list[SequenceResidual]
+    reference_length_px: np.ndarray  # (T,) the 2D torso length per frame
+    timings_s: dict = field(default_factory=dict)
+
+    def frame_numbers(self) -> list[int]:
+        return [self.sequence.frames[i].number for i in self.fitted]
+
+    def person_fit(self, row: int) -> PersonFit:
+        """Frame `row` as a photo fit (what the avatar and result_json build from)."""
+        from .body_model import NUM_BODY_JOINTS  # noqa: F401  (joints_3d already holds all 55)
+
+        joints = self.joints_3d[row]
+        return PersonFit(betas=self.betas.copy(), global_orient=self.global_orient[row].copy(),
+                         body_pose=self.body_pose[row].copy(), transl=self.transl[row].copy(),
+                         expression=np.zeros(10), camera=self.camera, joints_3d=joints.copy(),
+                         body25_3d=np.zeros((25, 3)), body25_2d=self.body25_2d[row].copy(), used=self.used[row].copy(),
+                         fit_error_px=float(self.errors_px[row]),
+                         reference_length_px=float(self.reference_length_px[row]))
+
+
+def _camera(sequence: Sequence, settings) -> Camera:
+    width, height = settings.image_size or sequence.image_size or (None, None)
+    if not width or not height:
+        raise SequenceError(f"{sequence.folder}: image size unknown (OpenPose's files do not hold it): pass "
+                            "--image-size WIDTHxHEIGHT")
+    return Camera.for_image(int(width), int(height), settings.focal_length_px or sequence.focal_length_px)
+
+
+def _declared(person: Person, flags: np.ndarray, min_confidence: float) -> Person:
+    """The person with every residual limb of the clip declared: given endpoints kept, the others at UNDECLARED."""
+    residual = person.residual.copy()
+    given = residual[:, 2] >= min_confidence
+    residual[~given] = 0.0
+    residual[flags & ~given] = [0.0, 0.0, UNDECLARED]
+    return Person(body25=person.body25, residual=residual, body25_available=person.body25_available,
+                  source_format=person.source_format)
+
+
+def _rows_of(fit: PersonFit) -> np.ndarray:
+    return np.concatenate([fit.global_orient, fit.transl, fit.betas, fit.body_pose])
+
+
+def _model_rows(out, focal, centre, kp) -> torch.Tensor:
+    """As FitObjective._project_rows, from a forward already made: projected BODY_25, then each residual
+    endpoint's closest point on its projected segment."""
+    body = _project(out.body25, focal, centre)
+    start = _project(out.joints[:, SEGMENT_UPSTREAM], focal, centre)
+    end = _project(out.joints[:, SEGMENT_ANCHOR], focal, centre)
+    axis = end - start
+    target = kp[:, 25:]
+    t = (((target - start) * axis).sum(-1) / (axis * axis).sum(-1).clamp(min=1e-6)).clamp(0.0, 1.0)
+    return torch.cat([body, start + t[..., None] * axis], dim=1)
+
+
+def fit_sequence(model: BodyModel, sequence: Sequence, settings=None, config: SequenceConfig | None = None,
+                 progress=None) -> SequenceFit:
+    """One shape, one λ per residual limb, a pose per usable frame (see the module docstring)."""
+    from .settings import Settings
+
+    settings = settings or Settings()
+    config = config or SequenceConfig()
+    fit_cfg, rafo_cfg = settings.fit, settings.rafo
+    report = progress or (lambda stage, fraction: None)
+    if fit_cfg.num_threads > 0:
+        torch.set_num_threads(fit_cfg.num_threads)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    camera = _camera(sequence, settings)
+    flags = np.isin(RESIDUAL_KINDS, sequence.residual_kinds())
+    fitted, people, inits = [], [], []
+    for i in sequence.usable():
+        frame = sequence.frames[i]
+        person = _declared(frame.person, flags, fit_cfg.min_confidence)
+        weights = keypoint_weights(person, fit_cfg)
+        try:
+            top, bottom = check_person(person, weights)
+        except FitError as exc:
+            frame.status, frame.reason = TOO_FEW, str(exc)
+            continue
+        res_w = person.residual[:, 2] * (person.residual[:, 2] >= fit_cfg.min_confidence)
+        kp = np.concatenate([person.body25[:, :2], person.residual[:, :2]])
+        length = float(np.linalg.norm(kp[top].mean(0) - kp[bottom].mean(0)))
+        fitted.append(i)
+        people.append(person)
+        inits.append((kp, np.concatenate([weights, res_w if fit_cfg.residual_segments else np.zeros(8)]), length))
+    if not fitted:
+        reasons = sorted({f.reason for f in sequence.frames if f.status != "ok"})
+        raise SequenceError(f"{sequence.folder}: no frame can be fitted ({'; '.join(reasons)[:300]})")
+    n = len(fitted)
+    dtype = model.dtype
+    kp = torch.tensor(np.stack([k for k, _, _ in inits]), dtype=dtype)
+    w = torch.tensor(np.stack([wt for _, wt, _ in inits]), dtype=dtype)
+    lengths = np.array([max(length, 1.0) for _, _, length in inits])
+    scale = torch.tensor(lengths / 100.0, dtype=dtype)
+    focal = torch.full((n,), float(camera.focal_length), dtype=dtype)
+    centre = torch.tensor([camera.principal_point] * n, dtype=dtype)
+    numbers = np.array([sequence.frames[i].number for i in fitted])
+
+    # 1. key frames: the photo fit
+    step = max(1, int(config.key_every))
+    keys = list(range(0, n, step))
+    report("fit", 0.05)
+    key_fits = fit_people(model, [people[k] for k in keys], [camera] * len(keys), fit_cfg)
+    x = torch.zeros(n, 6 + model.num_betas + 63, dtype=dtype)
+    for k, fit in zip(keys, key_fits):
+        x[k] = torch.tensor(_rows_of(fit), dtype=dtype)
+    shared = np.median(np.stack([f.betas for f in key_fits]), axis=0)
+    timings["key_frames"] = time.perf_counter() - t0
+
+    # 2. the frames in between, each from the previous frame's result, every segment at once
+    t1 = time.perf_counter()
+    priors_final = (fit_cfg.pose_weights[-1], fit_cfg.shape_weights[-1])
+    for offset in range(1, step):
+        rows = [k + offset for k in keys if k + offset < n]
+        if not rows:
+            break
+        start = x[[r - 1 for r in rows]].clone()
+        start[:, 6:6 + model.num_betas] = torch.tensor(shared, dtype=dtype)
+        objective = FitObjective(model, kp[rows], focal[rows], centre[rows], scale[rows], fit_cfg)
+        x[rows] = objective.solve(start, w[rows], priors_final, config.warm_iters)
+        report("fit", 0.05 + 0.35 * offset / step)
+    timings["warm_frames"] = time.perf_counter() - t1
+
+    # 3. the joint refinement: one shape, every pose, temporal terms
+    t2 = time.perf_counter()
+    betas = torch.tensor(np.median(x[:, 6:6 + model.num_betas].numpy(), axis=0), dtype=dtype)
+    x = _refine(model, x, betas, kp, w, focal, centre, scale, numbers, fit_cfg, config)
+    timings["refine"] = time.perf_counter() - t2
+    report("rafo", 0.8)
+
+    orient, transl, betas_t, pose = x[:, :3], x[:, 3:6], x[0, 6:6 + model.num_betas], x[:, 6 + model.num_betas:]
+    with torch.no_grad():
+        out = model.joints_only(betas=betas_t.expand(n, -1), global_orient=orient, body_pose=pose, transl=transl)
+    joints = out.joints.numpy().astype(np.float64)
+    body2d = camera.project_np(out.body25.numpy())
+    used = (w[:, :25] > 0).numpy()
+    err = np.linalg.norm(body2d - kp[:, :25].numpy(), axis=-1)
+    errors = np.array([err[t][used[t]].mean() for t in range(n)])
+    t3 = time.perf_counter()
+    residuals = sequence_rafo(people, joints, camera, errors, rafo_cfg, fit_cfg.min_confidence, flags,
+                              sequence.warnings, numbers)
+    timings["rafo"] = time.perf_counter() - t3
+    timings["total"] = time.perf_counter() - t0
+    report("done", 1.0)
+    return SequenceFit(sequence=sequence, camera=camera, fitted=fitted, betas=betas_t.numpy().astype(np.float64),
+                       global_orient=orient.numpy().astype(np.float64), body_pose=pose.numpy().astype(np.float64),
+                       transl=transl.numpy().astype(np.float64), joints_3d=joints, body25_2d=body2d, used=used,
+                       errors_px=errors, residuals=residuals, reference_length_px=lengths, timings_s=timings)
+
+
+def _refine(model: BodyModel, x: torch.Tensor, betas: torch.Tensor, kp, w, focal, centre, scale, numbers,
+            fit_cfg: FitConfig, config: SequenceConfig) -> torch.Tensor:
+    """The whole clip at once: damped Gauss-Newton (Levenberg-Marquardt) on every frame's orientation,
+    translation and pose with the temporal terms, the shape held; then the one shape for all frames (L-BFGS on
+    the betas alone); then Gauss-Newton again. The temporal terms couple a frame with its two neighbours on each
+    side, so the normal equations are block-banded: solved exactly by a block-tridiagonal elimination over pairs
+    of frames (no dense system of the whole clip). Why not L-BFGS on everything: the chain of temporal terms is
+    stiff (condition grows with the clip's length); measured, 80 L-BFGS iterations left depth jitter of ±20 cm."""
+    n, nb = x.shape[0], model.num_betas
+    rows = torch.cat([x[:, :6], x[:, 6 + nb:]], 1).clone()
+    if config.refine_iters <= 0:
+        return torch.cat([rows[:, :6], betas.expand(n, -1), rows[:, 6:]], 1)
+    # metres -> percent of the torso, one factor for the clip (a per-frame factor would carry the initial depth's
+    # jitter into the temporal terms)
+    depth = x[:, 5].clamp(min=0.5)
+    to_units = (focal / (depth * scale)).median().expand(n).clone()
+    gap = np.diff(numbers)
+    terms = []  # (weight, coefficients, first frame of each linked run)
+    if config.velocity_weight > 0:
+        terms.append((config.velocity_weight, (-1.0, 1.0), np.nonzero(gap <= config.max_gap)[0]))
+    if config.acceleration_weight > 0:
+        ok = (gap[:-1] <= config.max_gap) & (gap[1:] <= config.max_gap)
+        terms.append((config.acceleration_weight, (1.0, -2.0, 1.0), np.nonzero(ok)[0]))
+    problem = _ClipProblem(model, kp, w, focal, centre, scale, to_units, terms, fit_cfg)
+    rows = problem.gauss_newton(rows, betas, config.refine_iters)
+    betas = problem.fit_shape(rows, betas)
+    rows = problem.gauss_newton(rows, betas, max(2, config.refine_iters // 2))
+    return torch.cat([rows[:, :6], betas.expand(n, -1), rows[:, 6:]], 1)
+
+
+class _ClipProblem:
+    """The joint objective of a clip: per frame the fit's robust data term and priors (fit.FitObjective), plus
+    temporal terms Σ w ||Σ_i c_i Q_t+i||² on the frames' 3D BODY_25 points Q (in percent of the torso)."""
+
+    def __init__(self, model, kp, w, focal, centre, scale, to_units, terms, fit_cfg: FitConfig):
+        self.model, self.kp, self.w, self.focal, self.centre, self.scale = model, kp, w, focal, centre, scale
+        self.to_units, self.terms, self.cfg = to_units, terms, fit_cfg
+        self.sigma2 = fit_cfg.robust_sigma ** 2
+        self.pose_w = fit_cfg.pose_weights[-1]
+        self.shape_w = fit_cfg.shape_weights[-1]
+        self.mean = priors.POSE_MEAN.to(kp.dtype)
+        self.l2 = priors.L2_WEIGHTS.to(kp.dtype)
+
+    def forward(self, rows, betas, body_only=True):
+        n = rows.shape[0]
+        return self.model.joints_only(betas=betas.expand(n, -1), global_orient=rows[:, :3], body_pose=rows[:, 6:],
+                                      transl=rows[:, 3:6], body_only=body_only)
+
+    def squared_errors(self, out):
+        return ((_model_rows(out, self.focal, self.centre, self.kp) - self.kp) ** 2).sum(-1) / self.scale[:, None] ** 2
+
+    def cost(self, rows, betas) -> torch.Tensor:
+        out = self.forward(rows, betas)
+        r2 = self.squared_errors(out)
+        value = (self.w * (self.sigma2 * r2 / (self.sigma2 + r2))).sum()
+        pose = rows[:, 6:]
+        value = value + self.pose_w * priors.pose_l2(pose - self.mean).sum() \
+            + self.cfg.limit_weight * priors.joint_limit_penalty(pose).sum() \
+            + rows.shape[0] * self.shape_w * priors.shape_l2(betas[None]).sum()
+        q = out.body25 * self.to_units[:, None, None]
+        for weight, coefs, starts in self.terms:
+            if len(starts):
+                s = torch.tensor(starts)
+                combo = sum(c * q[s + i] for i, c in enumerate(coefs))
+                value = value + weight * (combo ** 2).sum()
+        return value
+
+    def _jacobians(self, rows, betas):
+        """Per frame: the weighted data residuals (66,) and the scaled 3D points (75,), with their Jacobians."""
+        from torch.func import jacfwd, vmap
+
+        with torch.no_grad():
+            r2 = self.squared_errors(self.forward(rows, betas))
+            psi = self.sigma2 ** 2 / (self.sigma2 + r2) ** 2  # Geman-McClure's IRLS weight, held for the step
+        sqrt_w = torch.sqrt(self.w * psi)
+
+        def one(row, kp, sw, focal, centre, scale, unit):
+            out = self.model.joints_only(betas=betas[None], global_orient=row[None, :3], body_pose=row[None, 6:],
+                                         transl=row[None, 3:6], body_only=True)
+            proj = _model_rows(out, focal[None], centre[None], kp[None])[0]
+            res = ((proj - kp) / scale * sw[:, None]).reshape(-1)
+            return torch.cat([res, (out.body25[0] * unit).reshape(-1)])
+
+        with_value = lambda *a: (one(*a),) * 2  # noqa: E731
+        jac, val = vmap(jacfwd(with_value, has_aux=True))(rows, self.kp, sqrt_w, self.focal, self.centre,
+                                                          self.scale, self.to_units)
+        nd = self.kp.shape[1] * 2
+        return val[:, :nd], jac[:, :nd], val[:, nd:], jac[:, nd:]
+
+    def _normal_equations(self, rows, betas):
+        """Blocks of J^T J (diagonal (T, D, D), first and second off-diagonals) and J^T r (T, D)."""
+        r, jr, q, jq = self._jacobians(rows, betas)
+        n, d = rows.shape
+        with torch.no_grad():
+            diag = jr.transpose(1, 2) @ jr
+            grad = (jr.transpose(1, 2) @ r[..., None])[..., 0]
+            off = [torch.zeros(max(n - k, 0), d, d, dtype=rows.dtype) for k in (1, 2)]
+            # priors on the pose (separable: diagonal only)
+            pose = rows[:, 6:]
+            idx = torch.arange(6, d)
+            diag[:, idx, idx] += self.pose_w * self.l2
+            grad[:, 6:] += self.pose_w * self.l2 * (pose - self.mean)
+            values = pose[:, priors.LIMIT_INDEX]
+            low, high = priors.LIMIT_LOW.to(pose.dtype), priors.LIMIT_HIGH.to(pose.dtype)
+            excess = torch.where(values < low, values - low, torch.where(values > high, values - high, 0.0))
+            lim = 6 + priors.LIMIT_INDEX
+            grad.index_add_(1, lim, self.cfg.limit_weight * excess)
+            hinge = torch.zeros(n, d, dtype=rows.dtype)
+            hinge.index_add_(1, lim, self.cfg.limit_weight * (excess != 0).to(rows.dtype))
+            diag += torch.diag_embed(hinge)
+            for weight, coefs, starts in self.terms:
+                if not len(starts):
+                    continue
+                s = torch.tensor(starts)
+                combo = sum(c * q[s + i] for i, c in enumerate(coefs))  # (S, 75)
+                for i, ci in enumerate(coefs):
+                    grad.index_add_(0, s + i, weight * ci * (jq[s + i].transpose(1, 2) @ combo[..., None])[..., 0])
+                    for j, cj in enumerate(coefs):
+                        if j < i:
+                            continue
+                        block = weight * ci * cj * (jq[s + i].transpose(1, 2) @ jq[s + j])
+                        if i == j:
+                            diag.index_add_(0, s + i, block)
+                        else:
+                            off[j - i - 1].index_add_(0, s + i, block)
+        return diag, off[0], off[1], grad
+
+    def gauss_newton(self, rows, betas, iters: int):
+        mu = 1e-3
+        with torch.no_grad():
+            cost = self.cost(rows, betas)
+        for _ in range(iters):
+            diag, off1, off2, grad = self._normal_equations(rows, betas)
+            improved = False
+            for _attempt in range(5):
+                damped = diag + mu * torch.diag_embed(torch.diagonal(diag, dim1=1, dim2=2) + 1e-6)
+                step = _solve_banded(damped, off1, off2, -grad)
+                with torch.no_grad():
+                    new_cost = self.cost(rows + step, betas)
+                if torch.isfinite(new_cost) and new_cost < cost:
+                    gain = float(cost - new_cost)
+                    rows, cost, mu, improved = rows + step, new_cost, max(mu / 3.0, 1e-7), True
+                    break
+                mu *= 4.0
+            if not improved or gain <= 1e-4 * (1.0 + float(cost)):
+                break
+        return rows
+
+    def fit_shape(self, rows, betas, iters: int = 30):
+        """The one shape of the clip, every frame's pose held (L-BFGS on the betas)."""
+        b = betas.detach().clone().requires_grad_(True)
+        optimiser = torch.optim.LBFGS([b], lr=1.0, max_iter=iters, history_size=10, line_search_fn="strong_wolfe")
+        held = rows.detach()
+
+        def closure():
+            optimiser.zero_grad()
+            value = self.cost(held, b)
+            value.backward()
+            return value
+
+        optimiser.step(closure)
+        return b.detach()
+
+
+def _solve_banded(diag, off1, off2, rhs):
+    """Solve the symmetric block-banded system (blocks (t, t), (t, t+1) = off1[t], (t, t+2) = off2[t]) by
+    block-tridiagonal elimination over pairs of frames."""
+    n, d = rhs.shape
+    m = (n + 1) // 2
+    size = 2 * d
+    eye = torch.eye(d, dtype=rhs.dtype)
+    pad = 2 * m - n  # an odd clip gets one inert frame (identity block, zero right-hand side)
+    D = torch.cat([diag, eye.expand(pad, d, d)]) if pad else diag
+    O1 = torch.cat([off1, torch.zeros(pad, d, d, dtype=rhs.dtype)]) if pad else off1  # (2m − 1, d, d)
+    O2 = torch.cat([off2, torch.zeros(pad, d, d, dtype=rhs.dtype)]) if pad else off2  # (2m − 2, d, d)
+    b = torch.cat([rhs, torch.zeros(pad, d, dtype=rhs.dtype)]) if pad else rhs
+    # super-blocks: A_i = [[D_2i, O1_2i], [O1_2i^T, D_2i+1]], U_i = [[O2_2i, 0], [O1_2i+1, O2_2i+1]]
+    A = torch.zeros(m, size, size, dtype=rhs.dtype)
+    A[:, :d, :d], A[:, d:, d:] = D[0::2], D[1::2]
+    A[:, :d, d:] = O1[0::2]
+    A[:, d:, :d] = O1[0::2].transpose(1, 2)
+    U = torch.zeros(max(m - 1, 0), size, size, dtype=rhs.dtype)
+    if m > 1:
+        U[:, :d, :d] = O2[0:2 * m - 2:2]
+        U[:, d:, :d] = O1[1:2 * m - 2:2]
+        U[:, d:, d:] = O2[1:2 * m - 2:2]
+    B = b.reshape(m, size)
+    c_prime = torch.zeros(max(m - 1, 0), size, size, dtype=rhs.dtype)
+    d_prime = torch.zeros(m, size, dtype=rhs.dtype)
+    prev_c, prev_d = None, None
+    for i in range(m):
+        a_i, b_i = A[i], B[i]
+        if i > 0:
+            lower = U[i - 1].T
+            a_i = a_i - lower @ prev_c
+            b_i = b_i - lower @ prev_d
+        factor = torch.linalg.cholesky(a_i)
+        if i < m - 1:
+            prev_c = torch.cholesky_solve(U[i], factor)
+            c_prime[i] = prev_c
+        prev_d = torch.cholesky_solve(b_i[:, None], factor)[:, 0]
+        d_prime[i] = prev_d
+    out = torch.zeros(m, size, dtype=rhs.dtype)
+    out[m - 1] = d_prime[m - 1]
+    for i in range(m - 2, -1, -1):
+        out[i] = d_prime[i] - c_prime[i] @ out[i + 1]
+    return out.reshape(2 * m, d)[:n]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# RAFO over the sequence
+
+
+def sequence_rafo(people: list[Person], joints: np.ndarray, camera: Camera, errors: np.ndarray, config: RafoConfig,
+                  min_confidence: float, flags: np.ndarray, warnings: list[str],
+                  numbers: np.ndarray) -> list[SequenceResidual]:
+    """Eq. 3-5 summed over the frames that show each limb's endpoint, one λ per limb (see the module docstring);
+    per frame also the single-frame RAFO λ (rafo.solve on that frame alone), whose spread says how well one
+    photo would have determined it."""
+    from .rafo import LimbProblem, solve
+
+    out = []
+    n = len(people)
+    for k, kind in enumerate(RESIDUALS):
+        if not flags[k]:
+            continue
+        ja_all = joints[:, JOINT_INDEX[kind.anchor_joint]]
+        jt_all = joints[:, JOINT_INDEX[kind.upstream_joint]]
+        targets = np.full((n, 2), np.nan)
+        shown = np.zeros(n, bool)
+        for t, person in enumerate(people):
+            x, y, conf = person.residual[k]
+            if conf < min_confidence:
+                continue
+            a2d, t2d = camera.project_np(ja_all[t]), camera.project_np(jt_all[t])
+            dist = float(np.linalg.norm(np.array([x, y]) - t2d))
+            if dist > config.contradiction_factor * float(np.linalg.norm(a2d - t2d)) + 10.0:
+                warnings.append(f"frame {numbers[t]}: {kind.name} endpoint ({x:.0f}, {y:.0f}) px contradicts its "
+                                "limb (too far from the fitted segment): not used")
+                continue
+            targets[t], shown[t] = (x, y), True
+        lam, anchors = _shared_lambda(ja_all, jt_all, targets, shown, camera, errors, config)
+        ends = endpoint(torch.tensor(anchors), torch.tensor(jt_all), torch.full((n,), lam, dtype=torch.float64))
+        ends = ends.numpy()
+        ends2d = camera.project_np(ends)
+        err = np.full(n, np.nan)
+        err[shown] = np.linalg.norm(ends2d[shown] - targets[shown], axis=1)
+        frame_ok = shown & (err < config.accept_threshold_px) & (ends[:, 2] > 0)
+        median = float(np.median(err[shown])) if shown.any() else math.nan
+        lam_frames = np.full(n, np.nan)
+        if shown.any():
+            rows = np.nonzero(shown)[0]
+            single = solve([LimbProblem(kind, ja_all[t], jt_all[t], targets[t], camera, float(errors[t]))
+                            for t in rows], config)
+            lam_frames[rows] = [r.lam for r in single]
+        out.append(SequenceResidual(
+            kind=kind.name, lam=float(lam), accepted=bool(shown.any() and median < config.accept_threshold_px),
+            shown=shown, errors_px=err, frame_accepted=frame_ok, lam_frames=lam_frames, endpoint_2d=ends2d,
+            anchor_3d=anchors, upstream_3d=jt_all.copy(), endpoint_3d=ends, target_2d=targets,
+            median_error_px=median, note="" if shown.any() else "no frame shows this endpoint usably"))
+    return out
+
+
+def _shared_lambda(ja_all, jt_all, targets, shown, camera: Camera, errors, config: RafoConfig):
+    """Minimise Σ_f eq. 4 over the frames that show the endpoint: one λ, one anchor per frame. Variables scaled
+    to pixels (anchor moves × pixels per metre, λ × the segment's pixel length) so that L-BFGS starts well.
+    The box [λmin, λmax]: unconstrained first; a λ outside is clipped and the anchors fitted again at the bound
+    (eq. 4 is convex in λ for fixed anchors, so the bound is then the constrained minimum's λ)."""
+    anchors = ja_all.copy()
+    if not shown.any():
+        return float(np.clip(config.lambda_init, config.lambda_min, config.lambda_max)), anchors
+    dt = torch.float64
+    rows = np.nonzero(shown)[0]
+    ja = torch.tensor(ja_all[rows], dtype=dt)
+    jt = torch.tensor(jt_all[rows], dtype=dt)
+    target = torch.tensor(targets[rows], dtype=dt)
+    f = len(rows)
+    focal = torch.full((f,), float(camera.focal_length), dtype=dt)
+    centre = torch.tensor(camera.principal_point, dtype=dt)
+    ppm = focal / ja[:, 2].clamp(min=1e-3)
+    e0 = torch.tensor(errors[rows], dtype=dt)
+    trust = (config.reference_error_px / e0.clamp(min=config.reference_error_px)) ** 2
+    alpha, mu = config.alpha0 * ppm ** 2 * trust, config.mu0 * ppm ** 2 * trust
+    seg_px = float((ppm * torch.linalg.norm(jt - ja, dim=-1)).median().clamp(min=1.0))
+
+    def run(lam_fixed: float | None, u0: torch.Tensor, v0: float):
+        u = u0.clone().requires_grad_(True)
+        v = torch.tensor([v0], dtype=dt, requires_grad=lam_fixed is None)
+        params = [u, v] if lam_fixed is None else [u]
+        optimiser = torch.optim.LBFGS(params, lr=1.0, max_iter=4 * config.iterations, history_size=config.history,
+                                      line_search_fn="strong_wolfe", tolerance_grad=1e-10, tolerance_change=1e-14)
+
+        def closure():
+            optimiser.zero_grad()
+            lam = (v / seg_px if lam_fixed is None else torch.tensor([lam_fixed], dtype=dt)).expand(f)
+            loss = rafo_loss(ja + u / ppm[:, None], lam, ja, jt, target, focal, centre, alpha, mu).mean()
+            loss.backward()
+            return loss
+
+        optimiser.step(closure)
+        return u.detach(), float(v.detach()[0]) / seg_px if lam_fixed is None else lam_fixed
+
+    u, lam = run(None, torch.zeros(f, 3, dtype=dt), config.lambda_init * seg_px)
+    clipped = float(np.clip(lam, config.lambda_min, config.lambda_max))
+    if clipped != lam or not math.isfinite(lam):
+        clipped = clipped if math.isfinite(lam) else config.lambda_init
+        u, lam = run(clipped, u if torch.isfinite(u).all() else torch.zeros(f, 3, dtype=dt), 0.0)
+    anchors[rows] = (ja + u / ppm[:, None]).numpy()
+    return float(lam), anchors
