@@ -1,0 +1,128 @@
+"""Prostheses fitted to the embedded body's stumps: closed parts, clear of the skin, sized by the body's own
+skeleton and intact side (core/prosthesis.py); rigged on the avatar and following motions (mesh/prosthesis.py);
+exported and re-imported."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from resihmr_blender.core.avatar_mesh import build_mesh
+from resihmr_blender.core.body_model import JOINT_INDEX, load_body_model
+from resihmr_blender.core.prosthesis import (
+    GAP,
+    ProsthesisError,
+    cylinder,
+    fit_prosthesis,
+    signed_distance,
+)
+from resihmr_blender.core.residuals import RESIDUALS
+
+
+@pytest.fixture(scope="module")
+def body():
+    model = load_body_model(dtype=torch.float64)
+    betas = np.linspace(-0.8, 0.8, 10)
+    with torch.no_grad():
+        out = model.forward(betas=torch.tensor(betas[None]))
+    return {"model": model, "betas": betas, "joints": out.rest_joints[0].numpy(),
+            "verts": out.vertices[0].numpy(), "weights": model.weights.double().numpy()}
+
+
+def fitted(body, kind, lam, terminal=None):
+    mesh = build_mesh(body["model"], {"betas": body["betas"]}, [(kind, lam)], pose=False)
+    device = fit_prosthesis(kind, mesh.rest_vertices, mesh.faces, mesh.weights, body["joints"], body["verts"],
+                            body["weights"], terminal)
+    return mesh, device
+
+
+def face_points(part):
+    """Vertices and face centres: an intersection between vertices shows at the centres."""
+    return np.concatenate([part.vertices, part.vertices[part.faces].mean(axis=1)])
+
+
+def test_signed_distance_matches_a_cylinder():
+    verts, faces = cylinder([0, 0, 0], [0, 0, 1], 0.1)
+    points = np.array([[0.0, 0.0, 0.5], [0.2, 0.0, 0.5], [0.0, 0.0, 1.3], [0.05, 0.0, 0.5]])
+    d = signed_distance(points, verts, faces, neighbours=60)
+    assert d[0] == pytest.approx(-0.1, abs=0.002) and d[1] == pytest.approx(0.1, abs=0.002)
+    assert d[2] == pytest.approx(0.3, abs=1e-9) and d[3] == pytest.approx(-0.05, abs=0.002)
+
+
+@pytest.mark.parametrize("kind", [k.name for k in RESIDUALS])
+def test_every_part_closed_and_clear_of_the_body(body, kind):
+    mesh, device = fitted(body, kind, 0.45)
+    names = [p.name for p in device.parts]
+    assert names[0] == "socket" and names[-1] == ("foot" if "leg" in device.kind.limb else "hand")
+    if kind.endswith(("transfemoral", "transhumeral")):
+        assert ("knee" if "leg" in device.kind.limb else "elbow") in names
+    for part in device.parts:
+        closed = trimesh.Trimesh(part.vertices, part.faces, process=False)
+        assert closed.is_watertight and closed.is_winding_consistent and closed.volume > 0, part.name
+        assert np.allclose(part.weights.sum(axis=1), 1.0)
+        # no part touches the rest body: every vertex and face centre at least 1 mm outside the skin
+        clearance = signed_distance(face_points(part), mesh.rest_vertices, mesh.faces)
+        assert clearance.min() >= 0.001, (part.name, clearance.min())
+    socket = device.part("socket")
+    inner = signed_distance(socket.vertices[device.inner_vertices], mesh.rest_vertices, mesh.faces)
+    assert inner.min() >= 0.001 and inner.max() <= 3 * GAP, inner.max()
+    # it hugs the stump at the gap: only over folds in the skin does it stand further off
+    assert np.median(inner) == pytest.approx(GAP, abs=0.0005) and (inner > 2 * GAP).mean() < 0.05
+    # the socket covers the stump's distal end and is trimmed below the upstream joint
+    assert 0.0 < device.dimensions["socket_trim_m"] < device.dimensions["stump_length_m"]
+
+
+def test_short_thigh_socket_clears_the_other_thigh(body):
+    mesh, device = fitted(body, "left_transfemoral", 0.7)
+    right_thigh = mesh.weights.argmax(axis=1) == JOINT_INDEX["right_hip"]
+    socket = device.part("socket")
+    gap = np.linalg.norm(socket.vertices[:, None] - mesh.rest_vertices[right_thigh][None], axis=2).min()
+    assert gap >= 0.01
+    assert device.dimensions["socket_trim_m"] > 0.32 * 0.1  # moved down from the crotch
+
+
+def test_leg_lands_on_the_ankle_with_the_intact_foot(body):
+    joints, verts = body["joints"], body["verts"]
+    for kind in ("left_transtibial", "right_transfemoral"):
+        _, device = fitted(body, kind, 0.4)
+        side, other = kind.split("_")[0], "right" if kind.startswith("left") else "left"
+        ankle = joints[JOINT_INDEX[f"{side}_ankle"]]
+        pylon = device.part("lower_pylon" if "femoral" in kind else "pylon")
+        assert np.linalg.norm(pylon.vertices - ankle, axis=1).min() < PYLON_TOL  # the pylon ends at the ankle
+        intact = np.isin(body["weights"].argmax(1), [JOINT_INDEX[f"{other}_ankle"], JOINT_INDEX[f"{other}_foot"]])
+        sole, toe, heel = verts[intact, 1].min(), verts[intact, 2].max(), verts[intact, 2].min()
+        foot = device.part("foot").vertices
+        # the same sole level (the avatar stands level), length and ankle height as the other foot
+        assert foot[:, 1].min() == pytest.approx(sole, abs=0.002)
+        assert np.ptp(foot[:, 2]) == pytest.approx(toe - heel, abs=0.003)
+        assert device.dimensions["ankle_height_m"] == pytest.approx(joints[JOINT_INDEX[f"{other}_ankle"], 1] - sole,
+                                                                     abs=1e-6)
+        if "femoral" in kind:  # the knee unit sits on the body's own knee joint
+            knee = device.part("knee").vertices.mean(axis=0)
+            assert np.linalg.norm(knee - joints[JOINT_INDEX[f"{side}_knee"]]) < 0.002
+
+
+PYLON_TOL = 0.02  # the pylon's end ring is its radius (16 mm) around the joint
+
+
+def test_arm_hand_and_hook_on_the_wrist(body):
+    joints, verts = body["joints"], body["verts"]
+    _, device = fitted(body, "right_transradial", 0.5, "hand")
+    wrist = joints[JOINT_INDEX["right_wrist"]]
+    hand = device.part("hand")
+    assert set(hand.bones) == {JOINT_INDEX["right_wrist"]}
+    # as long as the other hand: its furthest point from the wrist along the arm
+    left = np.isin(body["weights"].argmax(1), [JOINT_INDEX["left_wrist"]] +
+                   [i for n, i in JOINT_INDEX.items() if n.startswith("left_") and n[5:-1] in
+                    ("index", "middle", "pinky", "ring", "thumb")])
+    axis = joints[JOINT_INDEX["left_wrist"]] - joints[JOINT_INDEX["left_elbow"]]
+    axis /= np.linalg.norm(axis)
+    intact_length = ((verts[left] - joints[JOINT_INDEX["left_wrist"]]) @ axis).max()
+    own_axis = wrist - joints[JOINT_INDEX["right_elbow"]]
+    own_axis /= np.linalg.norm(own_axis)
+    assert ((hand.vertices - wrist) @ own_axis).max() == pytest.approx(intact_length, abs=0.003)
+    _, hooked = fitted(body, "right_transradial", 0.5, "hook")
+    assert hooked.part("hook").vertices.shape[0] > 0 and hooked.dimensions["hook_length_m"] < intact_length
+    with pytest.raises(ProsthesisError, match="terminal device 'foot' unknown for the right arm"):
+        fitted(body, "right_transradial", 0.5, "foot")
