@@ -1,11 +1,15 @@
-"""Synthetic ground-truth benchmark of the fit + RAFO against the paper's baselines, in one run.
+"""Ground-truth benchmarks of the fit + RAFO against the paper's baselines, in one run: the synthetic people of
+the embedded body (benchmarks/synth.py) and the foreign people of another body, Anny (benchmarks/foreign.py,
+committed cases), side by side.
 
-    python -m benchmarks.run [--people 120] [--seed 0] [--noise 3] [--targets benchmarks/targets.toml]
-                             [--out benchmarks/RESULTS.md]
+    python -m benchmarks.run [--people 120] [--seed 0] [--noise 3] [--foreign-people N]
+                             [--targets benchmarks/targets.toml] [--out benchmarks/RESULTS.md]
 
 Methods (all on the same people, cameras and keypoints): see METHODS. Metrics (paper §4.1) are computed by
-resihmr_blender.core.metrics; the targets they are judged against are in benchmarks/targets.toml. The report
-(--out) is written whole by this runner, atomically: nothing in it is typed by hand, so a rerun reproduces it.
+resihmr_blender.core.metrics, plus EXTRA_FIELDS here (intact error over the joints the input gave, RAFO's λ
+interval coverage and width); the targets they are judged against are in benchmarks/targets.toml (metrics of
+the foreign benchmark are prefixed `foreign.`). The report (--out) is written whole by this runner,
+atomically: nothing in it is typed by hand, so a rerun reproduces it.
 """
 from __future__ import annotations
 
@@ -33,13 +37,13 @@ from resihmr_blender.core.avatar_mesh import build_mesh
 from resihmr_blender.core.body_model import JOINT_INDEX, load_body_model
 from resihmr_blender.core.camera import Camera
 from resihmr_blender.core.fit import FitConfig, fit_people
-from resihmr_blender.core.metrics import SUMMARY_FIELDS, MethodScores, keypoint_errors
+from resihmr_blender.core.metrics import SUMMARY_FIELDS, MethodScores, keypoint_errors, mean_or_nan
 from resihmr_blender.core.pipeline import PersonFailure, reconstruct
 from resihmr_blender.core.rafo import RafoConfig
 from resihmr_blender.core.raster import silhouette
 from resihmr_blender.core.residuals import RESIDUAL_KINDS, residual_by_name
 
-from . import poses, synth
+from . import foreign, poses, synth
 
 DEFAULT_TARGETS = Path(__file__).with_name("targets.toml")
 
@@ -58,12 +62,21 @@ SPEED_METRICS: dict[str, str] = {
     "speed.single_median_s": "fit + RAFO seconds per person, one at a time (median)",
     "speed.batched_people_per_s": "fit + RAFO people per second, batched",
 }
+# measured here for ResiHMR only ("ours.<field>", "foreign.ours.<field>")
+EXTRA_FIELDS: dict[str, str] = {
+    "intact_given_mpjpe_px": "intact 2D MPJPE (px) over the existing BODY_25 points the input gave",
+    "lambda_coverage": "share of residual limbs whose true λ lies inside RAFO's λ interval",
+    "lambda_interval_width": "mean width of RAFO's λ interval",
+}
+FOREIGN_PREFIX = "foreign."
 COMPARATORS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
 COMPARATOR_SIGNS = {"<=": "≤", "<": "<", ">=": "≥", ">": ">"}
 
 
 def metric_names() -> list[str]:
-    return [f"{m}.{f}" for m in METHODS for f in SUMMARY_FIELDS] + list(SPEED_METRICS)
+    own = ([f"{m}.{f}" for m in METHODS for f in SUMMARY_FIELDS] + [f"ours.{f}" for f in EXTRA_FIELDS]
+           + ["speed.batched_people_per_s"])
+    return own + list(SPEED_METRICS)[:1] + [FOREIGN_PREFIX + name for name in own]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -163,11 +176,13 @@ def residual_array(points_by_kind: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def run(n_people: int, seed: int, noise: float, iou_scale: float, timing_people: int, batch: int = 64,
-        threads: int = 2) -> dict:
+        threads: int = 2, foreign_people: int | None = None, foreign_path: str | os.PathLike = foreign.DEFAULT_CASES
+        ) -> dict:
+    """Both benchmarks; `foreign_people` None = as many as `n_people` (at most the file's), 0 = none."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _run(n_people, seed, noise, iou_scale, timing_people, batch, threads)
+        return _run(n_people, seed, noise, iou_scale, timing_people, batch, threads, foreign_people, foreign_path)
     finally:
         torch.set_num_threads(before)  # a caller in the same process (a test) keeps its own setting
 
@@ -176,25 +191,29 @@ def load_average() -> float | None:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
+def _batched(model, people, cameras, batch: int):
+    """reconstruct() over all people in batches: results, wall and CPU seconds per person."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = []
+    for start in range(0, len(people), batch):
+        out += reconstruct(model, people[start:start + batch], cameras[start:start + batch])
+    n = max(1, len(people))
+    return out, (time.perf_counter() - t0) / n, (time.process_time() - c0) / n
+
+
 def _run(n_people: int, seed: int, noise: float, iou_scale: float, timing_people: int, batch: int,
-         threads: int) -> dict:
+         threads: int, foreign_people: int | None, foreign_path) -> dict:
     model = load_body_model()
     # the defaults are what users get; the report reads its thresholds from the same config objects
     rafo_config = RafoConfig()
     dataset = synth.make_dataset(n_people, seed=seed, model=model, noise_px=noise)
     people = [p.keypoints for p in dataset]
     cameras = [p.camera for p in dataset]
-    scores = {m: MethodScores() for m in METHODS}
 
     reconstruct(model, people[:1], cameras[:1])  # warm-up (scripted functions compile on first call), untimed
     load = [load_average()]  # before and after the timed part: other work on the cores slows it
     # CPU time beside wall time: wall time far above CPU time / threads means other work shared the cores
-    t0, c0 = time.perf_counter(), time.process_time()
-    ours = []
-    for start in range(0, len(people), batch):
-        ours += reconstruct(model, people[start:start + batch], cameras[start:start + batch])
-    batched_s = (time.perf_counter() - t0) / len(people)
-    batched_cpu_s = (time.process_time() - c0) / len(people)
+    ours, batched_s, batched_cpu_s = _batched(model, people, cameras, batch)
     trusting = fit_people(model, people, cameras, FitConfig(ignore_distal=False, residual_segments=False))
 
     singles, singles_cpu = [], []
@@ -205,8 +224,49 @@ def _run(n_people: int, seed: int, noise: float, iou_scale: float, timing_people
         singles_cpu.append(time.process_time() - c)
     load.append(load_average())
 
+    def synth_mask(gt, small):
+        return mask_of(model, gt.params, [(k, gt.residuals[k]) for k in gt.residuals], small)
+
+    part = score_cases(model, dataset, cameras, ours, trusting, synth_mask, iou_scale)
+    metrics = dict(part.pop("metrics"))
+    metrics["speed.single_median_s"] = statistics.median(singles) if singles else float("nan")
+    metrics["speed.batched_people_per_s"] = 1.0 / batched_s
+    report = {**part, "metrics": metrics, "batched_s": batched_s, "batched_cpu_s": batched_cpu_s,
+              "single_cpu_median_s": statistics.median(singles_cpu) if singles_cpu else float("nan"),
+              "batch": batch, "threads": threads, "load": load, "timing_people": len(singles),
+              "accept_threshold_px": rafo_config.accept_threshold_px,
+              "interval_tolerance_px": rafo_config.interval_tolerance_px,
+              "seed": seed, "noise": noise, "iou_scale": iou_scale, "foreign": None}
+
+    cases = foreign.load_cases(foreign_path) if foreign_people != 0 else []
+    cases = cases[:n_people if foreign_people is None else foreign_people]
+    if cases:
+        f_people, f_cameras = [c.keypoints for c in cases], [c.fit_camera for c in cases]
+        f_ours, f_batched_s, f_cpu_s = _batched(model, f_people, f_cameras, batch)
+        f_trusting = fit_people(model, f_people, f_cameras, FitConfig(ignore_distal=False, residual_segments=False))
+        f_part = score_cases(model, cases, f_cameras, f_ours, f_trusting, lambda c, small: c.mask, None)
+        f_part["metrics"]["speed.batched_people_per_s"] = 1.0 / f_batched_s
+        metrics.update({FOREIGN_PREFIX + k: v for k, v in f_part["metrics"].items()})
+        f_part.update(batched_s=f_batched_s, batched_cpu_s=f_cpu_s, meta=foreign.read_meta(foreign_path),
+                      path=str(foreign_path), n_focal_given=sum(c.focal_given for c in cases),
+                      families={f: sum(c.family == f for c in cases) for f in foreign.POSE_FAMILIES},
+                      heights=[c.height_m for c in cases])
+        report["foreign"] = f_part
+    else:
+        metrics.update({FOREIGN_PREFIX + k: float("nan") for k in metric_names() if not k.startswith(
+            (FOREIGN_PREFIX, "speed.single"))})
+    return report
+
+
+def score_cases(model, cases, cameras, ours, trusting, gt_mask, iou_scale: float | None) -> dict:
+    """Every method's scores over one benchmark's people (synth.SyntheticPerson or foreign.ForeignCase).
+
+    gt_mask(case, small_camera) -> the true amputated silhouette; iou_scale None = the case's own mask_scale."""
+    scores = {m: MethodScores() for m in METHODS}
+    given_errors, cover_by_kind, widths = [], {}, []
+    by_focal: dict[bool, MethodScores] = {True: MethodScores(), False: MethodScores()}
     accepted, missing_limbs, skipped = [], 0, 0
-    for gt, res, trust, cam in zip(dataset, ours, trusting, cameras):
+    for gt, res, trust, cam in zip(cases, ours, trusting, cameras):
         kinds = list(gt.residuals)
         halluc = bool(np.any(gt.hallucinated))
         ours_failed, trust_failed = isinstance(res, PersonFailure), isinstance(trust, Exception)
@@ -216,23 +276,35 @@ def _run(n_people: int, seed: int, noise: float, iou_scale: float, timing_people
                 scores[m].failures += int(trust_failed if m == "intact_fit_midpoint" else ours_failed)
             skipped += 1
             continue
-        small = small_camera(cam, iou_scale)
-        gt_mask = mask_of(model, gt.params, [(k, gt.residuals[k]) for k in kinds], small)
+        scale = iou_scale if iou_scale is not None else gt.mask_scale
+        small = small_camera(cam, scale)
+        gt_mask_small = gt_mask(gt, small)
 
         s = scores["ours"]
         by_kind = {r.kind: r for r in res.residuals}
         missing_limbs += sum(k not in by_kind for k in kinds)
         found = gt.gt_residual_exists & np.array([k in by_kind for k in RESIDUAL_KINDS])
-        s.add_keypoints(keypoint_errors(res.body25_2d, gt.gt_body25_2d, gt.gt_body25_exists,
-                                        residual_array({k: r.endpoint_2d for k, r in by_kind.items()}),
-                                        gt.gt_residual_2d, found), halluc)
+        errors = keypoint_errors(res.body25_2d, gt.gt_body25_2d, gt.gt_body25_exists,
+                                 residual_array({k: r.endpoint_2d for k, r in by_kind.items()}),
+                                 gt.gt_residual_2d, found)
+        s.add_keypoints(errors, halluc)
+        given = gt.gt_body25_exists & (gt.keypoints.body25[:, 2] > 0)
+        given_errors.append(np.linalg.norm(res.body25_2d[given] - gt.gt_body25_2d[given], axis=-1))
+        focal_given = getattr(gt, "focal_given", True)
+        by_focal[focal_given].add_keypoints(errors, halluc)
         for k in kinds:
             if k in by_kind:
                 r = by_kind[k]
                 s.add_residual(k, r.lam, gt.residuals[k], r.residual_length_m, gt.gt_residual_length_m[k])
+                by_focal[focal_given].add_residual(k, r.lam, gt.residuals[k], r.residual_length_m,
+                                                   gt.gt_residual_length_m[k])
                 accepted.append(r.accepted)
+                if r.lam_interval is not None:
+                    lo, hi = r.lam_interval
+                    cover_by_kind.setdefault(k, []).append(lo <= gt.residuals[k] <= hi)
+                    widths.append(hi - lo)
         s.add_masks(mask_of(model, res.params(), [(r.kind, r.lam) for r in res.residuals if r.accepted], small),
-                    gt_mask)
+                    gt_mask_small)
 
         for name, fit, lam, cut in (("intact_fit_midpoint", trust, 0.5, False),
                                     ("our_fit_midpoint", res.fit, 0.5, True), ("joint_collapse", res.fit, 1.0, True)):
@@ -243,20 +315,20 @@ def _run(n_people: int, seed: int, noise: float, iou_scale: float, timing_people
                                             gt.gt_residual_exists), halluc)
             for k, pl in zip(kinds, lengths):
                 s.add_residual(k, lam, gt.residuals[k], pl, gt.gt_residual_length_m[k])
-            s.add_masks(mask_of(model, fit.params(), [(k, lam) for k in kinds] if cut else [], small), gt_mask)
+            s.add_masks(mask_of(model, fit.params(), [(k, lam) for k in kinds] if cut else [], small), gt_mask_small)
 
-    metrics = {f"{m}.{f}": v for m, s in scores.items() for f, v in s.summary().items()}
-    metrics["speed.single_median_s"] = statistics.median(singles) if singles else float("nan")
-    metrics["speed.batched_people_per_s"] = 1.0 / batched_s
-    return {"scores": scores, "metrics": metrics, "batched_s": batched_s, "batched_cpu_s": batched_cpu_s,
-            "single_cpu_median_s": statistics.median(singles_cpu) if singles_cpu else float("nan"),
-            "batch": batch, "threads": threads,
-            "load": load, "timing_people": len(singles), "n": len(dataset), "skipped": skipped,
-            "n_halluc": sum(bool(np.any(p.hallucinated)) for p in dataset),
-            "n_coco": sum(p.keypoints.source_format != "openpose" for p in dataset),
-            "n_residuals": sum(len(p.residuals) for p in dataset), "accepted": accepted,
-            "missing_limbs": missing_limbs, "accept_threshold_px": rafo_config.accept_threshold_px,
-            "seed": seed, "noise": noise, "iou_scale": iou_scale}
+    metrics = {f"{m}.{f}": v for m, sc in scores.items() for f, v in sc.summary().items()}
+    covered = [c for v in cover_by_kind.values() for c in v]
+    metrics["ours.intact_given_mpjpe_px"] = mean_or_nan(given_errors)
+    metrics["ours.lambda_coverage"] = mean_or_nan(covered)
+    metrics["ours.lambda_interval_width"] = mean_or_nan(widths)
+    return {"scores": scores, "metrics": metrics, "n": len(cases), "skipped": skipped,
+            "coverage_by_kind": {k: mean_or_nan(v) for k, v in sorted(cover_by_kind.items())},
+            "by_focal": by_focal,
+            "n_halluc": sum(bool(np.any(p.hallucinated)) for p in cases),
+            "n_coco": sum(p.keypoints.source_format != "openpose" for p in cases),
+            "n_residuals": sum(len(p.residuals) for p in cases), "accepted": accepted,
+            "missing_limbs": missing_limbs}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -267,7 +339,7 @@ def fmt(metric: str, value: float | None) -> str:
     """A metric's value with the digits and unit it is read in."""
     if value is None or not math.isfinite(value):
         return "n/a"
-    field_name = metric.split(".", 1)[1]
+    field_name = metric.rsplit(".", 1)[1]
     if field_name.endswith("_px"):
         return f"{value:.2f} px"
     if field_name == "length_error_cm":
@@ -299,15 +371,105 @@ def targets_table(verdicts: list[Verdict]) -> list[str]:
     return lines
 
 
-def metrics_table(report: dict) -> list[str]:
+def metrics_table(report: dict, prefix: str = "") -> list[str]:
     header = ["body MPJPE (px)", "residual MPJPE (px)", "intact MPJPE (px)", "intact, hallucination cases (px)",
               "λ MAE", "residual length error (cm)", "silhouette IoU", "failures"]
     lines = ["| method | " + " | ".join(header) + " |", "|---|" + "---:|" * len(header)]
     digits = {"lambda_mae": 3, "iou": 3, "failures": 0}
     for m, (label, _) in METHODS.items():
-        cells = [f"{report['metrics'][f'{m}.{f}']:.{digits.get(f, 2)}f}" for f in SUMMARY_FIELDS]
+        cells = [f"{report['metrics'][f'{prefix}{m}.{f}']:.{digits.get(f, 2)}f}" for f in SUMMARY_FIELDS]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _shown(path) -> str:
+    """A path relative to the repository when inside it (the report should not name this machine's folders)."""
+    root, path = Path(__file__).resolve().parent.parent, Path(path).resolve()
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+
+def _num(value: float, digits: int = 2, unit: str = "") -> str:
+    return f"{value:.{digits}f}{unit}" if value is not None and math.isfinite(value) else "n/a"
+
+
+def foreign_section(report: dict) -> list[str]:
+    """The foreign-body benchmark: its data, the methods table and RAFO's counts."""
+    f = report["foreign"]
+    if f is None:
+        return ["## Foreign bodies (Anny)", "", "Not run (`--foreign-people 0`).", ""]
+    meta, heights = f["meta"], f["heights"]
+    families = ", ".join(f"{name} {count}" for name, count in f["families"].items())
+    out = ["## Foreign bodies (Anny)", "",
+           f"- Data: `{_shown(f['path'])}` "
+           f"(`benchmarks/foreign.py`, made by `tools/make_foreign_cases.py`), the first {f['n']} of "
+           f"{meta['n']} people of held-out seed {meta['seed']}: Anny {meta['anny_version']} with its own skeleton "
+           f"and skinning (never the embedded body), ages {meta['age_range_years'][0]:g}-"
+           f"{meta['age_range_years'][1]:g} (heights {min(heights):.2f}-{max(heights):.2f} m); poses: {families}; "
+           f"focal length {meta['focal_range_px'][0]:g}-{meta['focal_range_px'][1]:g} px, given to the fit for "
+           f"{f['n_focal_given']} people and withheld (the add-on's guess) for {f['n'] - f['n_focal_given']}; "
+           f"keypoint noise σ = {meta['noise_px']:g} px, {f['n_coco']} as COCO keypoints, {f['n_halluc']} with "
+           f"hallucinated distal keypoints. Joints compared after mapping both skeletons to BODY_25 by anatomy "
+           f"(table in `benchmarks/foreign.py`); silhouettes of Anny's own mesh, cut at the true endpoints, at "
+           f"{meta['mask_scale']:g} × the image size.", ""]
+    out += metrics_table(report, FOREIGN_PREFIX)
+    n_rafo = f"RAFO returned {len(f['accepted'])}/{f['n_residuals']} residual limbs"
+    if f["missing_limbs"]:
+        n_rafo += f" (**{f['missing_limbs']} missing**, not scored)"
+    out += ["", f"{n_rafo} and accepted {sum(f['accepted'])}."
+            + (f" {f['skipped']} people skipped because a method failed on them." if f["skipped"] else ""), ""]
+    return out
+
+
+def side_by_side(report: dict) -> list[str]:
+    """ResiHMR on both benchmarks: the headline numbers, λ per kind with interval coverage, focal given or not."""
+    m, f = report["metrics"], report["foreign"]
+    both = [("", report)] + ([(FOREIGN_PREFIX, f)] if f else [])
+    rows = [("intact MPJPE, all existing BODY_25 points (px)", "ours.intact_mpjpe_px", 2),
+            ("intact MPJPE, the points the input gave (px)", "ours.intact_given_mpjpe_px", 2),
+            ("residual-endpoint MPJPE (px)", "ours.residual_mpjpe_px", 2),
+            ("λ MAE", "ours.lambda_mae", 3),
+            ("λ interval coverage (true λ inside)", "ours.lambda_coverage", 3),
+            ("λ interval mean width", "ours.lambda_interval_width", 3),
+            ("residual length error (cm)", "ours.length_error_cm", 2),
+            ("silhouette IoU", "ours.iou", 3),
+            ("failures", "ours.failures", 0)]
+    out = ["## Both benchmarks side by side", "",
+           "ResiHMR (ours). The λ interval is RAFO's own (result.json `lambda_interval`, `core/rafo.py` "
+           "`lambda_intervals`): the λ in [0, 1] whose best anchor keeps eq. 4 (reprojection + α·anchor shift + "
+           f"μ·length change, all in px²) within {report['interval_tolerance_px']:g}² px² of RAFO's optimum.", "",
+           "| ResiHMR (ours) | synthetic (embedded body) | foreign (Anny) |", "|---|---:|---:|"]
+    for label, key, digits in rows:
+        out.append(f"| {label} | " + " | ".join(_num(m.get(p + key, float("nan")), digits) for p in ("",
+                                                                                               FOREIGN_PREFIX)) + " |")
+    proxy = [m.get(p + "ours.residual_mpjpe_px", float("nan")) / m.get(p + "intact_fit_midpoint.residual_mpjpe_px",
+                                                                         float("nan")) for p in ("", FOREIGN_PREFIX)]
+    out.append("| residual MPJPE / midpoint proxy of the trusting fit | "
+               + " | ".join(_num(v, 3) for v in proxy) + " |")
+    times = [report["batched_s"], f["batched_s"] if f else float("nan")]
+    out.append("| fit + RAFO time per person, batched (s) | " + " | ".join(_num(v, 3) for v in times) + " |")
+    out += ["", "λ per kind (MAE, coverage of the λ interval, limbs):", "",
+            "| kind | synthetic λ MAE | synthetic coverage | n | foreign λ MAE | foreign coverage | n |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
+    for kind in RESIDUAL_KINDS:
+        cells = []
+        for _, part in both + ([] if f else [(None, None)]):
+            if part is None:
+                cells += ["n/a"] * 3
+                continue
+            sc = part["scores"]["ours"]
+            cells += [_num(sc.lambda_mae_by_kind().get(kind, float("nan")), 3),
+                      _num(part["coverage_by_kind"].get(kind, float("nan")), 3), str(len(sc.lam_by_kind.get(kind, [])))]
+        out.append(f"| {kind} | " + " | ".join(cells) + " |")
+    if f:
+        out += ["", "Foreign people with the focal length given and withheld (ResiHMR):", "",
+                "| focal length | people | intact MPJPE (px) | residual MPJPE (px) | λ MAE |",
+                "|---|---:|---:|---:|---:|"]
+        for given, label in ((True, "given"), (False, "withheld (guessed)")):
+            summary = f["by_focal"][given].summary()
+            people = f["n_focal_given"] if given else f["n"] - f["n_focal_given"]
+            out.append(f"| {label} | {people} | {_num(summary['intact_mpjpe_px'])} | "
+                       f"{_num(summary['residual_mpjpe_px'])} | {_num(summary['lambda_mae'], 3)} |")
+    return out + [""]
 
 
 def machine_line(threads: int, load: list[float | None] | None = None) -> str:
@@ -389,7 +551,9 @@ def render(report: dict, verdicts: list[Verdict], command: str, started: datetim
             f"({fmt('speed.batched_people_per_s', report['metrics']['speed.batched_people_per_s'])}). "
             f"CPU time of this process (all threads): {report['single_cpu_median_s']:.3f} s and "
             f"{report['batched_cpu_s']:.3f} s per person.",
-            "", "## Against the targets", "",
+            ""]
+    out += foreign_section(report) + side_by_side(report)
+    out += ["## Against the targets", "",
             f"From `{targets_path}`: {sum(v.reached for v in verdicts)} of {len(verdicts)} reached.", ""]
     out += targets_table(verdicts)
     missed = [v for v in verdicts if not v.reached and v.target.notes]
@@ -410,13 +574,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--timing-people", type=int, default=20, help="people timed one at a time")
     parser.add_argument("--batch", type=int, default=64, help="people per reconstruct() call when batched")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--foreign-people", type=int, default=None,
+                        help="foreign (Anny) people scored; default as many as --people, at most the file's; 0 = none")
+    parser.add_argument("--foreign-cases", default=str(foreign.DEFAULT_CASES), help=argparse.SUPPRESS)
     parser.add_argument("--targets", default=str(DEFAULT_TARGETS.relative_to(Path.cwd()))
                         if DEFAULT_TARGETS.is_relative_to(Path.cwd()) else str(DEFAULT_TARGETS))
     parser.add_argument("--out", default=None, help="write the report (markdown) to this file")
     args = parser.parse_args(argv)
     targets = load_targets(args.targets)  # before the run: a bad targets file should not cost two minutes
     started, t0 = datetime.now(UTC), time.perf_counter()
-    report = run(args.people, args.seed, args.noise, args.iou_scale, args.timing_people, args.batch, args.threads)
+    report = run(args.people, args.seed, args.noise, args.iou_scale, args.timing_people, args.batch, args.threads,
+                 args.foreign_people, args.foreign_cases)
     verdicts = evaluate(targets, report["metrics"])
     command = "python -m benchmarks.run" + (" " + shlex.join(argv) if argv else "")
     text = render(report, verdicts, command, started, time.perf_counter() - t0, args.targets)

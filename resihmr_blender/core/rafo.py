@@ -246,7 +246,10 @@ def lambda_intervals(anchor_star, lam_star, loss_star, anchor_init, upstream, ta
     if n == 0:
         return np.zeros((0, 2))
     grid = np.linspace(config.lambda_min, config.lambda_max, g)
-    rows = lambda a: np.repeat(np.asarray(a, np.float64), g, axis=0)  # (n, ...) -> (n g, ...), grid fastest
+
+    def rows(a):  # (n, ...) -> (n g, ...), grid fastest
+        return np.repeat(np.asarray(a, np.float64), g, axis=0)
+
     lam = np.tile(grid, n)
     ja, ja0, jt, k = rows(anchor_star), rows(anchor_init), rows(upstream), rows(target)
     f, c, sa, sm = rows(focal), rows(centre), np.sqrt(rows(alpha)), np.sqrt(rows(mu))
@@ -283,7 +286,8 @@ def lambda_intervals(anchor_star, lam_star, loss_star, anchor_init, upstream, ta
         better = np.isfinite(new_cost) & (new_cost < cost)
         ja = np.where(better[:, None], ja + step, ja)
         res, r = np.where(better[:, None], new_res, res), np.where(better[:, None], new_r, r)
-        z, unit, cost = np.where(better, new_z, z), np.where(better[:, None], new_unit, unit), np.where(better, new_cost, cost)
+        z, unit = np.where(better, new_z, z), np.where(better[:, None], new_unit, unit)
+        cost = np.where(better, new_cost, cost)
         damping = np.where(better, damping * 0.3, damping * 10.0)
     profile = cost.reshape(n, g)
     bound = np.minimum(np.asarray(loss_star, np.float64), profile.min(1)) + config.interval_tolerance_px ** 2
