@@ -146,7 +146,7 @@ def evaluate(model, people: int, frames: int, seed: int, config: SequenceConfig 
             row["intact_2d_px_single"] = intact_2d_px(body2d[ok], walk, [r for r, o in zip(fit.fitted, ok) if o])
             row["accel_err_mm_single"] = accel_error_mm(joints[ok], truth[ok], numbers[ok])
         rows_out.append(row)
-        print(json.dumps({k: (np.round(v, 4).tolist() if isinstance(v, (list, float)) else v)
+        print(json.dumps({k: (np.round(v, 4).tolist() if k.startswith(("lambda", "intact", "accel", "sec")) else v)
                           for k, v in row.items()}), flush=True)
     return {"rows": rows_out}
 

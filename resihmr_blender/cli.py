@@ -378,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="fit, RAFO and write results for keypoint files",
                          description=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("inputs", nargs="+", help="keypoints files or folders of them")
+    run.add_argument("inputs", nargs="*", help="keypoints files or folders of them")
     run.add_argument("--out", required=True, help="output folder (one sub-folder per input)")
     run.add_argument("--model", default=None, help="SMPL-X .npz (default: the embedded body)")
     run.add_argument("--formats", default="json,overlay,mask",
@@ -409,6 +409,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="only person N of each input: of a keypoints file, its person N (from 0, in the file's "
                           "order); of a photo with --detect, person N of the people found, ranked from the most "
                           "central, largest, fully visible one (0, the default)")
+    run.add_argument("--sequence", default=None, metavar="DIR",
+                     help="a video's OpenPose per-frame files (<video>_<frame>_keypoints.json): one avatar with one "
+                          "shape and λ for the clip and its motion; writes result.json, gait.csv (+ glb/fbx)")
+    run.add_argument("--fps", type=positive_float, default=30.0, help="--sequence: the video's frame rate")
     run.add_argument("--executor", choices=("local", "ray"), default="local",
                      help="ray: one task per input on a Ray cluster (pip install .[ray]); see --address")
     run.add_argument("--address", default=None,
@@ -544,6 +548,12 @@ def run_command(args) -> int:
 
 
 def _run(args) -> int:
+    if args.sequence is not None:  # a video's frames: one clip, one avatar (sequence_outputs.py)
+        from .sequence_outputs import run_sequence_command
+
+        return run_sequence_command(args)
+    if not args.inputs:
+        return _usage_error("give keypoints files or folders (or --sequence DIR)")
     formats = parse_formats(args.formats)
     if not formats:
         return _usage_error(f"--formats is empty; give a comma list of {', '.join(AVAILABLE_FORMATS)}")

@@ -750,3 +750,156 @@ def _shared_lambda(ja_all, jt_all, targets, shown, camera: Camera, errors, confi
         u, lam = run(clipped, u if torch.isfinite(u).all() else torch.zeros(f, 3, dtype=dt), 0.0)
     anchors[rows] = (ja + u / ppm[:, None]).numpy()
     return float(lam), anchors
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What a fitted clip gives: the document, the gait table, the avatar's reference frame, the motion
+
+SEQUENCE_FORMAT = "resihmr-sequence/1"
+GAIT_COLUMNS = ("frame", "time_s", "status", "right_hip_flexion_deg", "left_hip_flexion_deg",
+                "right_knee_flexion_deg", "left_knee_flexion_deg")
+
+
+def _num(value, digits: int = 6):
+    """JSON-safe: finite numbers rounded, nan/inf as null."""
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        return round(float(arr), digits) if math.isfinite(arr) else None
+    out = np.round(arr, digits).astype(object)
+    out[~np.isfinite(arr)] = None
+    return out.tolist()
+
+
+def reference_result(fit: SequenceFit, model: BodyModel, row: int = 0):
+    """The avatar's person: frame `row`'s pose with the clip's shape and the shared λ of every limb (cut once,
+    from the shared λ, where the limb is accepted overall) -> pipeline.PersonResult."""
+    from . import plausibility
+    from .pipeline import PersonResult
+    from .rafo import ResidualResult
+
+    person = fit.person_fit(row)
+    residuals = [ResidualResult(
+        kind=r.kind, lam=r.lam, anchor_3d=r.anchor_3d[row], anchor_init_3d=fit.joints_3d[row][
+            JOINT_INDEX[next(k for k in RESIDUALS if k.name == r.kind).anchor_joint]],
+        upstream_3d=r.upstream_3d[row], endpoint_3d=r.endpoint_3d[row], endpoint_2d=r.endpoint_2d[row],
+        target_2d=np.nan_to_num(r.target_2d[row], nan=0.0) if r.shown[row] else r.endpoint_2d[row],
+        reproj_error_px=float(r.median_error_px) if math.isfinite(r.median_error_px) else 0.0,
+        accepted=r.accepted, alpha=math.nan, mu=math.nan) for r in fit.residuals]
+    return PersonResult(fit=person, residuals=residuals, body_pose=person.body_pose, joints_3d=person.joints_3d,
+                        body25_2d=person.body25_2d, timings_s=dict(fit.timings_s),
+                        plausibility=plausibility.check(model, person.betas, person.joints_3d, person.fit_error_px,
+                                                        person.reference_length_px))
+
+
+def gait_angles(joints: np.ndarray) -> np.ndarray:
+    """(T, 4) right/left hip flexion and right/left knee flexion in degrees from (T, 55, 3) joints: hip flexion
+    is the thigh's angle from the trunk's downward axis in the trunk's sagittal plane (positive forwards), knee
+    flexion the angle between thigh and shank (0 = straight)."""
+    j = {name: joints[:, JOINT_INDEX[name]] for name in ("pelvis", "neck", "left_hip", "right_hip", "left_knee",
+                                                          "right_knee", "left_ankle", "right_ankle")}
+    lateral = j["left_hip"] - j["right_hip"]  # the subject's left
+    lateral /= np.linalg.norm(lateral, axis=1, keepdims=True)
+    up = j["neck"] - j["pelvis"]
+    up -= (up * lateral).sum(1, keepdims=True) * lateral
+    up /= np.linalg.norm(up, axis=1, keepdims=True)
+    forward = np.cross(lateral, up)  # body frame: x left, y up, z forward
+    out = []
+    for side in ("right", "left"):
+        thigh = j[f"{side}_knee"] - j[f"{side}_hip"]
+        out.append(np.degrees(np.arctan2((thigh * forward).sum(1), -(thigh * up).sum(1))))
+    for side in ("right", "left"):
+        thigh = j[f"{side}_knee"] - j[f"{side}_hip"]
+        shank = j[f"{side}_ankle"] - j[f"{side}_knee"]
+        cos = (thigh * shank).sum(1) / (np.linalg.norm(thigh, axis=1) * np.linalg.norm(shank, axis=1))
+        out.append(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+    return np.stack(out, 1)
+
+
+def gait_csv(fit: SequenceFit) -> str:
+    """Per frame (every frame of the clip): knee and hip angles of both sides; empty where the frame has no fit
+    or the joint is gone (a transfemoral limb has no knee)."""
+    angles = gait_angles(fit.joints_3d)
+    no_knee = {k.limb.split("_")[0] for k in RESIDUALS if k.anchor_joint.endswith("knee")
+               and any(r.kind == k.name for r in fit.residuals)}
+    row_of = {i: t for t, i in enumerate(fit.fitted)}
+    lines = [",".join(GAIT_COLUMNS)]
+    for i, frame in enumerate(fit.sequence.frames):
+        values = [""] * 4
+        if i in row_of:
+            a = angles[row_of[i]]
+            values = [f"{a[0]:.2f}", f"{a[1]:.2f}", "" if "right" in no_knee else f"{a[2]:.2f}",
+                      "" if "left" in no_knee else f"{a[3]:.2f}"]
+        status = frame.status if i in row_of or frame.status != "ok" else "not fitted"
+        lines.append(",".join([str(frame.number), f"{(frame.number - fit.sequence.frames[0].number) / fit.sequence.fps:.4f}",
+                               status.replace(",", ";"), *values]))
+    return "\n".join(lines) + "\n"
+
+
+def sequence_document(fit: SequenceFit, model_info: dict, measurements: dict | None = None) -> dict:
+    """result.json of a clip: the shared values, every frame (fitted or why not), per-limb λ with its spread."""
+    seq, cam = fit.sequence, fit.camera
+    row_of = {i: t for t, i in enumerate(fit.fitted)}
+    frames = []
+    for i, frame in enumerate(seq.frames):
+        entry = {"frame": frame.number, "time_s": round((frame.number - seq.frames[0].number) / seq.fps, 6),
+                 "file": frame.path, "status": frame.status if frame.status != "ok" or i in row_of else "not fitted"}
+        if frame.reason:
+            entry["reason"] = frame.reason
+        if frame.person_index is not None:
+            entry["person_index"] = frame.person_index
+        if frame.person_id is not None:
+            entry["person_id"] = frame.person_id
+        t = row_of.get(i)
+        if t is not None:
+            entry.update(global_orient=_num(fit.global_orient[t]), body_pose=_num(fit.body_pose[t]),
+                         transl=_num(fit.transl[t]), joints_3d=_num(fit.joints_3d[t]),
+                         joints_2d_body25=_num(fit.body25_2d[t], 3), fit_error_px=round(float(fit.errors_px[t]), 4),
+                         keypoints_used=[bool(u) for u in fit.used[t]],
+                         residuals=[{"kind": r.kind, "endpoint_2d": _num(r.endpoint_2d[t], 3),
+                                     "endpoint_3d": _num(r.endpoint_3d[t]), "tracked": not bool(r.shown[t]),
+                                     "reproj_error_px": _num(r.errors_px[t], 4),
+                                     "accepted": bool(r.frame_accepted[t]) if r.shown[t] else None,
+                                     "lambda_single_frame": _num(r.lam_frames[t])} for r in fit.residuals])
+        frames.append(entry)
+    residuals = []
+    for r in fit.residuals:
+        entry = {"kind": r.kind, "lambda": round(r.lam, 6), "accepted": r.accepted,
+                 "median_reproj_error_px": _num(r.median_error_px, 4), "frames_shown": int(r.shown.sum()),
+                 "frames_accepted": int(r.frame_accepted.sum()), "lambda_spread": r.spread(),
+                 "residual_length_m": round(r.residual_length_m, 6)}
+        if r.note:
+            entry["note"] = r.note
+        entry.update((measurements or {}).get(r.kind, {}))
+        residuals.append(entry)
+    return {"format": SEQUENCE_FORMAT, "source": str(Path(seq.folder).resolve()), "video": seq.video,
+            "fps": seq.fps, "body_model": model_info, "image": {"width": cam.width, "height": cam.height},
+            "camera": cam.to_json(), "coordinates": "camera frame, OpenCV convention (x right, y down, z forward), "
+                                                   "metres",
+            "frames_total": len(seq.frames), "frames_fitted": len(fit.fitted), "betas": _num(fit.betas),
+            "residuals": residuals, "frames": frames, "warnings": list(seq.warnings),
+            "timings_s": {k: round(v, 4) for k, v in fit.timings_s.items()}}
+
+
+def motion(fit: SequenceFit) -> tuple[np.ndarray, np.ndarray, int]:
+    """The clip as (poses (N, 55, 3) axis-angle with the camera-frame root, transl (N, 3), first frame number),
+    N frames from the first fitted frame to the last; frames without a fit in between are interpolated (slerp
+    per joint, linear translation) so the animation keeps the video's timing."""
+    from .rotations import slerp
+
+    numbers = np.array(fit.frame_numbers())
+    poses_fit = np.zeros((len(numbers), 55, 3))
+    poses_fit[:, 0] = fit.global_orient
+    poses_fit[:, 1:22] = fit.body_pose.reshape(-1, 21, 3)
+    count = int(numbers[-1] - numbers[0] + 1)
+    poses, transl = np.zeros((count, 55, 3)), np.zeros((count, 3))
+    for f in range(count):
+        number = numbers[0] + f
+        hi = int(np.searchsorted(numbers, number))
+        if numbers[hi] == number:
+            poses[f], transl[f] = poses_fit[hi], fit.transl[hi]
+            continue
+        lo = hi - 1
+        t = (number - numbers[lo]) / (numbers[hi] - numbers[lo])
+        poses[f] = slerp(poses_fit[lo], poses_fit[hi], t)
+        transl[f] = (1 - t) * fit.transl[lo] + t * fit.transl[hi]
+    return poses, transl, int(numbers[0])

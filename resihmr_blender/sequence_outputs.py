@@ -1,0 +1,167 @@
+"""Write a fitted clip's outputs (issue 16): result.json (`resihmr-sequence/1`), gait.csv and, with glb/fbx, one
+avatar (built from the clip's shape, cut and sealed once from the shared λ) carrying the motion as an action
+(Blender, imported only when asked for). Every file is written atomically.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .core.atomic import write_text_atomic
+from .outputs import ExportChoices, _writing, check_target, quiet_blender
+
+SEQUENCE_ACTION = "sequence_motion"
+
+
+def planned(formats) -> list[str]:
+    names = ["result.json", "gait.csv"]
+    return names + [f"avatar.{fmt}" for fmt in ("glb", "fbx") if fmt in formats]
+
+
+def reconstruction_of(fit, model, settings):
+    """The clip's reference frame (its first fitted frame) as a one-person pipeline.Reconstruction, meshes cut
+    once from the shared λ: what workflow.apply builds the avatar from."""
+    from .core.keypoints import KeypointsFile
+    from .core.pipeline import Reconstruction, build_meshes, model_info
+    from .core.sequence import reference_result
+
+    result = reference_result(fit, model)
+    meshes = build_meshes(model, [result], pose=True)
+    frame = fit.sequence.frames[fit.fitted[0]]
+    kfile = KeypointsFile(path=frame.path, people=[frame.person], image_width=fit.camera.width,
+                          image_height=fit.camera.height, focal_length_px=fit.camera.focal_length)
+    return Reconstruction(keypoints=kfile, camera=fit.camera, people=[result], meshes=meshes,
+                          model_info=model_info(model), settings=settings, person_indices=[0], model=model)
+
+
+def world_motion(fit, model) -> tuple[np.ndarray, np.ndarray]:
+    """The clip's poses and translations turned from the fit's camera frame into the z-up world that
+    mesh/animation.apply_motion takes (AMASS's): root M·R, translation M·(J0 + t) − J0 (frames.py)."""
+    import torch
+
+    from .core.rotations import aa_to_matrix, matrix_to_axis_angle
+    from .core.sequence import motion
+    from .mesh.frames import M
+
+    poses, transl, _ = motion(fit)
+    with torch.no_grad():
+        j0 = model.rest_joints(torch.tensor(fit.betas, dtype=model.dtype)[None])[0, 0].double().numpy()
+    poses = poses.copy()
+    for f in range(len(poses)):
+        poses[f, 0] = matrix_to_axis_angle(M @ aa_to_matrix(poses[f, 0]))
+    return poses, (j0 + transl) @ M.T - j0
+
+
+def write_sequence_outputs(out_dir: Path, fit, model, settings, formats, root: Path | None = None,
+                           protect=(), export: ExportChoices = ExportChoices()) -> list[Path]:
+    from .core.pipeline import model_info
+    from .core.sequence import gait_csv, sequence_document
+
+    out_dir = Path(out_dir)
+    for name in planned(formats):
+        check_target(out_dir, name, root, protect)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rec = reconstruction_of(fit, model, settings)
+    measurements = rec.people[0].measurements
+    written = []
+    with _writing("result.json"):
+        document = sequence_document(fit, model_info(model), measurements)
+        write_text_atomic(out_dir / "result.json", json.dumps(document, indent=1, allow_nan=False) + "\n")
+    written.append(out_dir / "result.json")
+    with _writing("gait.csv"):
+        write_text_atomic(out_dir / "gait.csv", gait_csv(fit))
+    written.append(out_dir / "gait.csv")
+    if any(f in formats for f in ("glb", "fbx")):
+        with quiet_blender():
+            written += _write_avatar(out_dir, rec, fit, model, formats, export)
+    return written
+
+
+def _write_avatar(out_dir: Path, rec, fit, model, formats, export: ExportChoices) -> list[Path]:
+    with _writing("the Blender scene"):
+        import bpy
+
+        from .mesh.animation import apply_motion
+        from .properties import ensure_attached
+        from .workflow import apply, export_avatar_file, show_photo_camera
+
+        ensure_attached()
+        bpy.ops.wm.read_homefile(use_empty=True)
+        scene = bpy.context.scene
+        show_photo_camera(scene, rec)
+        arm, obj = apply(rec, scene, person=0, name="ResiHMR")
+        poses, trans = world_motion(fit, model)
+        apply_motion(arm, poses, trans, fit.sequence.fps, name=SEQUENCE_ACTION)
+    written = []
+    for fmt in ("glb", "fbx"):
+        if fmt in formats:
+            path = out_dir / f"avatar.{fmt}"
+            with _writing(path.name):
+                written.append(export_avatar_file(obj, path, fmt, animation=True, pose=export.pose,
+                                                  preset=export.preset, influences=export.influences))
+    return written
+
+
+def run_sequence_command(args) -> int:
+    """`run --sequence DIR --out OUT [--fps 30] [--person N]`: one clip -> OUT/<folder name>/. Exit status as
+    `run`: 0 written, 1 the clip could not be fitted or written, 2 usage error (a bad folder, a bad flag)."""
+    import os
+    import sys
+    import time
+
+    from .cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _debug, parse_formats, safe_name, settings_from_args
+    from .core.body_model import load_body_model
+    from .core.fit import FitError
+    from .core.sequence import SequenceError, fit_sequence, frame_files, read_sequence
+    from .outputs import one_line
+
+    def fail(message: str, status: int, exc: BaseException | None = None) -> int:
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        if exc is not None and _debug(args):
+            import traceback
+
+            traceback.print_exception(exc, file=sys.stderr)
+        return status
+
+    if args.inputs:
+        return fail(f"--sequence takes one folder; also given: {' '.join(args.inputs)}", EXIT_USAGE)
+    formats = [f for f in parse_formats(args.formats) if f in ("json", "glb", "fbx")]
+    folder = Path(args.sequence)
+    try:
+        _, files = frame_files(folder)
+        model = load_body_model(args.model)
+    except (SequenceError, OSError, ValueError) as exc:
+        return fail(one_line(exc), EXIT_USAGE, exc)
+    out_dir = Path(args.out) / safe_name(Path(os.path.abspath(folder)).name, "sequence")
+    t0 = time.perf_counter()
+    try:
+        settings = settings_from_args(args)
+        sequence = read_sequence(folder, person=args.person or 0, fps=args.fps, image_size=args.image_size)
+        print(f"sequence {folder}: {len(sequence.frames)} frame(s), {len(sequence.usable())} with the person "
+              f"-> {out_dir}", flush=True)
+        fit = fit_sequence(model, sequence, settings)
+        written = write_sequence_outputs(out_dir, fit, model, settings, formats, root=Path(args.out),
+                                         protect=list(files.values()),
+                                         export=ExportChoices(pose=args.pose, preset=args.preset,
+                                                              influences=args.influences))
+    except (SequenceError, FitError) as exc:
+        return fail(one_line(exc), EXIT_FAILED, exc)
+    except Exception as exc:  # never a traceback for the user; --debug shows it
+        return fail(f"{folder}: {one_line(exc)}", EXIT_FAILED, exc)
+    print(f"{len(fit.fitted)} of {len(sequence.frames)} frame(s) fitted in {time.perf_counter() - t0:.1f} s; "
+          f"wrote {', '.join(p.name for p in written)}", flush=True)
+    for r in fit.residuals:
+        spread = r.spread()
+        print(f"    {r.kind} λ={r.lam:.3f} (single frames: median {spread.get('median', float('nan')):.3f}, "
+              f"std {spread.get('std', float('nan')):.3f}) median err={r.median_error_px:.1f}px "
+              f"{'accepted' if r.accepted else 'REJECTED'} on {int(r.frame_accepted.sum())}/{int(r.shown.sum())} "
+              "frames", flush=True)
+    skipped = [f for f in sequence.frames if f.status != "ok"]
+    if skipped:
+        print(f"    {len(skipped)} frame(s) without a pose: " + "; ".join(
+            f"{f.number} {f.status}" for f in skipped[:8]) + (" ..." if len(skipped) > 8 else ""), flush=True)
+    for warning in sequence.warnings[:20]:
+        print(f"    warning: {warning}", flush=True)
+    return EXIT_OK
