@@ -17,7 +17,7 @@ from resihmr_blender.core.prosthesis import (
     fit_prosthesis,
     signed_distance,
 )
-from resihmr_blender.core.residuals import RESIDUALS
+from resihmr_blender.core.residuals import RESIDUALS, residual_by_name
 
 
 @pytest.fixture(scope="module")
@@ -126,3 +126,129 @@ def test_arm_hand_and_hook_on_the_wrist(body):
     assert hooked.part("hook").vertices.shape[0] > 0 and hooked.dimensions["hook_length_m"] < intact_length
     with pytest.raises(ProsthesisError, match="terminal device 'foot' unknown for the right arm"):
         fitted(body, "right_transradial", 0.5, "foot")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# On the live avatar (Blender)
+
+FRAMES = 10
+LIMBS = ("left_transtibial", "right_transfemoral", "right_transradial", "left_transhumeral")
+
+
+def swinging_motion(frames=FRAMES):
+    """AMASS-layout poses: hips, knees, shoulders and elbows swing through large angles."""
+    t = np.linspace(0, 2 * np.pi, frames)
+    poses = np.zeros((frames, 55, 3))
+    poses[:, 0, 0] = np.pi / 2  # AMASS root: body y-up -> world z-up
+    poses[:, JOINT_INDEX["left_hip"], 0] = -0.6 * np.sin(t)
+    poses[:, JOINT_INDEX["right_hip"], 0] = 0.6 * np.sin(t)
+    poses[:, JOINT_INDEX["left_knee"], 0] = 1.0 * np.clip(np.sin(t), 0, None)
+    poses[:, JOINT_INDEX["right_knee"], 0] = 1.0 * np.clip(-np.sin(t), 0, None)
+    poses[:, JOINT_INDEX["left_shoulder"], 2] = 0.8 * np.sin(t)
+    poses[:, JOINT_INDEX["right_shoulder"], 1] = 0.6 * np.sin(t)
+    poses[:, JOINT_INDEX["left_elbow"], 1] = -1.2 * np.clip(np.sin(t), 0, None)
+    poses[:, JOINT_INDEX["right_elbow"], 1] = 1.2 * np.clip(np.sin(t), 0, None)
+    trans = np.stack([np.zeros(frames), np.linspace(0, 0.6, frames), np.full(frames, 0.9)], axis=1)
+    return poses, trans
+
+
+@pytest.fixture(scope="module")
+def rigged():
+    import bpy
+
+    from resihmr_blender.mesh.build import build_avatar
+    from resihmr_blender.mesh.cut import cut_residual
+    from resihmr_blender.mesh.prosthesis import add_prosthesis
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    model = load_body_model()
+    arm, obj = build_avatar(model, {"betas": np.linspace(-0.5, 0.5, 10), "global_orient": np.array([np.pi, 0, 0]),
+                                    "body_pose": np.zeros(63), "transl": np.zeros(3)})
+    for kind, lam in zip(LIMBS, (0.4, 0.5, 0.5, 0.45)):
+        cut_residual(obj, kind, lam)
+    devices = {kind: add_prosthesis(obj, kind, terminal="hook" if kind == "left_transhumeral" else None)
+               for kind in LIMBS}
+    return arm, obj, devices
+
+
+def socket_inner(device) -> np.ndarray:
+    """Vertex indices of the socket's inner surface: the socket is material 0, outer surface then inner."""
+    index = np.empty(len(device.data.polygons), np.int32)
+    device.data.polygons.foreach_get("material_index", index)
+    socket = np.unique([v for p, m in zip(device.data.polygons, index) if m == 0 for v in p.vertices])
+    return socket[len(socket) // 2:]
+
+
+def body_faces(obj) -> np.ndarray:
+    faces = np.empty(len(obj.data.loops), np.int32)
+    obj.data.polygons.foreach_get("vertices", faces)
+    return faces.reshape(-1, 3)
+
+
+def distal_bone(kind: str) -> str:
+    limb = residual_by_name(kind).limb
+    return limb.replace("_leg", "_ankle").replace("_arm", "_wrist")
+
+
+def on_bone(device, bone: str) -> np.ndarray:
+    """Vertices weighted fully to `bone`."""
+    group = device.vertex_groups[bone].index
+    return np.array([v.index for v in device.data.vertices
+                     if len(v.groups) == 1 and v.groups[0].group == group and v.groups[0].weight == 1.0])
+
+
+def test_devices_are_rigged_on_the_limbs_bones(rigged):
+    arm, obj, devices = rigged
+    for kind, device in devices.items():
+        assert device.parent == arm and device.modifiers["Armature"].object == arm
+        groups = {g.name for g in device.vertex_groups}
+        side = kind.split("_")[0]
+        upstream = residual_by_name(kind).upstream_joint
+        distal = f"{side}_ankle" if "leg" in residual_by_name(kind).limb else f"{side}_wrist"
+        assert {upstream, distal} <= groups, groups
+        if kind.endswith(("femoral", "humeral")):
+            assert residual_by_name(kind).anchor_joint in groups  # the knee / elbow unit's bone
+
+
+def test_motion_keeps_the_socket_on_the_stump_and_moves_the_device(rigged):
+    import bpy
+
+    from resihmr_blender.mesh.animation import apply_motion
+    from resihmr_blender.mesh.build import evaluated_vertices
+
+    arm, obj, devices = rigged
+    faces = body_faces(obj)
+    inner = {kind: socket_inner(d) for kind, d in devices.items()}
+    arm.data.pose_position = "REST"
+    bpy.context.view_layer.update()
+    body = evaluated_vertices(obj)
+    rest_gap = {k: signed_distance(evaluated_vertices(d)[inner[k]], body, faces) for k, d in devices.items()}
+    arm.data.pose_position = "POSE"
+    poses, trans = swinging_motion()
+    apply_motion(arm, poses, trans)
+    worst = {k: [0.0, 0.0] for k in devices}
+    distal_local = {}
+    for frame in range(FRAMES):
+        bpy.context.scene.frame_set(frame)
+        body = evaluated_vertices(obj)
+        evaluated = arm.evaluated_get(bpy.context.evaluated_depsgraph_get())
+        for kind, device in devices.items():
+            verts = evaluated_vertices(device)
+            gap = signed_distance(verts[inner[kind]], body, faces)
+            worst[kind][0] = min(worst[kind][0], gap.min())  # penetration: negative
+            worst[kind][1] = max(worst[kind][1], (gap - rest_gap[kind]).max())  # separation beyond the rest gap
+            bone = distal_bone(kind)
+            matrix = np.array(evaluated.matrix_world) @ np.array(evaluated.pose.bones[bone].matrix)
+            tail = verts[on_bone(device, bone)]  # the foot (but its toes) / hand / hook: rigid on the ankle / wrist
+            local = (np.linalg.inv(matrix) @ np.c_[tail, np.ones(len(tail))].T).T[:, :3]
+            distal_local.setdefault(kind, []).append(local)
+    for kind, (penetration, separation) in worst.items():
+        assert penetration >= -0.002, (kind, penetration)
+        assert separation <= 0.005, (kind, separation)
+        moved = np.ptp(np.stack(distal_local[kind]), axis=0).max()
+        assert moved < 1e-4, (kind, moved)  # the foot / hand / hook rides its bone exactly
+    # and the motion really moved them: the same vertices in the world differ between frames by decimetres
+    bpy.context.scene.frame_set(0)
+    first = evaluated_vertices(devices["right_transfemoral"])
+    bpy.context.scene.frame_set(FRAMES // 4)
+    assert np.linalg.norm(evaluated_vertices(devices["right_transfemoral"]) - first, axis=1).max() > 0.1
