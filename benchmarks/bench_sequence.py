@@ -23,8 +23,7 @@ import torch
 from benchmarks.poses import _arms, keyframe
 from benchmarks.synth import _observe, make_dataset
 from resihmr_blender.core.body_model import BodyModel, load_body_model
-from resihmr_blender.core.keypoints import Person
-from resihmr_blender.core.residuals import RESIDUAL_KINDS, distal_mask
+from resihmr_blender.core.residuals import distal_mask
 from resihmr_blender.core.rotations import aa_to_matrix
 from resihmr_blender.core.sequence import Frame, Sequence, SequenceConfig, fit_sequence
 

@@ -55,11 +55,11 @@ def world_motion(fit, model) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_sequence_outputs(out_dir: Path, fit, model, settings, formats, root: Path | None = None,
-                           protect=(), export: ExportChoices = ExportChoices()) -> list[Path]:
+                           protect=(), export: ExportChoices | None = None) -> list[Path]:
     from .core.pipeline import model_info
     from .core.sequence import gait_csv, sequence_document
 
-    out_dir = Path(out_dir)
+    out_dir, export = Path(out_dir), export or ExportChoices()
     for name in planned(formats):
         check_target(out_dir, name, root, protect)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -156,7 +156,7 @@ def _distance(a: Person, b: Person) -> float:
 
 
 def read_sequence(folder: str | os.PathLike, person: int = 0, fps: float = 30.0,
-                  image_size: tuple[int, int] | None = None, gate: float = 0.5) -> Sequence:
+                  image_size: tuple[int, int] | None = None, gate: float = 0.25) -> Sequence:
     """Read a folder of OpenPose per-frame files and follow one person (person `person` of the first frame that
     shows anyone). `gate`: a person farther than this x their size (per frame since last seen, at most 4x)
     from where the followed person was last seen is someone else."""
@@ -830,8 +830,8 @@ def gait_csv(fit: SequenceFit) -> str:
             values = [f"{a[0]:.2f}", f"{a[1]:.2f}", "" if "right" in no_knee else f"{a[2]:.2f}",
                       "" if "left" in no_knee else f"{a[3]:.2f}"]
         status = frame.status if i in row_of or frame.status != "ok" else "not fitted"
-        lines.append(",".join([str(frame.number), f"{(frame.number - fit.sequence.frames[0].number) / fit.sequence.fps:.4f}",
-                               status.replace(",", ";"), *values]))
+        time_s = (frame.number - fit.sequence.frames[0].number) / fit.sequence.fps
+        lines.append(",".join([str(frame.number), f"{time_s:.4f}", status.replace(",", ";"), *values]))
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,219 @@
+"""Keypoint sequences (issue 16): reading OpenPose's per-frame folders and following one person, the clip's one
+λ against single-frame fits on a synthetic walk, the exported GLB's motion clip, the command line's errors."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks.bench_sequence import accel_error_mm, make_walk, single_frame_fits
+from resihmr_blender.cli import main
+from resihmr_blender.core.body_model import JOINT_INDEX, load_body_model
+from resihmr_blender.core.residuals import RESIDUAL_KINDS
+from resihmr_blender.core.sequence import (
+    MISSING_FILE,
+    NOT_FOUND,
+    SequenceError,
+    fit_sequence,
+    gait_csv,
+    read_sequence,
+    sequence_document,
+)
+
+SIZE = (1000, 1000)
+
+
+@pytest.fixture(scope="module")
+def model():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the sequence fit's batches are small: one thread is faster on a shared machine
+    yield load_body_model()
+    torch.set_num_threads(threads)
+
+
+def openpose_entry(person, person_id=-1) -> dict:
+    """One person as OpenPose 1.7 writes it (plus our residual endpoints)."""
+    return {"person_id": [person_id], "pose_keypoints_2d": person.body25.reshape(-1).round(3).tolist(),
+            "face_keypoints_2d": [], "hand_left_keypoints_2d": [], "hand_right_keypoints_2d": [],
+            "pose_keypoints_3d": [], "face_keypoints_3d": [], "hand_left_keypoints_3d": [],
+            "hand_right_keypoints_3d": [],
+            "residual_keypoints_2d": person.residual.reshape(-1).round(3).tolist()}
+
+
+def write_clip(folder: Path, walk, skip=(), others=None, ids=False, video="gait_trial") -> Path:
+    """The walk's frames as `<video>_<frame:012d>_keypoints.json` (OpenPose's naming and layout, no image block)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for frame in walk["sequence"].frames:
+        if frame.number in skip or frame.person is None:
+            continue
+        people = [openpose_entry(frame.person, 7 if ids else -1)]
+        if others is not None:
+            other = others(frame.number)
+            if other is not None:
+                people.insert(0 if frame.number % 2 else 1, openpose_entry(other, 3 if ids else -1))
+        doc = {"version": 1.7, "people": people}
+        (folder / f"{video}_{frame.number:012d}_keypoints.json").write_text(json.dumps(doc))
+    return folder
+
+
+def shifted(person, dx):
+    """A second person: the same keypoints far to the side."""
+    from resihmr_blender.core.keypoints import Person
+
+    body = person.body25.copy()
+    body[:, 0] = np.where(body[:, 2] > 0, np.clip(body[:, 0] + dx, 0, SIZE[0] - 1), 0.0)
+    return Person(body25=body)
+
+
+def test_reading_a_real_named_folder_follows_one_person(tmp_path, model):
+    walk = make_walk(model, 1, 8, missing_share=0.0)
+    first = walk["sequence"].frames[0].person
+    # a second person 400 px to the side, listed first on odd frames; frame 3 missing; on frame 6 only the other
+    # person is there (the followed one walked out)
+    folder = write_clip(tmp_path / "clip", walk, skip={3},
+                        others=lambda n: shifted(walk["sequence"].frames[n].person, -400 if first.body25[1, 0] > 450
+                                                 else 400))
+    frame6 = folder / "gait_trial_000000000006_keypoints.json"
+    doc = json.loads(frame6.read_text())
+    doc["people"] = [openpose_entry(shifted(walk["sequence"].frames[6].person, 400 if first.body25[1, 0] <= 450
+                                            else -400))]
+    frame6.write_text(json.dumps(doc))
+    (folder / "notes.txt").write_text("not a frame")
+    seq = read_sequence(folder, person=0, fps=25.0, image_size=SIZE)
+    assert [f.number for f in seq.frames] == list(range(8)) and seq.video == "gait_trial" and seq.fps == 25.0
+    assert seq.frames[3].status == MISSING_FILE and seq.frames[3].person is None
+    assert seq.frames[6].status == NOT_FOUND and "last seen (frame 5)" in seq.frames[6].reason
+    assert seq.residual_kinds() == list(walk["residuals"])
+    for f in seq.frames:
+        if f.person is not None:  # always the walking person (with its residual endpoint), whatever the order
+            truth = walk["sequence"].frames[f.number].person
+            assert np.allclose(f.person.body25[:, :2], truth.body25[:, :2], atol=1e-3), f.number
+            assert f.person_index == (0 if f.number % 2 == 0 else 1)
+    # the other person chosen at the start (person 1 of frame 0) is followed instead
+    other = read_sequence(folder, person=1, image_size=SIZE)
+    assert all(f.person is None or f.person.residual[:, 2].max() == 0 for f in other.frames)
+    assert other.frames[6].status == "ok"
+    with pytest.raises(SequenceError, match="person 2 does not exist"):
+        read_sequence(folder, person=2, image_size=SIZE)
+
+
+def test_person_id_is_followed_when_set(tmp_path, model):
+    walk = make_walk(model, 1, 4, missing_share=0.0)
+    # the other person sits where the followed one was a frame earlier: nearest-keypoint tracking alone could
+    # take them, the ids cannot
+    folder = write_clip(tmp_path / "ids", walk, ids=True,
+                        others=lambda n: walk["sequence"].frames[max(n - 1, 0)].person if n else None)
+    seq = read_sequence(folder, image_size=SIZE)
+    assert [f.person_id for f in seq.frames] == [7, 7, 7, 7]
+    for f in seq.frames:
+        assert np.allclose(f.person.body25, walk["sequence"].frames[f.number].person.body25, atol=1e-3)
+
+
+def test_shared_lambda_beats_single_frames_on_a_short_walk(model):
+    walk = make_walk(model, 0, 16)
+    seq = walk["sequence"]
+    seq.frames[5].person.body25[:, 2] = 0.0  # a frame the detector saw almost nothing of
+    seq.frames[5].person.body25[0] = [500.0, 300.0, 0.9]
+    fit = fit_sequence(model, seq)
+    assert seq.frames[5].status == "too few keypoints" and 5 not in [seq.frames[i].number for i in fit.fitted]
+    (kind, lam_true), = walk["residuals"].items()
+    (res,) = fit.residuals
+    assert res.kind == kind and res.accepted and res.shown.sum() == len(fit.fitted)
+    lams, joints, body2d, ok = single_frame_fits(model, walk, fit.fitted)
+    single_err = np.mean(np.abs(np.array(lams[kind]) - lam_true))
+    assert abs(res.lam - lam_true) < 0.5 * single_err, (res.lam, lam_true, single_err)
+    numbers = np.array(fit.frame_numbers())
+    truth = walk["joints"][numbers]
+    assert accel_error_mm(fit.joints_3d, truth, numbers) < 0.3 * accel_error_mm(joints[ok], truth[ok], numbers[ok])
+    assert fit.errors_px.max() < 10.0
+    # the document and the gait table hold every frame, the unfitted one with its reason
+    doc = sequence_document(fit, {"path": None})
+    json.dumps(doc, allow_nan=False)
+    assert doc["frames"][5]["status"] == "too few keypoints" and "body_pose" not in doc["frames"][5]
+    assert doc["residuals"][0]["lambda"] == round(res.lam, 6) and doc["residuals"][0]["lambda_spread"]["frames"] > 10
+    rows = gait_csv(fit).splitlines()
+    assert len(rows) == 17 and rows[6].startswith("5,") and rows[6].endswith(",,,,")
+    knee = [float(r.split(",")[5 if "right" in kind else 6] or "nan") for r in rows[1:]]
+    assert np.nanmax(knee) - np.nanmin(knee) > 10.0  # the walking knee bends and straightens
+
+
+def test_exported_glb_motion_moves_the_bones(tmp_path, model):
+    import bpy
+
+    from resihmr_blender.core.settings import Settings
+    from resihmr_blender.mesh.frames import M
+    from resihmr_blender.sequence_outputs import SEQUENCE_ACTION, write_sequence_outputs
+
+    walk = make_walk(model, 2, 10, missing_share=0.0)
+    folder = write_clip(tmp_path / "clip", walk, skip={4})
+    seq = read_sequence(folder, image_size=SIZE)
+    fit = fit_sequence(model, seq)
+    written = write_sequence_outputs(tmp_path / "out", fit, model, Settings(), ["json", "glb"])
+    assert [p.name for p in written] == ["result.json", "gait.csv", "avatar.glb"]
+    doc = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert doc["format"] == "resihmr-sequence/1" and doc["frames"][4]["status"] == "missing file"
+    bpy.ops.wm.read_homefile(use_empty=True)
+    bpy.context.scene.render.fps = 30
+    bpy.ops.import_scene.gltf(filepath=str(tmp_path / "out" / "avatar.glb"))
+    arm = next(o for o in bpy.data.objects if o.type == "ARMATURE")
+    arm.animation_data.action = next(a for a in bpy.data.actions if a.name.endswith(SEQUENCE_ACTION))
+
+    def heads(frame):
+        bpy.context.scene.frame_set(frame)
+        evaluated = arm.evaluated_get(bpy.context.evaluated_depsgraph_get())
+        world = np.array(evaluated.matrix_world)
+        return {n: (world @ np.r_[np.array(evaluated.pose.bones[n].head), 1.0])[:3]
+                for n in ("pelvis", "left_knee", "right_knee", "left_ankle", "right_ankle")}
+
+    frames = {f: heads(f) for f in (0, 5, 9)}
+    rows = {n: i for i, n in enumerate(fit.frame_numbers())}
+    for name in ("left_knee", "right_knee", "left_ankle", "right_ankle", "pelvis"):
+        moved = frames[9][name] - frames[0][name]
+        # the clip moves each bone as the fit moved its joint (camera frame -> Blender's world: M), up to the
+        # clip's single placement on the ground
+        expected = M @ (fit.joints_3d[rows[9], JOINT_INDEX[name]] - fit.joints_3d[rows[0], JOINT_INDEX[name]])
+        assert np.linalg.norm(moved - expected) < 0.01, name
+    swing = max(np.linalg.norm(frames[5][n] - frames[0][n]) for n in ("left_ankle", "right_ankle"))
+    assert swing > 0.05  # the feet really move
+    # frame 4 had no file: the clip interpolates it between its neighbours
+    mid = heads(4)["pelvis"]
+    assert np.linalg.norm(mid - 0.5 * (heads(3)["pelvis"] + heads(5)["pelvis"])) < 0.01
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "two_videos", "file"])
+def test_command_line_errors_for_a_bad_folder(tmp_path, capsys, case):
+    folder = tmp_path / "frames"
+    if case != "missing":
+        folder.mkdir()
+    if case == "two_videos":
+        for video in ("a", "b"):
+            (folder / f"{video}_000000000000_keypoints.json").write_text('{"people": []}')
+    if case == "file":
+        folder = tmp_path / "clip_000000000000_keypoints.json"
+        folder.write_text('{"people": []}')
+    status = main(["run", "--sequence", str(folder), "--out", str(tmp_path / "out"), "--formats", "json"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and len(err.splitlines()) == 1 and err.startswith("error: ") and str(folder) in err
+    assert {"missing": "not a folder", "empty": "no OpenPose frame files",
+            "two_videos": "frames of 2 videos ('a', 'b')", "file": "not a folder"}[case] in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_command_line_runs_a_clip(tmp_path, model, capsys):
+    walk = make_walk(model, 1, 6, missing_share=0.0)
+    folder = write_clip(tmp_path / "trial", walk)
+    status = main(["run", "--sequence", str(folder), "--out", str(tmp_path / "out"), "--formats", "json",
+                   "--image-size", "1000x1000", "--fps", "50", "--threads", "1"])
+    out = capsys.readouterr()
+    assert status == 0, out.err
+    doc = json.loads((tmp_path / "out" / "trial" / "result.json").read_text())
+    assert doc["fps"] == 50.0 and doc["frames_fitted"] == 6 and doc["frames"][1]["time_s"] == 0.02
+    assert [r["kind"] for r in doc["residuals"]] == [k for k in RESIDUAL_KINDS if k in walk["residuals"]]
+    assert (tmp_path / "out" / "trial" / "gait.csv").read_text().count("\n") == 7
+    # a clip without an image size cannot be placed: one line, exit 1
+    assert main(["run", "--sequence", str(folder), "--out", str(tmp_path / "out2"), "--formats", "json"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "image size unknown" in err and "--image-size" in err
