@@ -252,3 +252,78 @@ def test_motion_keeps_the_socket_on_the_stump_and_moves_the_device(rigged):
     first = evaluated_vertices(devices["right_transfemoral"])
     bpy.context.scene.frame_set(FRAMES // 4)
     assert np.linalg.norm(evaluated_vertices(devices["right_transfemoral"]) - first, axis=1).max() > 0.1
+
+
+def imported_devices(path):
+    """(armatures, {skinned mesh name: (its rig's name, sorted names of the bones weighting it, face count)})."""
+    import bpy
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    if path.suffix == ".glb":
+        bpy.ops.import_scene.gltf(filepath=str(path))
+    else:
+        bpy.ops.import_scene.fbx(filepath=str(path))
+    arms = [o.name for o in bpy.data.objects if o.type == "ARMATURE"]
+    meshes = {o.name: (o.find_armature().name if o.find_armature() else None,
+                       sorted({o.vertex_groups[g.group].name for v in o.data.vertices for g in v.groups
+                               if g.weight > 0}), len(o.data.polygons))
+              for o in bpy.data.objects if o.type == "MESH" and o.find_armature() is not None}
+    return arms, meshes
+
+
+def test_devices_exported_on_the_same_bones(rigged, tmp_path):
+    import json
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    import bpy
+
+    from resihmr_blender.mesh.export import export_avatar
+
+    arm, obj, devices = rigged
+    expected = {d.name: (sorted({d.vertex_groups[g.group].name for v in d.data.vertices for g in v.groups
+                                 if g.weight > 0}), len(d.data.polygons)) for d in devices.values()}
+    names_before = sorted(o.name for o in bpy.data.objects)
+    glb = export_avatar(arm, obj, tmp_path / "with.glb")
+    fbx = export_avatar(arm, obj, tmp_path / "with.fbx")
+    assert sorted(o.name for o in bpy.data.objects) == names_before  # the scene's devices keep their names
+    node = shutil.which("node")
+    assert node, "node is needed for the glTF validator"
+    validator = Path(__file__).resolve().parents[1] / "tools" / "gltf_validate.cjs"
+    report = json.loads(subprocess.run([node, str(validator), str(glb)], capture_output=True, text=True,
+                                       timeout=120, check=False).stdout)
+    assert report["numErrors"] == 0 and report["numWarnings"] == 0, report
+    document = json.loads(glb.read_bytes()[20:20 + int.from_bytes(glb.read_bytes()[12:16], "little")])
+    assert len(document["skins"]) == 1  # one skeleton for the body and every device
+    assert {m["name"] for m in document["materials"]} >= {f"{d.name} socket" for d in devices.values()}
+    for path in (glb, fbx):
+        arms, meshes = imported_devices(path)
+        assert len(arms) == 1 and len(meshes) == 1 + len(expected), (path.suffix, sorted(meshes))
+        for name, (groups, polygons) in expected.items():
+            rig, got_groups, got_polygons = meshes[name]
+            assert rig == arms[0] and got_groups == groups and got_polygons == polygons, (path.suffix, name)
+
+
+def test_devices_off_are_left_out(tmp_path):
+    import bpy
+
+    from resihmr_blender.mesh.build import build_avatar
+    from resihmr_blender.mesh.cut import cut_residual
+    from resihmr_blender.mesh.export import export_avatar
+    from resihmr_blender.mesh.prosthesis import add_prosthesis, devices, remove_prosthesis
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    arm, obj = build_avatar(load_body_model(), {"betas": np.zeros(10)})
+    cut_residual(obj, "left_transtibial", 0.5)
+    cut_residual(obj, "right_transradial", 0.5)
+    add_prosthesis(obj, "left_transtibial")
+    add_prosthesis(obj, "right_transradial", terminal="hook")
+    assert remove_prosthesis(obj, "right_transradial") and not remove_prosthesis(obj, "right_transradial")
+    assert [d.get("resihmr_prosthesis") for d in devices(obj)] == ["left_transtibial"]
+    _, meshes = imported_devices(export_avatar(arm, obj, tmp_path / "one.glb"))
+    assert sorted(meshes) == sorted(["ResiHMR", "ResiHMR prosthesis left_transtibial"])
+    with pytest.raises(ProsthesisError, match="left_transfemoral is not cut on this avatar"):
+        bpy.ops.wm.read_homefile(use_empty=True)
+        arm, obj = build_avatar(load_body_model(), {"betas": np.zeros(10)})
+        add_prosthesis(obj, "left_transfemoral")

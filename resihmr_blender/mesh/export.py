@@ -1,8 +1,8 @@
 """Export the avatar to GLB / FBX without touching the user's scene.
 
-The export runs on a temporary duplicate (armature + mesh, their own data), which gets what the formats need
-(the residual mask as an active vertex colour for glTF's COLOR_0), is exported with only itself selected, and
-is deleted afterwards; the user's objects, selection and active object are restored.
+The export runs on a temporary duplicate (armature + mesh + prosthesis devices, their own data), which gets what
+the formats need (the residual mask as an active vertex colour for glTF's COLOR_0), is exported with only itself
+selected, and is deleted afterwards; the user's objects, selection and active object are restored.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from ..core.atomic import atomic_path
 from ..core.colours import RESIDUAL_RGBA, SKIN_RGBA
 from .cut import MASK_NAME, RED_MATERIAL, SKIN_MATERIAL
 from .export_pose import POSES, stage
+from .prosthesis import devices
 
 COLOR_NAME = "residual_color"
 
@@ -33,36 +34,46 @@ class ExportError(RuntimeError):
 
 
 @contextmanager
-def _temporary_copy(arm_obj, mesh_obj):
+def _temporary_copy(arm_obj, mesh_obj, devices=()):
     """A duplicate of the avatar (objects and data) carrying the user-facing names, so files hold `ResiHMR`, not
-    `ResiHMR.001`: the originals are renamed aside while it exists and get their names back afterwards."""
+    `ResiHMR.001`: the originals are renamed aside while it exists and get their names back afterwards. Prosthesis
+    devices (mesh/prosthesis.py) are copied the same way, skinned to the copied armature."""
     scene = bpy.context.scene
     collection = bpy.data.collections.new("ResiHMR export (temporary)")
     scene.collection.children.link(collection)
     originals = [arm_obj, arm_obj.data, mesh_obj, mesh_obj.data]
+    for device in devices:
+        originals += [device, device.data]
     names = [i.name for i in originals]
     arm_copy = arm_obj.copy()
     arm_copy.data = arm_obj.data.copy()
-    mesh_copy = mesh_obj.copy()
-    mesh_copy.data = mesh_obj.data.copy()
-    # the skinned mesh is a root node (glTF: parent transforms do not reach a skinned mesh, the Khronos validator
-    # warns otherwise); its armature modifier alone ties it to the rig
-    mesh_copy.parent = None
-    mesh_copy.matrix_world = mesh_obj.matrix_world.copy()
-    for modifier in mesh_copy.modifiers:
-        if modifier.type == "ARMATURE":
-            modifier.object = arm_copy
     collection.objects.link(arm_copy)
-    collection.objects.link(mesh_copy)
-    copies = [arm_copy, arm_copy.data, mesh_copy, mesh_copy.data]
+    skinned = []
+    for obj in (mesh_obj, *devices):
+        copy = obj.copy()
+        copy.data = obj.data.copy()
+        # the skinned mesh is a root node (glTF: parent transforms do not reach a skinned mesh, the Khronos
+        # validator warns otherwise); its armature modifier alone ties it to the rig
+        copy.parent = None
+        copy.matrix_world = obj.matrix_world.copy()
+        for modifier in copy.modifiers:
+            if modifier.type == "ARMATURE":
+                modifier.object = arm_copy
+        collection.objects.link(copy)
+        skinned.append(copy)
+    mesh_copy, device_copies = skinned[0], skinned[1:]
+    copies = [arm_copy, arm_copy.data]
+    for copy in skinned:
+        copies += [copy, copy.data]
     try:
         for original, copy, name in zip(originals, copies, names):
             original.name = f"{name} (scene)"
             copy.name = name
-        yield arm_copy, mesh_copy
+        yield arm_copy, mesh_copy, device_copies
     finally:
-        meshes, armatures = [mesh_copy.data], [arm_copy.data]
-        bpy.data.objects.remove(mesh_copy)
+        meshes, armatures = [c.data for c in skinned], [arm_copy.data]
+        for copy in skinned:
+            bpy.data.objects.remove(copy)
         bpy.data.objects.remove(arm_copy)
         for data in meshes:
             bpy.data.meshes.remove(data)
@@ -185,11 +196,14 @@ def export_avatar(arm_obj, mesh_obj, path: str | os.PathLike, fmt: str | None = 
     made, renamed = [], []
     try:
         with atomic_path(path) as tmp:
-            with _temporary_copy(arm_obj, mesh_obj) as (arm_copy, mesh_copy), \
-                    _only_selected([arm_copy, mesh_copy]):
+            with _temporary_copy(arm_obj, mesh_obj, devices(mesh_obj)) as (arm_copy, mesh_copy, device_copies), \
+                    _only_selected([arm_copy, mesh_copy, *device_copies]):
                 if not shape_keys:
                     bake_shape(mesh_copy)
+                before = mesh_copy.location.copy()
                 stage(arm_copy, mesh_copy, pose, photo_params, motion, made, renamed)
+                for device in device_copies:  # root nodes too: onto the ground with the body
+                    device.location = device.location + (mesh_copy.location - before)
                 add_mask_color(mesh_copy.data)
                 with _export_materials(mesh_copy.data):
                     if fmt == "glb":
