@@ -397,6 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="skin weights per vertex in the GLB (8 writes JOINTS_1/WEIGHTS_1; three.js reads 4)")
     run.add_argument("--motion", default=None, metavar="FILE.npz",
                      help="play an AMASS-layout motion on every avatar: animated avatar.glb/fbx")
+    run.add_argument("--prosthesis", nargs="?", const="hand", choices=("hand", "hook"), default=None,
+                     help="fit a prosthesis (socket, pylon, foot / hand or hook) to every cut limb: in avatar.glb/"
+                          "fbx/blend and their dimensions in result.json; the optional value is the arms' terminal "
+                          "device (default hand)")
     run.add_argument("--resume", "--skip-existing", dest="resume", action="store_true",
                      help="skip inputs whose output folder is complete (its .resihmr-done.json matches this run)")
     run.add_argument("--workers", type=positive_int, default=1,
@@ -606,6 +610,7 @@ def _run(args) -> int:
                         "focal_length_px": args.focal, "image_size": list(args.image_size or []) or None,
                         "detect": args.detect, "accept_suggestions": args.accept_suggestions,
                         **({"person": args.person} if args.person is not None else {}),
+                        **({"prosthesis": args.prosthesis} if args.prosthesis else {}),
                         **({"pose": args.pose, "preset": args.preset, "influences": args.influences,
                             "motion_sha256": motion_sha} if any(f in formats for f in ("glb", "fbx")) else {})}
     t0 = time.perf_counter()
@@ -908,7 +913,8 @@ def _write(prep: _Prepared, rec, formats, args, fit_seconds: float) -> FileOutco
     if prep.whole is not None:  # --person N: the file's own numbering in the outputs, its other people not fitted
         rec.keypoints, rec.person_indices = prep.whole, [prep.person]
     choices = ExportChoices(pose=getattr(args, "pose", "rest"), preset=getattr(args, "preset", None),
-                            influences=getattr(args, "influences", 4), motion=getattr(args, "motion_data", None))
+                            influences=getattr(args, "influences", 4), motion=getattr(args, "motion_data", None),
+                            prosthesis=getattr(args, "prosthesis", None))
     written = write_outputs(job.out_dir, rec, formats, root=Path(args.out), protect=prep.protect, export=choices)
     if (job.out_dir / "keypoints.json").is_file() and job.source.suffix.lower() in IMAGE_SUFFIXES:
         _add_detector_report(job.out_dir)

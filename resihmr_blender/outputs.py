@@ -38,6 +38,7 @@ class ExportChoices:
     preset: str | None = None
     influences: int = 4
     motion: tuple | None = None
+    prosthesis: str | None = None  # fit a prosthesis to every cut limb; the arms' terminal device (hand or hook)
 
 
 class OutputError(RuntimeError):
@@ -166,7 +167,11 @@ def write_outputs(out_dir: Path, reconstruction, formats, root: Path | None = No
     camera, meshes = reconstruction.camera, reconstruction.meshes
     if "json" in formats:
         with _writing("result.json"):
-            write_json_atomic(out_dir / "result.json", reconstruction.document())
+            document = reconstruction.document()
+            if export.prosthesis:
+                for person, devices in zip(document["people"], prosthesis_entries(reconstruction, export.prosthesis)):
+                    person["prostheses"] = devices
+            write_json_atomic(out_dir / "result.json", document)
         written.append(out_dir / "result.json")
     if "overlay" in formats:
         with _writing("overlay.png"):
@@ -183,6 +188,52 @@ def write_outputs(out_dir: Path, reconstruction, formats, root: Path | None = No
         with quiet_blender():
             written += write_blender_outputs(out_dir, reconstruction, formats, export)
     return written
+
+
+def prosthesis_entries(reconstruction, arm_terminal: str) -> list[list[dict]]:
+    """Per person, the prosthesis of every cut limb as result.json lists it (core/prosthesis.py on the core's cut
+    rest mesh: kind, terminal device, parts and dimensions in metres); a limb that cannot take one gets its error."""
+    import numpy as np
+    import torch
+
+    from .core.pipeline import PersonFailure
+    from .core.prosthesis import ProsthesisError, fit_prosthesis, limb_type
+
+    model, out = reconstruction.model, []
+    for res, mesh in zip(reconstruction.people, reconstruction.meshes):
+        if isinstance(res, PersonFailure) or mesh is None:
+            out.append([])
+            continue
+        params = res.params()
+        shape = {k: torch.tensor(np.asarray(params[k], dtype=np.float64)[None], dtype=model.dtype)
+                 for k in ("betas", "expression") if params.get(k) is not None}
+        with torch.no_grad():
+            rest = model.forward(**shape)
+        joints, intact = rest.rest_joints[0].double().numpy(), rest.vertices[0].double().numpy()
+        entries = []
+        for kind in mesh.measurements:
+            try:
+                device = fit_prosthesis(kind, mesh.rest_vertices, mesh.faces, mesh.weights, joints, intact,
+                                        model.weights.double().numpy(),
+                                        terminal=arm_terminal if limb_type(kind) == "arm" else None)
+                entries.append(device.to_json())
+            except ProsthesisError as exc:
+                entries.append({"kind": kind, "error": str(exc)})
+        out.append(entries)
+    return out
+
+
+def add_prostheses(obj, arm_terminal: str) -> None:
+    """A device on every cut limb of the avatar (mesh/prosthesis.py); a limb that cannot take one is skipped."""
+    from .core.prosthesis import ProsthesisError, limb_type
+    from .mesh.cut import cut_state
+    from .mesh.prosthesis import add_prosthesis
+
+    for cut in cut_state(obj):
+        try:
+            add_prosthesis(obj, cut["kind"], terminal=arm_terminal if limb_type(cut["kind"]) == "arm" else None)
+        except ProsthesisError as exc:
+            print(f"    warning: {obj.name} {cut['kind']}: no prosthesis ({exc})", file=sys.stderr)
 
 
 def write_blender_outputs(out_dir: Path, reconstruction, formats,
@@ -206,6 +257,8 @@ def write_blender_outputs(out_dir: Path, reconstruction, formats,
             if isinstance(res, PersonFailure):
                 continue
             arm, obj = apply(reconstruction, scene, person=p, name="ResiHMR" if p == 0 else f"ResiHMR_{p}")
+            if export.prosthesis:
+                add_prostheses(obj, export.prosthesis)
             if export.motion is not None:
                 poses, trans, rate = export.motion
                 apply_motion(arm, poses, trans, rate)

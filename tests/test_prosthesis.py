@@ -327,3 +327,32 @@ def test_devices_off_are_left_out(tmp_path):
         bpy.ops.wm.read_homefile(use_empty=True)
         arm, obj = build_avatar(load_body_model(), {"betas": np.zeros(10)})
         add_prosthesis(obj, "left_transfemoral")
+
+
+def test_cli_run_with_prostheses(tmp_path, capsys):
+    import json
+    from pathlib import Path
+
+    import bpy
+
+    from resihmr_blender.cli import main
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "demo" / "keypoints.json"
+    out = tmp_path / "out"
+    assert main(["run", str(example), "--out", str(out), "--formats", "json,glb,blend", "--prosthesis", "hook"]) == 0
+    folder = next(out.iterdir())
+    person = json.loads((folder / "result.json").read_text())["people"][0]
+    cut = {r["kind"] for r in person["residuals"] if r["accepted"]}
+    devices = {d["kind"]: d for d in person["prostheses"]}
+    assert cut and set(devices) == cut
+    for kind, device in devices.items():
+        assert device["socket_length_m"] > 0.02 and device["pylon_length_m"] > 0.0
+        if "leg" in residual_by_name(kind).limb:
+            assert 0.2 < device["foot_length_m"] < 0.32 and 0.05 < device["ankle_height_m"] < 0.11
+        else:
+            assert device["terminal"] == "hook" and device["hook_length_m"] > 0.08
+    _, meshes = imported_devices(folder / "avatar.glb")
+    assert sorted(meshes) == sorted(["ResiHMR", *(f"ResiHMR prosthesis {k}" for k in cut)])
+    bpy.ops.wm.open_mainfile(filepath=str(folder / "avatar.blend"))
+    saved = {o.get("resihmr_prosthesis"): o.parent.name for o in bpy.data.objects if o.get("resihmr_prosthesis")}
+    assert saved == {k: "ResiHMR_rig" for k in cut}
