@@ -60,11 +60,29 @@ def _lambda_changed(self, context):
     try:
         set_limb_lambda(obj, self.kind, self.lam)
         obj.resihmr.last_error = ""
+        _refit_device(obj, self)
     except Exception as exc:  # an update callback cannot report: keep the message for the panel
         obj.resihmr.last_error = f"{self.kind}: λ {self.lam:.3f} refused: {exc}"
         previous = next(r["lambda"] for r in avatar_document(obj)["people"][0]["residuals"] if r["kind"] == self.kind)
         with syncing():
             self.lam = previous
+
+
+def _refit_device(obj, limb) -> None:
+    """A prosthesis on the limb follows its new stump; one that no longer fits comes off (the panel says why)."""
+    from .mesh.prosthesis import refit_limb
+
+    message = refit_limb(obj, limb.kind)
+    if message:
+        obj.resihmr.last_error = message
+
+
+def _socket_colour_changed(self, context):
+    from .mesh.prosthesis import device_for, set_socket_colour
+
+    device = device_for(self.id_data, self.kind)
+    if device is not None:
+        set_socket_colour(device, self.socket_colour)
 
 
 class RESIHMR_PG_Limb(bpy.types.PropertyGroup):
@@ -82,6 +100,14 @@ class RESIHMR_PG_Limb(bpy.types.PropertyGroup):
     length_m: FloatProperty(name="Residual length", default=0.0, subtype="DISTANCE", unit="LENGTH")
     volume_l: FloatProperty(name="Stump volume (l)", default=-1.0)
     circumferences_m: FloatVectorProperty(name="Circumferences at 25/50/75 %", size=3, subtype="NONE")
+    # the prosthesis (mesh/prosthesis.py): on/off and the terminal device are set by operators (one undo step each)
+    prosthesis: BoolProperty(name="Prosthesis", default=False)
+    terminal: EnumProperty(name="Terminal device", default="hand",
+                           items=[("hand", "Hand", "A hand shaped like the other hand"),
+                                  ("hook", "Split hook", "A split hook on a wrist unit")],
+                           description="An arm prosthesis's terminal device (a leg's is a foot)")
+    socket_colour: FloatVectorProperty(name="Socket colour", subtype="COLOR", size=4, min=0.0, max=1.0,
+                                       default=(0.12, 0.22, 0.45, 1.0), update=_socket_colour_changed)
 
 
 class RESIHMR_PG_Avatar(bpy.types.PropertyGroup):

@@ -356,3 +356,49 @@ def test_cli_run_with_prostheses(tmp_path, capsys):
     bpy.ops.wm.open_mainfile(filepath=str(folder / "avatar.blend"))
     saved = {o.get("resihmr_prosthesis"): o.parent.name for o in bpy.data.objects if o.get("resihmr_prosthesis")}
     assert saved == {k: "ResiHMR_rig" for k in cut}
+
+
+def test_sidebar_operators_one_undo_step_each():
+    """The Prosthesis panel's operators on a fitted avatar: on, terminal device, socket colour, a λ drag refits,
+    undo takes the device off again, off removes it."""
+    from pathlib import Path
+
+    import bpy
+
+    import resihmr_blender
+    from resihmr_blender.mesh.prosthesis import device_for, dimensions
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "demo"
+    bpy.ops.wm.read_homefile(use_empty=True)
+    resihmr_blender.register()
+    try:
+        bpy.ops.resihmr.load_photo(filepath=str(example / "photo_synthetic.png"))
+        bpy.ops.resihmr.load_keypoints(filepath=str(example / "keypoints.json"))
+        bpy.ops.resihmr.fit()
+        avatar = next(o for o in bpy.context.scene.objects if o.get("resihmr_avatar") and o.type == "MESH")
+        bpy.context.view_layer.objects.active = avatar
+        limb = next(x for x in avatar.resihmr.limbs if x.kind == "right_transradial")
+        bpy.ops.ed.undo_push(message="before")
+        assert bpy.ops.resihmr.toggle_prosthesis(kind="right_transradial") == {"FINISHED"}
+        assert limb.prosthesis and dimensions(avatar)["right_transradial"]["terminal"] == "hand"
+        assert bpy.ops.resihmr.set_terminal(kind="right_transradial", terminal="hook") == {"FINISHED"}
+        assert limb.terminal == "hook" and dimensions(avatar)["right_transradial"]["terminal"] == "hook"
+        limb.socket_colour = (0.9, 0.1, 0.1, 1.0)
+        socket = device_for(avatar, "right_transradial").data.materials[0]
+        assert tuple(socket.diffuse_color) == pytest.approx((0.9, 0.1, 0.1, 1.0))
+        before = dimensions(avatar)["right_transradial"]["stump_length_m"]
+        limb.lam = min(0.9, limb.lam + 0.2)  # the live λ re-cuts: the socket follows the shorter stump
+        assert dimensions(avatar)["right_transradial"]["stump_length_m"] < before - 0.01
+        name = avatar.name
+        bpy.ops.ed.undo_push(message="after")
+        bpy.ops.ed.undo()
+        avatar = bpy.data.objects[name]
+        assert device_for(avatar, "right_transradial") is None
+        assert not next(x for x in avatar.resihmr.limbs if x.kind == "right_transradial").prosthesis
+        bpy.context.view_layer.objects.active = avatar
+        bpy.ops.resihmr.toggle_prosthesis(kind="right_transradial")
+        bpy.ops.resihmr.toggle_prosthesis(kind="right_transradial")
+        assert device_for(avatar, "right_transradial") is None
+        assert not any(m.name.endswith("right_transradial socket") for m in bpy.data.materials)
+    finally:
+        resihmr_blender.unregister()

@@ -190,3 +190,45 @@ def dimensions(mesh_obj) -> dict[str, dict]:
     for obj in devices(mesh_obj):
         out[obj[DEVICE_TAG]] = json.loads(obj.get(DIMENSIONS_PROP, "{}"))
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The sidebar's state: each limb's prosthesis settings on the avatar (properties.RESIHMR_PG_Limb) kept in step
+
+
+def _limb(mesh_obj, kind: str):
+    state = getattr(mesh_obj, "resihmr", None)
+    return next((limb for limb in state.limbs if limb.kind == kind), None) if state is not None else None
+
+
+def set_device(mesh_obj, kind: str, on: bool, terminal: str | None = None):
+    """Put the limb's prosthesis on (fitted now, with the limb's terminal device and socket colour) or take it off;
+    the limb's settings follow. Returns the device object or None."""
+    kind = residual_by_name(kind).name
+    limb = _limb(mesh_obj, kind)
+    if not on:
+        remove_prosthesis(mesh_obj, kind)
+        if limb is not None:
+            limb.prosthesis = False
+        return None
+    arm_terminal = terminal or (limb.terminal if limb is not None else None)
+    if arm_terminal is not None and limb is not None:
+        limb.terminal = arm_terminal
+    is_arm = residual_by_name(kind).limb.endswith("arm")
+    rgba = tuple(limb.socket_colour) if limb is not None else None
+    device = add_prosthesis(mesh_obj, kind, terminal=arm_terminal if is_arm else None, socket_rgba=rgba)
+    if limb is not None:
+        limb.prosthesis = True
+    return device
+
+
+def refit_limb(mesh_obj, kind: str) -> str:
+    """After the limb's cut changed: refit its device if it has one. Returns "" or why the device came off."""
+    if device_for(mesh_obj, kind) is None:
+        return ""
+    try:
+        add_prosthesis(mesh_obj, kind)
+        return ""
+    except ProsthesisError as exc:
+        set_device(mesh_obj, kind, False)
+        return f"{kind}: prosthesis taken off: {exc}"

@@ -120,9 +120,32 @@ class RESIHMR_PT_Measurements(_Panel, bpy.types.Panel):
         row.operator("resihmr.copy_measurements", text="Copy CSV").csv = True
 
 
+class RESIHMR_PT_Prosthesis(_Panel, bpy.types.Panel):
+    bl_label = "Prosthesis"
+    bl_order = 5
+
+    def draw(self, context):
+        obj = _avatar(context)
+        if obj is None or not len(obj.resihmr.limbs):
+            self.layout.label(text="No residual limb on the selected avatar", icon="INFO")
+            return
+        for limb in obj.resihmr.limbs:
+            box = self.layout.box()
+            row = box.row(align=True)
+            row.operator("resihmr.toggle_prosthesis", text="", depress=limb.prosthesis,
+                         icon="CHECKBOX_HLT" if limb.prosthesis else "CHECKBOX_DEHLT").kind = limb.kind
+            row.label(text=limb.kind.replace("_", " "))
+            if limb.kind.endswith(("transradial", "transhumeral")):
+                row = box.row(align=True)
+                for terminal, text in (("hand", "Hand"), ("hook", "Split hook")):
+                    op = row.operator("resihmr.set_terminal", text=text, depress=limb.terminal == terminal)
+                    op.kind, op.terminal = limb.kind, terminal
+            box.prop(limb, "socket_colour")
+
+
 class RESIHMR_PT_Export(_Panel, bpy.types.Panel):
     bl_label = "Export"
-    bl_order = 5
+    bl_order = 6
 
     def draw(self, context):
         col = self.layout.column(align=True)
@@ -134,4 +157,4 @@ class RESIHMR_PT_Export(_Panel, bpy.types.Panel):
 
 
 classes = (RESIHMR_PT_Input, RESIHMR_PT_Residuals, RESIHMR_PT_Fit, RESIHMR_PT_Reconstruct,
-           RESIHMR_PT_Measurements, RESIHMR_PT_Export)
+           RESIHMR_PT_Measurements, RESIHMR_PT_Prosthesis, RESIHMR_PT_Export)

@@ -1,0 +1,66 @@
+"""Prostheses on the active avatar's residual limbs: on/off and the terminal device, one undo step each (the
+work is in mesh/prosthesis.py; the socket colour is a plain property of the limb)."""
+from __future__ import annotations
+
+import bpy
+from bpy.props import EnumProperty, StringProperty
+
+from ..core.prosthesis import ProsthesisError
+from ..mesh.prosthesis import set_device
+from .base import ResihmrOperator, UserError
+from .reconstruct import active_avatar
+
+
+def _limb(context, kind: str):
+    obj = active_avatar(context)
+    limb = next((x for x in obj.resihmr.limbs if x.kind == kind), None) if obj is not None else None
+    if limb is None:
+        raise UserError(f"the active avatar has no residual limb {kind!r}")
+    return obj, limb
+
+
+class RESIHMR_OT_ToggleProsthesis(ResihmrOperator, bpy.types.Operator):
+    """Put a prosthesis (socket fitted to the stump, pylon, foot / hand or hook, rigged) on this limb, or take
+    it off"""
+
+    bl_idname = "resihmr.toggle_prosthesis"
+    bl_label = "Prosthesis"
+    kind: StringProperty()
+
+    @classmethod
+    def poll(cls, context):
+        return active_avatar(context) is not None
+
+    def run(self, context):
+        obj, limb = _limb(context, self.kind)
+        try:
+            set_device(obj, self.kind, not limb.prosthesis)
+        except ProsthesisError as exc:
+            raise UserError(str(exc)) from exc
+        return {"FINISHED"}
+
+
+class RESIHMR_OT_SetTerminal(ResihmrOperator, bpy.types.Operator):
+    """Choose the arm prosthesis's terminal device (refits the device when it is on)"""
+
+    bl_idname = "resihmr.set_terminal"
+    bl_label = "Terminal device"
+    kind: StringProperty()
+    terminal: EnumProperty(items=[("hand", "Hand", ""), ("hook", "Split hook", "")])
+
+    @classmethod
+    def poll(cls, context):
+        return active_avatar(context) is not None
+
+    def run(self, context):
+        obj, limb = _limb(context, self.kind)
+        limb.terminal = self.terminal
+        if limb.prosthesis:
+            try:
+                set_device(obj, self.kind, True, self.terminal)
+            except ProsthesisError as exc:
+                raise UserError(str(exc)) from exc
+        return {"FINISHED"}
+
+
+classes = (RESIHMR_OT_ToggleProsthesis, RESIHMR_OT_SetTerminal)
