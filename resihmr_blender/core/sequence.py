@@ -235,9 +235,9 @@ def read_sequence(folder: str | os.PathLike, person: int = 0, fps: float = 30.0,
 
 @dataclass
 class SequenceConfig:
-    key_every: int = 10  # a photo fit (two starts, staged) on every n-th usable frame
-    warm_iters: int = 5  # LM iterations for a frame started from the previous frame's result
-    refine_iters: int = 6  # Gauss-Newton iterations of the joint refinement (0: none)
+    key_every: int = 20  # a photo fit (two starts, staged) on every n-th usable frame
+    warm_iters: int = 4  # LM iterations for a frame started from the previous frame's result
+    refine_iters: int = 4  # Gauss-Newton iterations of the joint refinement, before the shape (0: none)
     # temporal terms on the 3D BODY_25 points, per point and frame, in (percent of the torso)² like the data term:
     # velocity (P_t − P_t−1) and acceleration (P_t−1 − 2 P_t + P_t+1), only across consecutive fitted frames
     velocity_weight: float = 0.0
@@ -467,7 +467,7 @@ def _refine(model: BodyModel, x: torch.Tensor, betas: torch.Tensor, kp, w, focal
     problem = _ClipProblem(model, kp, w, focal, centre, scale, to_units, terms, fit_cfg)
     rows = problem.gauss_newton(rows, betas, config.refine_iters)
     betas = problem.fit_shape(rows, betas)
-    rows = problem.gauss_newton(rows, betas, max(2, config.refine_iters // 2))
+    rows = problem.gauss_newton(rows, betas, max(1, config.refine_iters // 2))
     return torch.cat([rows[:, :6], betas.expand(n, -1), rows[:, 6:]], 1)
 
 
