@@ -397,7 +397,15 @@ def test_sidebar_operators_one_undo_step_each():
         assert device_for(avatar, "right_transradial") is None
         assert not next(x for x in avatar.resihmr.limbs if x.kind == "right_transradial").prosthesis
         bpy.context.view_layer.objects.active = avatar
+        limb = next(x for x in avatar.resihmr.limbs if x.kind == "right_transradial")
         bpy.ops.resihmr.toggle_prosthesis(kind="right_transradial")
+        assert device_for(avatar, "right_transradial") is not None
+        bpy.ops.resihmr.restore_limbs()  # no stump, no prosthesis
+        assert device_for(avatar, "right_transradial") is None and not limb.prosthesis
+        bpy.ops.resihmr.cut_residual()
+        bpy.ops.resihmr.toggle_prosthesis(kind="right_transradial")
+        bpy.ops.resihmr.cut_residual()  # cut again: the device is refitted, not duplicated
+        assert len([d for d in bpy.data.objects if d.get("resihmr_prosthesis")]) == 1 and limb.prosthesis
         bpy.ops.resihmr.toggle_prosthesis(kind="right_transradial")
         assert device_for(avatar, "right_transradial") is None
         assert not any(m.name.endswith("right_transradial socket") for m in bpy.data.materials)

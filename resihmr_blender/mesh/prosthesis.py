@@ -170,17 +170,15 @@ def remove_prosthesis(mesh_obj, kind: str) -> bool:
 
 
 def refit_prostheses(mesh_obj) -> list:
-    """Refit every device after the avatar's cuts changed (a λ drag); a device whose limb is no longer cut is
-    taken off. Returns the devices left."""
+    """Refit every device after the avatar's cuts changed (cut again, limbs restored); a device whose limb is no
+    longer cut, or no longer takes one, is taken off. Returns the devices left."""
     from .cut import cut_state
 
     cut = {d["kind"] for d in cut_state(mesh_obj)}
     for obj in devices(mesh_obj):
         kind = obj[DEVICE_TAG]
-        if kind in cut:
-            add_prosthesis(mesh_obj, kind)
-        else:
-            remove_prosthesis(mesh_obj, kind)
+        if kind not in cut or refit_limb(mesh_obj, kind):
+            set_device(mesh_obj, kind, False)
     return devices(mesh_obj)
 
 

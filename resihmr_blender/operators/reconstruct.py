@@ -4,6 +4,7 @@ from __future__ import annotations
 import bpy
 
 from .. import workflow
+from ..mesh.prosthesis import refit_prostheses
 from .base import ResihmrOperator, UserError
 
 
@@ -29,7 +30,9 @@ class RESIHMR_OT_CutResiduals(ResihmrOperator, bpy.types.Operator):
         return context.scene is not None and active_avatar(context) is not None
 
     def run(self, context):
-        kinds = workflow.cut_avatar(active_avatar(context))
+        obj = active_avatar(context)
+        kinds = workflow.cut_avatar(obj)
+        refit_prostheses(obj)  # a prosthesis follows its re-made stump
         self.report({"INFO"}, f"cut and sealed: {', '.join(kinds)}")
         return {"FINISHED"}
 
@@ -45,7 +48,9 @@ class RESIHMR_OT_RestoreLimbs(ResihmrOperator, bpy.types.Operator):
         return context.scene is not None and active_avatar(context) is not None
 
     def run(self, context):
-        workflow.restore_limbs(active_avatar(context))
+        obj = active_avatar(context)
+        workflow.restore_limbs(obj)
+        refit_prostheses(obj)  # no stump, no prosthesis
         return {"FINISHED"}
 
 
