@@ -1,0 +1,111 @@
+"""Render avatars with and without their prostheses with Blender's Workbench: standing and in a walking frame.
+
+    python tools/render_prosthesis.py [--out docs/prosthesis.png] [--size 400]
+
+Two rows: the demo's amputations (right transradial with a split hook, left transtibial) and a right
+transfemoral + left transhumeral (hand). Each row: without prostheses, with them standing (front), with them in
+a walking frame (from the side of the leg prosthesis).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+import bpy  # noqa: I001  (bpy before mathutils)
+import numpy as np
+from mathutils import Euler, Vector
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from resihmr_blender.core.body_model import JOINT_INDEX, load_body_model  # noqa: E402
+from resihmr_blender.core.image import read_png, write_png  # noqa: E402
+from resihmr_blender.mesh.build import apply_pose, build_avatar, evaluated_vertices  # noqa: E402
+from resihmr_blender.mesh.cut import cut_residual  # noqa: E402
+from resihmr_blender.mesh.prosthesis import add_prosthesis, devices  # noqa: E402
+
+CASES = ((("right_transradial", 0.55, "hook"), ("left_transtibial", 0.45, None)),
+         (("right_transfemoral", 0.5, None), ("left_transhumeral", 0.45, "hand")))
+
+
+def body_pose(walking: bool) -> np.ndarray:
+    pose = np.zeros((22, 3))
+    pose[JOINT_INDEX["left_shoulder"], 2] = -1.2  # arms down
+    pose[JOINT_INDEX["right_shoulder"], 2] = 1.2
+    if walking:
+        pose[JOINT_INDEX["left_hip"], 0] = -0.45  # left leg forward
+        pose[JOINT_INDEX["right_hip"], 0] = 0.3
+        pose[JOINT_INDEX["right_knee"], 0] = 0.6
+        pose[JOINT_INDEX["left_knee"], 0] = 0.1
+        pose[JOINT_INDEX["left_shoulder"], 1] = 0.35  # arms swing against the legs
+        pose[JOINT_INDEX["right_shoulder"], 1] = 0.35
+        pose[JOINT_INDEX["right_elbow"], 1] = 0.5
+        pose[JOINT_INDEX["left_elbow"], 1] = -0.3
+    return pose[1:].reshape(-1)
+
+
+def render_view(objects, side: float, size: int, path: Path) -> None:
+    """side: 0 = front, +1 = from the subject's left, -1 = from the subject's right."""
+    bpy.context.view_layer.update()
+    verts = np.concatenate([evaluated_vertices(o) for o in objects])
+    centre = (verts.min(axis=0) + verts.max(axis=0)) / 2
+    extent = float((verts.max(axis=0) - verts.min(axis=0)).max())
+    scene = bpy.context.scene
+    cam = scene.camera
+    cam.data.type = "ORTHO"
+    cam.data.ortho_scale = extent * 1.08
+    direction = Vector((side, 0.0, 0.0)) if side else Vector((0.0, -1.0, 0.0))
+    cam.location = Vector(centre.tolist()) + direction * 10.0
+    cam.rotation_euler = Euler((math.pi / 2, 0.0, side * math.pi / 2))
+    scene.render.resolution_x = scene.render.resolution_y = size
+    scene.render.filepath = str(path)
+    bpy.ops.render.render(write_still=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="docs/prosthesis.png")
+    parser.add_argument("--size", type=int, default=400)
+    args = parser.parse_args()
+    model = load_body_model()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r, case in enumerate(CASES):
+            bpy.ops.wm.read_homefile(use_empty=True)
+            scene = bpy.context.scene
+            scene.render.engine = "BLENDER_WORKBENCH"
+            scene.display.shading.light = "STUDIO"
+            scene.display.shading.color_type = "MATERIAL"
+            scene.world = bpy.data.worlds.new("World")
+            scene.world.color = (1.0, 1.0, 1.0)
+            cam = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+            scene.collection.objects.link(cam)
+            scene.camera = cam
+            params = {"betas": np.array([0.8, -0.5, 0.3, 0, 0.4, -0.2, 0.1, 0, 0, 0.0]),
+                      "global_orient": np.array([math.pi, 0.0, 0.0]), "body_pose": body_pose(False),
+                      "transl": np.zeros(3)}
+            arm, obj = build_avatar(model, params)
+            for kind, lam, _ in case:
+                cut_residual(obj, kind, lam)
+            row = []
+            path = Path(tmp) / f"{r}_without.png"
+            render_view([obj], 0.0, args.size, path)
+            row.append(read_png(path)[..., :3])
+            for kind, _, terminal in case:
+                add_prosthesis(obj, kind, terminal=terminal)
+            path = Path(tmp) / f"{r}_with.png"
+            render_view([obj, *devices(obj)], 0.0, args.size, path)
+            row.append(read_png(path)[..., :3])
+            apply_pose(arm, {**params, "body_pose": body_pose(True)})
+            leg = next(kind for kind, _, _ in case if "tibial" in kind or "femoral" in kind)
+            path = Path(tmp) / f"{r}_walking.png"
+            render_view([obj, *devices(obj)], 1.0 if leg.startswith("left") else -1.0, args.size, path)
+            row.append(read_png(path)[..., :3])
+            rows.append(np.concatenate(row, axis=1))
+    write_png(args.out, np.concatenate(rows, axis=0))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
