@@ -272,6 +272,23 @@ def imported_devices(path):
     return arms, meshes
 
 
+def socket_gaps(body_name: str = "ResiHMR") -> dict[str, tuple[float, float]]:
+    """In the imported scene: per device, the (min, max) distance of its socket (material 0) from the body."""
+    import bpy
+
+    from resihmr_blender.mesh.build import evaluated_vertices
+
+    body = bpy.data.objects[body_name]
+    body_verts, body_tris = evaluated_vertices(body), np.array([list(p.vertices) for p in body.data.polygons])
+    gaps = {}
+    for o in bpy.data.objects:
+        if o.type == "MESH" and o.name.startswith(f"{body_name} prosthesis"):
+            socket = np.unique([v for p in o.data.polygons if p.material_index == 0 for v in p.vertices])
+            gap = signed_distance(evaluated_vertices(o)[socket], body_verts, body_tris)
+            gaps[o.name] = (gap.min(), gap.max())
+    return gaps
+
+
 def test_devices_exported_on_the_same_bones(rigged, tmp_path):
     import json
     import shutil
@@ -288,6 +305,9 @@ def test_devices_exported_on_the_same_bones(rigged, tmp_path):
     names_before = sorted(o.name for o in bpy.data.objects)
     glb = export_avatar(arm, obj, tmp_path / "with.glb")
     fbx = export_avatar(arm, obj, tmp_path / "with.fbx")
+    photo = export_avatar(arm, obj, tmp_path / "photo.glb", pose="photo", photo_params={
+        "betas": np.zeros(10), "global_orient": np.array([np.pi, 0.3, 0.0]), "transl": np.array([0.2, 0.1, 3.0]),
+        "body_pose": np.r_[np.zeros(12), 0.6, 0.0, 0.0, np.zeros(48)]})  # the right knee bent
     assert sorted(o.name for o in bpy.data.objects) == names_before  # the scene's devices keep their names
     node = shutil.which("node")
     assert node, "node is needed for the glTF validator"
@@ -304,6 +324,12 @@ def test_devices_exported_on_the_same_bones(rigged, tmp_path):
         for name, (groups, polygons) in expected.items():
             rig, got_groups, got_polygons = meshes[name]
             assert rig == arms[0] and got_groups == groups and got_polygons == polygons, (path.suffix, name)
+        # placed with the body (both moved onto the ground): the sockets still sit on their stumps
+        for name, (near, far) in socket_gaps().items():
+            assert 0.001 <= near and far <= GAP + 0.02, (path.name, name, near, far)
+    imported_devices(photo)
+    gaps = socket_gaps()
+    assert len(gaps) == len(expected) and all(0.001 <= near <= GAP + 0.001 for near, _ in gaps.values()), gaps
 
 
 def test_devices_off_are_left_out(tmp_path):
