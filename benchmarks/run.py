@@ -37,9 +37,10 @@ from resihmr_blender.core.avatar_mesh import build_mesh
 from resihmr_blender.core.body_model import JOINT_INDEX, load_body_model
 from resihmr_blender.core.camera import Camera
 from resihmr_blender.core.fit import FitConfig, fit_people
+from resihmr_blender.core.layouts import BODY25_NAMES
 from resihmr_blender.core.metrics import SUMMARY_FIELDS, MethodScores, keypoint_errors, mean_or_nan
 from resihmr_blender.core.pipeline import PersonFailure, reconstruct
-from resihmr_blender.core.rafo import RafoConfig
+from resihmr_blender.core.rafo import RafoConfig, lambda_intervals, rafo_loss
 from resihmr_blender.core.raster import silhouette
 from resihmr_blender.core.residuals import RESIDUAL_KINDS, residual_by_name
 
@@ -69,6 +70,7 @@ EXTRA_FIELDS: dict[str, str] = {
     "lambda_interval_width": "mean width of RAFO's λ interval",
 }
 FOREIGN_PREFIX = "foreign."
+INTERVAL_TOLERANCES_PX = (1.0, 3.0, 10.0, 30.0)  # λ interval coverage is also reported at these tolerances
 COMPARATORS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
 COMPARATOR_SIGNS = {"<=": "≤", "<": "<", ">=": "≥", ">": ">"}
 
@@ -258,12 +260,33 @@ def _run(n_people: int, seed: int, noise: float, iou_scale: float, timing_people
     return report
 
 
+def interval_coverage(limbs: list, tolerance_px: float) -> tuple[float, float]:
+    """(coverage, mean width) of RAFO's λ intervals recomputed at another tolerance from the solved limbs
+    (rafo.ResidualResult, its camera, the true λ)."""
+    if not limbs:
+        return float("nan"), float("nan")
+    stack = lambda get: np.stack([np.asarray(get(r, c), np.float64) for r, c, _ in limbs])  # noqa: E731
+    anchor, lam = stack(lambda r, c: r.anchor_3d), stack(lambda r, c: r.lam)
+    init, up, target = stack(lambda r, c: r.anchor_init_3d), stack(lambda r, c: r.upstream_3d), \
+        stack(lambda r, c: r.target_2d)
+    focal, centre = stack(lambda r, c: c.focal_length), stack(lambda r, c: c.principal_point)
+    alpha, mu = stack(lambda r, c: r.alpha), stack(lambda r, c: r.mu)
+    t = torch.from_numpy
+    loss = rafo_loss(t(anchor), t(lam), t(init), t(up), t(target), t(focal), t(centre), t(alpha), t(mu)).numpy()
+    config = RafoConfig(interval_tolerance_px=tolerance_px)
+    iv = lambda_intervals(anchor, lam, loss, init, up, target, focal, centre, alpha, mu, config)
+    truth = np.array([g for _, _, g in limbs])
+    return float(((iv[:, 0] <= truth) & (truth <= iv[:, 1])).mean()), float((iv[:, 1] - iv[:, 0]).mean())
+
+
 def score_cases(model, cases, cameras, ours, trusting, gt_mask, iou_scale: float | None) -> dict:
     """Every method's scores over one benchmark's people (synth.SyntheticPerson or foreign.ForeignCase).
 
     gt_mask(case, small_camera) -> the true amputated silhouette; iou_scale None = the case's own mask_scale."""
     scores = {m: MethodScores() for m in METHODS}
-    given_errors, cover_by_kind, widths = [], {}, []
+    given_errors, cover_by_kind, widths, limbs = [], {}, [], []
+    joint_errors: dict[int, list[float]] = {}
+    by_family: dict[str, MethodScores] = {}
     by_focal: dict[bool, MethodScores] = {True: MethodScores(), False: MethodScores()}
     accepted, missing_limbs, skipped = [], 0, 0
     for gt, res, trust, cam in zip(cases, ours, trusting, cameras):
@@ -290,21 +313,27 @@ def score_cases(model, cases, cameras, ours, trusting, gt_mask, iou_scale: float
         s.add_keypoints(errors, halluc)
         given = gt.gt_body25_exists & (gt.keypoints.body25[:, 2] > 0)
         given_errors.append(np.linalg.norm(res.body25_2d[given] - gt.gt_body25_2d[given], axis=-1))
+        for j in np.flatnonzero(gt.gt_body25_exists):
+            joint_errors.setdefault(int(j), []).append(float(np.linalg.norm(res.body25_2d[j] - gt.gt_body25_2d[j])))
         focal_given = getattr(gt, "focal_given", True)
         by_focal[focal_given].add_keypoints(errors, halluc)
+        family = by_family.setdefault(getattr(gt, "family", "all"), MethodScores())
+        family.add_keypoints(errors, halluc)
         for k in kinds:
             if k in by_kind:
                 r = by_kind[k]
                 s.add_residual(k, r.lam, gt.residuals[k], r.residual_length_m, gt.gt_residual_length_m[k])
-                by_focal[focal_given].add_residual(k, r.lam, gt.residuals[k], r.residual_length_m,
-                                                   gt.gt_residual_length_m[k])
+                for scored in (by_focal[focal_given], family):
+                    scored.add_residual(k, r.lam, gt.residuals[k], r.residual_length_m, gt.gt_residual_length_m[k])
                 accepted.append(r.accepted)
+                limbs.append((r, cam, gt.residuals[k]))
                 if r.lam_interval is not None:
                     lo, hi = r.lam_interval
                     cover_by_kind.setdefault(k, []).append(lo <= gt.residuals[k] <= hi)
                     widths.append(hi - lo)
-        s.add_masks(mask_of(model, res.params(), [(r.kind, r.lam) for r in res.residuals if r.accepted], small),
-                    gt_mask_small)
+        ours_mask = mask_of(model, res.params(), [(r.kind, r.lam) for r in res.residuals if r.accepted], small)
+        s.add_masks(ours_mask, gt_mask_small)
+        family.add_masks(ours_mask, gt_mask_small)
 
         for name, fit, lam, cut in (("intact_fit_midpoint", trust, 0.5, False),
                                     ("our_fit_midpoint", res.fit, 0.5, True), ("joint_collapse", res.fit, 1.0, True)):
@@ -323,8 +352,10 @@ def score_cases(model, cases, cameras, ours, trusting, gt_mask, iou_scale: float
     metrics["ours.lambda_coverage"] = mean_or_nan(covered)
     metrics["ours.lambda_interval_width"] = mean_or_nan(widths)
     return {"scores": scores, "metrics": metrics, "n": len(cases), "skipped": skipped,
+            "coverage_by_tolerance": {tol: interval_coverage(limbs, tol) for tol in INTERVAL_TOLERANCES_PX},
             "coverage_by_kind": {k: mean_or_nan(v) for k, v in sorted(cover_by_kind.items())},
-            "by_focal": by_focal,
+            "by_focal": by_focal, "by_family": by_family,
+            "joint_mpjpe_px": {j: mean_or_nan(v) for j, v in sorted(joint_errors.items())},
             "n_halluc": sum(bool(np.any(p.hallucinated)) for p in cases),
             "n_coco": sum(p.keypoints.source_format != "openpose" for p in cases),
             "n_residuals": sum(len(p.residuals) for p in cases), "accepted": accepted,
@@ -447,6 +478,10 @@ def side_by_side(report: dict) -> list[str]:
                + " | ".join(_num(v, 3) for v in proxy) + " |")
     times = [report["batched_s"], f["batched_s"] if f else float("nan")]
     out.append("| fit + RAFO time per person, batched (s) | " + " | ".join(_num(v, 3) for v in times) + " |")
+    cover = [part["coverage_by_tolerance"] for _, part in both]
+    out += ["", "The λ interval at other tolerances (coverage / mean width; synthetic, then foreign): " + "; ".join(
+        f"{tol:g} px: " + ", ".join(f"{c[tol][0]:.2f} / {c[tol][1]:.2f}" for c in cover)
+        for tol in INTERVAL_TOLERANCES_PX) + "."]
     out += ["", "λ per kind (MAE, coverage of the λ interval, limbs):", "",
             "| kind | synthetic λ MAE | synthetic coverage | n | foreign λ MAE | foreign coverage | n |",
             "|---|---:|---:|---:|---:|---:|---:|"]
@@ -460,7 +495,18 @@ def side_by_side(report: dict) -> list[str]:
             cells += [_num(sc.lambda_mae_by_kind().get(kind, float("nan")), 3),
                       _num(part["coverage_by_kind"].get(kind, float("nan")), 3), str(len(sc.lam_by_kind.get(kind, [])))]
         out.append(f"| {kind} | " + " | ".join(cells) + " |")
+    out += ["", "Intact error per BODY_25 point, the five largest (px; synthetic, then foreign): " + "; ".join(
+        ", ".join(f"{BODY25_NAMES[j]} {v:.1f}" for j, v in sorted(part["joint_mpjpe_px"].items(),
+                                                                     key=lambda item: -item[1])[:5])
+        for _, part in both) + "."]
     if f:
+        out += ["", "Foreign people per pose family (ResiHMR):", "",
+                "| pose | people | intact MPJPE (px) | residual MPJPE (px) | λ MAE | silhouette IoU |",
+                "|---|---:|---:|---:|---:|---:|"]
+        for name, count in f["families"].items():
+            summary = f["by_family"].get(name, MethodScores()).summary()
+            out.append(f"| {name} | {count} | {_num(summary['intact_mpjpe_px'])} | {_num(summary['residual_mpjpe_px'])}"
+                       f" | {_num(summary['lambda_mae'], 3)} | {_num(summary['iou'], 3)} |")
         out += ["", "Foreign people with the focal length given and withheld (ResiHMR):", "",
                 "| focal length | people | intact MPJPE (px) | residual MPJPE (px) | λ MAE |",
                 "|---|---:|---:|---:|---:|"]
