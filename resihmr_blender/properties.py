@@ -100,12 +100,15 @@ class RESIHMR_PG_Limb(bpy.types.PropertyGroup):
     length_m: FloatProperty(name="Residual length", default=0.0, subtype="DISTANCE", unit="LENGTH")
     volume_l: FloatProperty(name="Stump volume (l)", default=-1.0)
     circumferences_m: FloatVectorProperty(name="Circumferences at 25/50/75 %", size=3, subtype="NONE")
-    # the prosthesis (mesh/prosthesis.py): on/off and the terminal device are set by operators (one undo step each)
+    # the prosthesis (mesh/prosthesis.py): on/off, terminal device and cover are set by operators (one undo step
+    # each)
     prosthesis: BoolProperty(name="Prosthesis", default=False)
     terminal: EnumProperty(name="Terminal device", default="hand",
                            items=[("hand", "Hand", "A hand shaped like the other hand"),
                                   ("hook", "Split hook", "A split hook on a wrist unit")],
                            description="An arm prosthesis's terminal device (a leg's is a foot)")
+    cover: BoolProperty(name="Pylon cover", default=False,
+                        description="A cosmetic cover shaped like the other limb over the pylon")
     socket_colour: FloatVectorProperty(name="Socket colour", subtype="COLOR", size=4, min=0.0, max=1.0,
                                        default=(0.12, 0.22, 0.45, 1.0), update=_socket_colour_changed)
 

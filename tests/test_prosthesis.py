@@ -30,10 +30,10 @@ def body():
             "verts": out.vertices[0].numpy(), "weights": model.weights.double().numpy()}
 
 
-def fitted(body, kind, lam, terminal=None):
+def fitted(body, kind, lam, terminal=None, with_cover=False):
     mesh = build_mesh(body["model"], {"betas": body["betas"]}, [(kind, lam)], pose=False)
     device = fit_prosthesis(kind, mesh.rest_vertices, mesh.faces, mesh.weights, body["joints"], body["verts"],
-                            body["weights"], terminal)
+                            body["weights"], terminal, with_cover=with_cover)
     return mesh, device
 
 
@@ -52,11 +52,12 @@ def test_signed_distance_matches_a_cylinder():
 
 @pytest.mark.parametrize("kind", [k.name for k in RESIDUALS])
 def test_every_part_closed_and_clear_of_the_body(body, kind):
-    mesh, device = fitted(body, kind, 0.45)
+    mesh, device = fitted(body, kind, 0.45, with_cover=True)
     names = [p.name for p in device.parts]
     assert names[0] == "socket" and names[-1] == ("foot" if "leg" in device.kind.limb else "hand")
+    assert "cover" in names
     if kind.endswith(("transfemoral", "transhumeral")):
-        assert ("knee" if "leg" in device.kind.limb else "elbow") in names
+        assert ("knee" if "leg" in device.kind.limb else "elbow") in names and "lower_cover" in names
     for part in device.parts:
         closed = trimesh.Trimesh(part.vertices, part.faces, process=False)
         assert closed.is_watertight and closed.is_winding_consistent and closed.volume > 0, part.name
@@ -166,8 +167,8 @@ def rigged():
                                     "body_pose": np.zeros(63), "transl": np.zeros(3)})
     for kind, lam in zip(LIMBS, (0.4, 0.5, 0.5, 0.45)):
         cut_residual(obj, kind, lam)
-    devices = {kind: add_prosthesis(obj, kind, terminal="hook" if kind == "left_transhumeral" else None)
-               for kind in LIMBS}
+    devices = {kind: add_prosthesis(obj, kind, terminal="hook" if kind == "left_transhumeral" else None,
+                                    cover=kind == "right_transfemoral") for kind in LIMBS}
     return arm, obj, devices
 
 
@@ -410,6 +411,9 @@ def test_sidebar_operators_one_undo_step_each():
         assert limb.prosthesis and dimensions(avatar)["right_transradial"]["terminal"] == "hand"
         assert bpy.ops.resihmr.set_terminal(kind="right_transradial", terminal="hook") == {"FINISHED"}
         assert limb.terminal == "hook" and dimensions(avatar)["right_transradial"]["terminal"] == "hook"
+        assert bpy.ops.resihmr.toggle_cover(kind="right_transradial") == {"FINISHED"}
+        assert limb.cover and "cover" in dimensions(avatar)["right_transradial"]["parts"]
+        assert dimensions(avatar)["right_transradial"]["terminal"] == "hook"  # the other settings kept
         limb.socket_colour = (0.9, 0.1, 0.1, 1.0)
         socket = device_for(avatar, "right_transradial").data.materials[0]
         assert tuple(socket.diffuse_color) == pytest.approx((0.9, 0.1, 0.1, 1.0))

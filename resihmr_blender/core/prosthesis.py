@@ -514,18 +514,68 @@ def hook(intact_verts, intact_weights, joints, kind: ResidualKind) -> tuple[Part
 TERMINAL_BUILDERS = {"foot": foot, "hand": hand, "hook": hook}
 
 
+def cover(intact_verts, intact_weights, joints, side: str, segment: str, child: str, s_from: float, s_to: float,
+          name: str) -> Part | None:
+    """A cosmetic cover over the pylon: the other side's segment (`segment` -> `child`, e.g. knee -> ankle for the
+    shank) mirrored onto this side, lofted through its cross-sections between s_from and s_to along this side's
+    segment axis; rigid on the segment's bone. None when the span is too short to be worth a part."""
+    if s_to - s_from < 0.02:
+        return None
+    other = "left" if side == "right" else "right"
+    labels = intact_weights.argmax(axis=1)
+    region = np.isin(labels, [JOINT_INDEX[f"{other}_{segment}"], JOINT_INDEX[f"{other}_{child}"]])
+    mirror_x = 2.0 * joints[0, 0]  # about the pelvis
+    pts = intact_verts[region].copy()
+    pts[:, 0] = mirror_x - pts[:, 0]
+    j0, j1 = joints[JOINT_INDEX[f"{side}_{segment}"]], joints[JOINT_INDEX[f"{side}_{child}"]]
+    length = float(np.linalg.norm(j1 - j0))
+    axis = (j1 - j0) / length
+    u, v = _frame(axis, np.array([0.0, 0.0, 1.0]))
+    rel = pts - j0
+    t, a, b = rel @ axis, rel @ u, rel @ v
+    inside = (t >= 0.0) & (t <= length)
+    t, a, b = t[inside], a[inside], b[inside]
+    levels = np.linspace(s_from, s_to, max(4, int((s_to - s_from) / 0.03) + 2))
+    half = max(0.5 * (levels[1] - levels[0]), 0.012)
+    bins = RING
+    sections = []
+    for level in levels:
+        sel = np.abs(t - level) < half
+        if sel.sum() < 12:
+            sel = np.argsort(np.abs(t - level))[:24]
+        ca, cb = 0.5 * (a[sel].min() + a[sel].max()), 0.5 * (b[sel].min() + b[sel].max())
+        theta = np.arctan2(b[sel] - cb, a[sel] - ca)
+        r = np.hypot(a[sel] - ca, b[sel] - cb)
+        index = ((theta + np.pi) / (2 * np.pi) * bins).astype(int) % bins
+        radius = np.zeros(bins)
+        np.maximum.at(radius, index, r)
+        filled = radius > 0
+        if filled.sum() < 3:
+            radius[:] = r.max()
+        else:  # empty angle bins: interpolated around the circle from their neighbours
+            k = np.arange(bins)
+            radius = np.interp(k, k[filled], radius[filled], period=bins)
+        radius = 0.5 * radius + 0.25 * (np.roll(radius, 1) + np.roll(radius, -1))
+        angle = (np.arange(bins) + 0.5) / bins * 2 * np.pi - np.pi
+        sections.append(j0 + level * axis + (ca + radius * np.cos(angle))[:, None] * u
+                        + (cb + radius * np.sin(angle))[:, None] * v)
+    verts, faces = loft(np.array(sections))
+    return _rigid(name, (verts, faces), f"{side}_{segment}")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The whole device
 
 
 def fit_prosthesis(kind: ResidualKind | str, verts: np.ndarray, faces: np.ndarray, weights: np.ndarray,
                    joints: np.ndarray, intact_verts: np.ndarray, intact_weights: np.ndarray,
-                   terminal: str | None = None) -> Prosthesis:
+                   terminal: str | None = None, with_cover: bool = False) -> Prosthesis:
     """The prosthesis for one cut limb of a body.
 
     verts, faces, weights: the cut, sealed rest mesh (body frame) with its skin weights; joints: the 55 rest joints
     (the skeleton keeps its distal joints); intact_verts, intact_weights: the same body uncut (the other side's
-    foot or hand gives the terminal device its size)."""
+    foot or hand gives the terminal device its size, its limb the cover's shape). with_cover: a cosmetic cover
+    shaped like the other limb over the pylon(s)."""
     kind = residual_by_name(kind) if isinstance(kind, str) else kind
     limb = limb_type(kind)
     terminal = terminal or default_terminal(kind)
@@ -583,8 +633,24 @@ def fit_prosthesis(kind: ResidualKind | str, verts: np.ndarray, faces: np.ndarra
     else:
         parts.append(_rigid("pylon", cylinder(top, end, radius, hint), kind.upstream_joint))
         dims["pylon_length_m"] = float(np.linalg.norm(end - top))
-    device, terminal_dims = TERMINAL_BUILDERS[terminal](np.asarray(intact_verts, float),
-                                                        np.asarray(intact_weights, float), joints, kind)
+    intact_verts, intact_weights = np.asarray(intact_verts, float), np.asarray(intact_weights, float)
+    if with_cover:
+        # from just beyond the socket to the distal joint, split at the knee / elbow unit so it bends there
+        lower_joint = "ankle" if limb == "leg" else "wrist"
+        if kind.name.endswith(("transfemoral", "transhumeral")):
+            upper, middle = kind.upstream_joint.split("_", 1)[1], kind.anchor_joint.split("_", 1)[1]
+            unit_s = float((centre - jt) @ axis)
+            spans = [(upper, middle, socket_end + 0.003, unit_s - unit_r, "cover"),
+                     (middle, lower_joint, unit_r, float(np.linalg.norm(end - ja)) - 0.01, "lower_cover")]
+        else:
+            spans = [(kind.upstream_joint.split("_", 1)[1], lower_joint, socket_end + 0.003, segment_length - 0.01,
+                      "cover")]
+        for seg, child, s_from, s_to, name in spans:
+            piece = cover(intact_verts, intact_weights, joints, side, seg, child, s_from, s_to, name)
+            if piece is not None:
+                parts.append(piece)
+                dims[f"{name}_length_m"] = s_to - s_from
+    device, terminal_dims = TERMINAL_BUILDERS[terminal](intact_verts, intact_weights, joints, kind)
     parts.append(device)
     dims.update(terminal_dims)
     dims["limb_length_m"] = float(np.linalg.norm(end - jt) if limb == "arm" else

@@ -22,11 +22,13 @@ from .frames import blender_to_body, body_to_blender
 
 DEVICE_TAG = "resihmr_prosthesis"  # on a device object: the residual kind it is fitted to
 TERMINAL_PROP = "resihmr_terminal"
+COVER_PROP = "resihmr_cover"
 DIMENSIONS_PROP = "resihmr_dimensions"
 DEFAULT_SOCKET_RGBA = (0.12, 0.22, 0.45, 1.0)  # carbon-fibre blue
 PART_RGBA = {"pylon": (0.62, 0.63, 0.66, 1.0), "lower_pylon": (0.62, 0.63, 0.66, 1.0),
              "knee": (0.25, 0.25, 0.27, 1.0), "elbow": (0.25, 0.25, 0.27, 1.0), "hook": (0.70, 0.71, 0.74, 1.0),
-             "foot": (0.78, 0.66, 0.56, 1.0), "hand": (0.78, 0.66, 0.56, 1.0)}
+             "foot": (0.78, 0.66, 0.56, 1.0), "hand": (0.78, 0.66, 0.56, 1.0),
+             "cover": (0.78, 0.66, 0.56, 1.0), "lower_cover": (0.78, 0.66, 0.56, 1.0)}
 METALLIC = {"pylon", "lower_pylon", "hook"}
 
 
@@ -102,16 +104,19 @@ def socket_material_name(obj_name: str) -> str:
     return f"{obj_name} socket"
 
 
-def add_prosthesis(mesh_obj, kind: str, terminal: str | None = None, socket_rgba=None):
+def add_prosthesis(mesh_obj, kind: str, terminal: str | None = None, socket_rgba=None, cover: bool | None = None):
     """Fit the prosthesis of `kind` (a cut limb of the avatar) and put it on the rig; an existing device of that
-    kind is refitted in place (its object, socket colour and name kept). Returns the device object. Raises
+    kind is refitted in place (its object, socket colour, terminal device, cover and name kept unless given).
+    cover: a cosmetic cover shaped like the other limb over the pylon. Returns the device object. Raises
     ProsthesisError leaving the scene as it was."""
     kind = residual_by_name(kind).name
     existing = device_for(mesh_obj, kind)
     if terminal is None:
         terminal = existing.get(TERMINAL_PROP) if existing is not None else default_terminal(kind)
+    if cover is None:
+        cover = bool(existing.get(COVER_PROP, False)) if existing is not None else False
     data = _rest_data(mesh_obj, kind)
-    device = fit_prosthesis(kind, *data, terminal=terminal)
+    device = fit_prosthesis(kind, *data, terminal=terminal, with_cover=cover)
     arm = _armature(mesh_obj)
     if existing is None:
         mesh = bpy.data.meshes.new(f"{mesh_obj.name} prosthesis {kind}")
@@ -127,6 +132,7 @@ def add_prosthesis(mesh_obj, kind: str, terminal: str | None = None, socket_rgba
         old = bpy.data.materials.get(socket_material_name(obj.name))
         socket_rgba = tuple(old.diffuse_color) if old is not None else DEFAULT_SOCKET_RGBA
     obj[TERMINAL_PROP] = terminal
+    obj[COVER_PROP] = cover
     obj[DIMENSIONS_PROP] = json.dumps(device.to_json())
     obj.data.materials.clear()  # before the faces get their material indices (clearing resets them)
     for part in device.parts:
@@ -199,9 +205,9 @@ def _limb(mesh_obj, kind: str):
     return next((limb for limb in state.limbs if limb.kind == kind), None) if state is not None else None
 
 
-def set_device(mesh_obj, kind: str, on: bool, terminal: str | None = None):
-    """Put the limb's prosthesis on (fitted now, with the limb's terminal device and socket colour) or take it off;
-    the limb's settings follow. Returns the device object or None."""
+def set_device(mesh_obj, kind: str, on: bool, terminal: str | None = None, cover: bool | None = None):
+    """Put the limb's prosthesis on (fitted now, with the limb's terminal device, cover and socket colour) or take
+    it off; the limb's settings follow. Returns the device object or None."""
     kind = residual_by_name(kind).name
     limb = _limb(mesh_obj, kind)
     if not on:
@@ -212,11 +218,14 @@ def set_device(mesh_obj, kind: str, on: bool, terminal: str | None = None):
     arm_terminal = terminal or (limb.terminal if limb is not None else None)
     if arm_terminal is not None and limb is not None:
         limb.terminal = arm_terminal
+    if cover is None and limb is not None:
+        cover = limb.cover
     is_arm = residual_by_name(kind).limb.endswith("arm")
     rgba = tuple(limb.socket_colour) if limb is not None else None
-    device = add_prosthesis(mesh_obj, kind, terminal=arm_terminal if is_arm else None, socket_rgba=rgba)
+    device = add_prosthesis(mesh_obj, kind, terminal=arm_terminal if is_arm else None, socket_rgba=rgba,
+                            cover=cover)
     if limb is not None:
-        limb.prosthesis = True
+        limb.prosthesis, limb.cover = True, bool(device.get(COVER_PROP))
     return device
 
 

@@ -1,5 +1,5 @@
-"""Prostheses on the active avatar's residual limbs: on/off and the terminal device, one undo step each (the
-work is in mesh/prosthesis.py; the socket colour is a plain property of the limb)."""
+"""Prostheses on the active avatar's residual limbs: on/off, the terminal device and the pylon cover, one undo
+step each (the work is in mesh/prosthesis.py; the socket colour is a plain property of the limb)."""
 from __future__ import annotations
 
 import bpy
@@ -63,4 +63,26 @@ class RESIHMR_OT_SetTerminal(ResihmrOperator, bpy.types.Operator):
         return {"FINISHED"}
 
 
-classes = (RESIHMR_OT_ToggleProsthesis, RESIHMR_OT_SetTerminal)
+class RESIHMR_OT_ToggleCover(ResihmrOperator, bpy.types.Operator):
+    """A cosmetic cover shaped like the other limb over the pylon, or none (refits the device when it is on)"""
+
+    bl_idname = "resihmr.toggle_cover"
+    bl_label = "Pylon cover"
+    kind: StringProperty()
+
+    @classmethod
+    def poll(cls, context):
+        return active_avatar(context) is not None
+
+    def run(self, context):
+        obj, limb = _limb(context, self.kind)
+        limb.cover = not limb.cover
+        if limb.prosthesis:
+            try:
+                set_device(obj, self.kind, True, cover=limb.cover)
+            except ProsthesisError as exc:
+                raise UserError(str(exc)) from exc
+        return {"FINISHED"}
+
+
+classes = (RESIHMR_OT_ToggleProsthesis, RESIHMR_OT_SetTerminal, RESIHMR_OT_ToggleCover)

@@ -140,6 +140,8 @@ class RESIHMR_PT_Prosthesis(_Panel, bpy.types.Panel):
                 for terminal, text in (("hand", "Hand"), ("hook", "Split hook")):
                     op = row.operator("resihmr.set_terminal", text=text, depress=limb.terminal == terminal)
                     op.kind, op.terminal = limb.kind, terminal
+            box.operator("resihmr.toggle_cover", depress=limb.cover,
+                         icon="CHECKBOX_HLT" if limb.cover else "CHECKBOX_DEHLT").kind = limb.kind
             box.prop(limb, "socket_colour")
 
 
