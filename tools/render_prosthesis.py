@@ -3,8 +3,8 @@
     python tools/render_prosthesis.py [--out docs/prosthesis.png] [--size 400]
 
 Two rows: the demo's amputations (right transradial with a split hook, left transtibial) and a right
-transfemoral + left transhumeral (hand). Each row: without prostheses, with them standing (front), with them in
-a walking frame (from the side of the leg prosthesis).
+transfemoral (with a pylon cover) + left transhumeral (hand). Each row: without prostheses, with them standing
+(front), with them in a walking frame (from the side of the leg prosthesis).
 """
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ from resihmr_blender.mesh.build import apply_pose, build_avatar, evaluated_verti
 from resihmr_blender.mesh.cut import cut_residual  # noqa: E402
 from resihmr_blender.mesh.prosthesis import add_prosthesis, devices  # noqa: E402
 
-CASES = ((("right_transradial", 0.55, "hook"), ("left_transtibial", 0.45, None)),
-         (("right_transfemoral", 0.5, None), ("left_transhumeral", 0.45, "hand")))
+CASES = ((("right_transradial", 0.55, "hook", False), ("left_transtibial", 0.45, None, False)),
+         (("right_transfemoral", 0.5, None, True), ("left_transhumeral", 0.45, "hand", False)))
 
 
 def body_pose(walking: bool) -> np.ndarray:
@@ -86,19 +86,19 @@ def main() -> None:
                       "global_orient": np.array([math.pi, 0.0, 0.0]), "body_pose": body_pose(False),
                       "transl": np.zeros(3)}
             arm, obj = build_avatar(model, params)
-            for kind, lam, _ in case:
+            for kind, lam, _, _ in case:
                 cut_residual(obj, kind, lam)
             row = []
             path = Path(tmp) / f"{r}_without.png"
             render_view([obj], 0.0, args.size, path)
             row.append(read_png(path)[..., :3])
-            for kind, _, terminal in case:
-                add_prosthesis(obj, kind, terminal=terminal)
+            for kind, _, terminal, cover in case:
+                add_prosthesis(obj, kind, terminal=terminal, cover=cover)
             path = Path(tmp) / f"{r}_with.png"
             render_view([obj, *devices(obj)], 0.0, args.size, path)
             row.append(read_png(path)[..., :3])
             apply_pose(arm, {**params, "body_pose": body_pose(True)})
-            leg = next(kind for kind, _, _ in case if "tibial" in kind or "femoral" in kind)
+            leg = next(kind for kind, *_ in case if "tibial" in kind or "femoral" in kind)
             path = Path(tmp) / f"{r}_walking.png"
             render_view([obj, *devices(obj)], 1.0 if leg.startswith("left") else -1.0, args.size, path)
             row.append(read_png(path)[..., :3])
