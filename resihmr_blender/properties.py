@@ -85,6 +85,14 @@ def _socket_colour_changed(self, context):
         set_socket_colour(device, self.socket_colour)
 
 
+def _socket_finish_changed(self, context):
+    from .mesh.prosthesis import device_for, set_socket_finish
+
+    device = device_for(self.id_data, self.kind)
+    if device is not None:
+        set_socket_finish(device, self.socket_finish)
+
+
 class RESIHMR_PG_Limb(bpy.types.PropertyGroup):
     """One residual limb of an avatar: its λ (a live slider) and what RAFO or the user decided."""
 
@@ -111,6 +119,9 @@ class RESIHMR_PG_Limb(bpy.types.PropertyGroup):
                         description="A cosmetic cover shaped like the other limb over the pylon")
     socket_colour: FloatVectorProperty(name="Socket colour", subtype="COLOR", size=4, min=0.0, max=1.0,
                                        default=(0.12, 0.22, 0.45, 1.0), update=_socket_colour_changed)
+    socket_finish: EnumProperty(name="Socket finish", default="satin", update=_socket_finish_changed,
+                                items=[("matte", "Matte", ""), ("satin", "Satin", ""), ("gloss", "Gloss", ""),
+                                       ("carbon", "Carbon", "Carbon fibre: a slight metallic sheen")])
 
 
 class RESIHMR_PG_Avatar(bpy.types.PropertyGroup):

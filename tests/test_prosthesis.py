@@ -417,6 +417,8 @@ def test_sidebar_operators_one_undo_step_each():
         limb.socket_colour = (0.9, 0.1, 0.1, 1.0)
         socket = device_for(avatar, "right_transradial").data.materials[0]
         assert tuple(socket.diffuse_color) == pytest.approx((0.9, 0.1, 0.1, 1.0))
+        limb.socket_finish = "gloss"
+        assert socket.roughness == pytest.approx(0.12) and socket.diffuse_color[0] == pytest.approx(0.9)
         before = dimensions(avatar)["right_transradial"]["stump_length_m"]
         limb.lam = min(0.9, limb.lam + 0.2)  # the live λ re-cuts: the socket follows the shorter stump
         assert dimensions(avatar)["right_transradial"]["stump_length_m"] < before - 0.01

@@ -72,18 +72,24 @@ def _rest_data(mesh_obj, kind: str):
     return plan.rest_body, plan.faces, plan.weights, joints, intact.rest_body, uncut.weights
 
 
-def _material(name: str, rgba, metallic: bool = False):
+# socket finishes: (metallic, roughness), what glTF's metallicRoughness carries
+FINISHES = {"matte": (0.0, 0.75), "satin": (0.0, 0.4), "gloss": (0.0, 0.12), "carbon": (0.35, 0.25)}
+FINISH_PROP = "resihmr_finish"
+
+
+def _material(name: str, rgba, metallic: bool = False, finish: str | None = None):
     material = bpy.data.materials.get(name)
     if material is None:
         material = bpy.data.materials.new(name)  # Blender 5 gives it a node tree with a Principled BSDF
+    metal, rough = FINISHES[finish] if finish else ((0.9, 0.3) if metallic else (0.0, 0.5))
     material.diffuse_color = rgba
     bsdf = next((n for n in material.node_tree.nodes if n.type == "BSDF_PRINCIPLED"), None) \
         if material.node_tree is not None else None
     if bsdf is not None:  # what glTF (baseColorFactor, metallic) and FBX (diffuse) carry
         bsdf.inputs["Base Color"].default_value = rgba
-        bsdf.inputs["Metallic"].default_value = 0.9 if metallic else 0.0
-        bsdf.inputs["Roughness"].default_value = 0.3 if metallic else 0.5
-    material.metallic = 0.9 if metallic else 0.0
+        bsdf.inputs["Metallic"].default_value = metal
+        bsdf.inputs["Roughness"].default_value = rough
+    material.metallic, material.roughness = metal, rough
     return material
 
 
@@ -104,17 +110,22 @@ def socket_material_name(obj_name: str) -> str:
     return f"{obj_name} socket"
 
 
-def add_prosthesis(mesh_obj, kind: str, terminal: str | None = None, socket_rgba=None, cover: bool | None = None):
+def add_prosthesis(mesh_obj, kind: str, terminal: str | None = None, socket_rgba=None, cover: bool | None = None,
+                   finish: str | None = None):
     """Fit the prosthesis of `kind` (a cut limb of the avatar) and put it on the rig; an existing device of that
     kind is refitted in place (its object, socket colour, terminal device, cover and name kept unless given).
-    cover: a cosmetic cover shaped like the other limb over the pylon. Returns the device object. Raises
-    ProsthesisError leaving the scene as it was."""
+    cover: a cosmetic cover shaped like the other limb over the pylon; finish: the socket's (FINISHES). Returns the
+    device object. Raises ProsthesisError leaving the scene as it was."""
     kind = residual_by_name(kind).name
     existing = device_for(mesh_obj, kind)
     if terminal is None:
         terminal = existing.get(TERMINAL_PROP) if existing is not None else default_terminal(kind)
     if cover is None:
         cover = bool(existing.get(COVER_PROP, False)) if existing is not None else False
+    if finish is None:
+        finish = existing.get(FINISH_PROP, "satin") if existing is not None else "satin"
+    if finish not in FINISHES:
+        raise ProsthesisError(f"{kind}: socket finish {finish!r} unknown (use {', '.join(FINISHES)})")
     data = _rest_data(mesh_obj, kind)
     device = fit_prosthesis(kind, *data, terminal=terminal, with_cover=cover)
     arm = _armature(mesh_obj)
@@ -133,11 +144,12 @@ def add_prosthesis(mesh_obj, kind: str, terminal: str | None = None, socket_rgba
         socket_rgba = tuple(old.diffuse_color) if old is not None else DEFAULT_SOCKET_RGBA
     obj[TERMINAL_PROP] = terminal
     obj[COVER_PROP] = cover
+    obj[FINISH_PROP] = finish
     obj[DIMENSIONS_PROP] = json.dumps(device.to_json())
     obj.data.materials.clear()  # before the faces get their material indices (clearing resets them)
     for part in device.parts:
         if part.name == "socket":
-            obj.data.materials.append(_material(socket_material_name(obj.name), socket_rgba))
+            obj.data.materials.append(_material(socket_material_name(obj.name), socket_rgba, finish=finish))
         else:
             obj.data.materials.append(_material(f"ResiHMR prosthesis {part.name}", PART_RGBA[part.name],
                                                 part.name in METALLIC))
@@ -158,7 +170,16 @@ def _skin(obj, device: Prosthesis) -> None:
 def set_socket_colour(device_obj, rgba) -> None:
     material = bpy.data.materials.get(socket_material_name(device_obj.name))
     if material is not None:
-        _material(material.name, tuple(rgba))
+        _material(material.name, tuple(rgba), finish=device_obj.get(FINISH_PROP, "satin"))
+
+
+def set_socket_finish(device_obj, finish: str) -> None:
+    if finish not in FINISHES:
+        raise ProsthesisError(f"{device_obj.name}: socket finish {finish!r} unknown (use {', '.join(FINISHES)})")
+    device_obj[FINISH_PROP] = finish
+    material = bpy.data.materials.get(socket_material_name(device_obj.name))
+    if material is not None:
+        _material(material.name, tuple(material.diffuse_color), finish=finish)
 
 
 def remove_prosthesis(mesh_obj, kind: str) -> bool:
@@ -223,7 +244,7 @@ def set_device(mesh_obj, kind: str, on: bool, terminal: str | None = None, cover
     is_arm = residual_by_name(kind).limb.endswith("arm")
     rgba = tuple(limb.socket_colour) if limb is not None else None
     device = add_prosthesis(mesh_obj, kind, terminal=arm_terminal if is_arm else None, socket_rgba=rgba,
-                            cover=cover)
+                            cover=cover, finish=limb.socket_finish if limb is not None else None)
     if limb is not None:
         limb.prosthesis, limb.cover = True, bool(device.get(COVER_PROP))
     return device

@@ -142,7 +142,9 @@ class RESIHMR_PT_Prosthesis(_Panel, bpy.types.Panel):
                     op.kind, op.terminal = limb.kind, terminal
             box.operator("resihmr.toggle_cover", depress=limb.cover,
                          icon="CHECKBOX_HLT" if limb.cover else "CHECKBOX_DEHLT").kind = limb.kind
-            box.prop(limb, "socket_colour")
+            row = box.row(align=True)
+            row.prop(limb, "socket_colour", text="")
+            row.prop(limb, "socket_finish", text="")
 
 
 class RESIHMR_PT_Export(_Panel, bpy.types.Panel):
