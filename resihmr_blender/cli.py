@@ -401,6 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fit a prosthesis (socket, pylon, foot / hand or hook) to every cut limb: in avatar.glb/"
                           "fbx/blend and their dimensions in result.json; the optional value is the arms' terminal "
                           "device (default hand)")
+    run.add_argument("--prosthesis-cover", action="store_true",
+                     help="with --prosthesis: a cosmetic cover shaped like the other limb over each pylon")
     run.add_argument("--resume", "--skip-existing", dest="resume", action="store_true",
                      help="skip inputs whose output folder is complete (its .resihmr-done.json matches this run)")
     run.add_argument("--workers", type=positive_int, default=1,
@@ -610,7 +612,8 @@ def _run(args) -> int:
                         "focal_length_px": args.focal, "image_size": list(args.image_size or []) or None,
                         "detect": args.detect, "accept_suggestions": args.accept_suggestions,
                         **({"person": args.person} if args.person is not None else {}),
-                        **({"prosthesis": args.prosthesis} if args.prosthesis else {}),
+                        **({"prosthesis": args.prosthesis, "prosthesis_cover": args.prosthesis_cover}
+                           if args.prosthesis else {}),
                         **({"pose": args.pose, "preset": args.preset, "influences": args.influences,
                             "motion_sha256": motion_sha} if any(f in formats for f in ("glb", "fbx")) else {})}
     t0 = time.perf_counter()
@@ -914,7 +917,8 @@ def _write(prep: _Prepared, rec, formats, args, fit_seconds: float) -> FileOutco
         rec.keypoints, rec.person_indices = prep.whole, [prep.person]
     choices = ExportChoices(pose=getattr(args, "pose", "rest"), preset=getattr(args, "preset", None),
                             influences=getattr(args, "influences", 4), motion=getattr(args, "motion_data", None),
-                            prosthesis=getattr(args, "prosthesis", None))
+                            prosthesis=getattr(args, "prosthesis", None),
+                            prosthesis_cover=getattr(args, "prosthesis_cover", False))
     written = write_outputs(job.out_dir, rec, formats, root=Path(args.out), protect=prep.protect, export=choices)
     if (job.out_dir / "keypoints.json").is_file() and job.source.suffix.lower() in IMAGE_SUFFIXES:
         _add_detector_report(job.out_dir)

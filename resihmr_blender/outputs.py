@@ -39,6 +39,7 @@ class ExportChoices:
     influences: int = 4
     motion: tuple | None = None
     prosthesis: str | None = None  # fit a prosthesis to every cut limb; the arms' terminal device (hand or hook)
+    prosthesis_cover: bool = False  # with a cosmetic cover over the pylon
 
 
 class OutputError(RuntimeError):
@@ -169,7 +170,8 @@ def write_outputs(out_dir: Path, reconstruction, formats, root: Path | None = No
         with _writing("result.json"):
             document = reconstruction.document()
             if export.prosthesis:
-                for person, devices in zip(document["people"], prosthesis_entries(reconstruction, export.prosthesis)):
+                for person, devices in zip(document["people"], prosthesis_entries(reconstruction, export.prosthesis,
+                                                                                   export.prosthesis_cover)):
                     person["prostheses"] = devices
             write_json_atomic(out_dir / "result.json", document)
         written.append(out_dir / "result.json")
@@ -190,7 +192,7 @@ def write_outputs(out_dir: Path, reconstruction, formats, root: Path | None = No
     return written
 
 
-def prosthesis_entries(reconstruction, arm_terminal: str) -> list[list[dict]]:
+def prosthesis_entries(reconstruction, arm_terminal: str, cover: bool = False) -> list[list[dict]]:
     """Per person, the prosthesis of every cut limb as result.json lists it (core/prosthesis.py on the core's cut
     rest mesh: kind, terminal device, parts and dimensions in metres); a limb that cannot take one gets its error."""
     import numpy as np
@@ -215,7 +217,8 @@ def prosthesis_entries(reconstruction, arm_terminal: str) -> list[list[dict]]:
             try:
                 device = fit_prosthesis(kind, mesh.rest_vertices, mesh.faces, mesh.weights, joints, intact,
                                         model.weights.double().numpy(),
-                                        terminal=arm_terminal if limb_type(kind) == "arm" else None)
+                                        terminal=arm_terminal if limb_type(kind) == "arm" else None,
+                                        with_cover=cover)
                 entries.append(device.to_json())
             except ProsthesisError as exc:
                 entries.append({"kind": kind, "error": str(exc)})
@@ -223,7 +226,7 @@ def prosthesis_entries(reconstruction, arm_terminal: str) -> list[list[dict]]:
     return out
 
 
-def add_prostheses(obj, arm_terminal: str) -> None:
+def add_prostheses(obj, arm_terminal: str, cover: bool = False) -> None:
     """A device on every cut limb of the avatar (mesh/prosthesis.py); a limb that cannot take one is skipped."""
     from .core.prosthesis import ProsthesisError, limb_type
     from .mesh.cut import cut_state
@@ -231,7 +234,8 @@ def add_prostheses(obj, arm_terminal: str) -> None:
 
     for cut in cut_state(obj):
         try:
-            add_prosthesis(obj, cut["kind"], terminal=arm_terminal if limb_type(cut["kind"]) == "arm" else None)
+            add_prosthesis(obj, cut["kind"], terminal=arm_terminal if limb_type(cut["kind"]) == "arm" else None,
+                           cover=cover)
         except ProsthesisError as exc:
             print(f"    warning: {obj.name} {cut['kind']}: no prosthesis ({exc})", file=sys.stderr)
 
@@ -258,7 +262,7 @@ def write_blender_outputs(out_dir: Path, reconstruction, formats,
                 continue
             arm, obj = apply(reconstruction, scene, person=p, name="ResiHMR" if p == 0 else f"ResiHMR_{p}")
             if export.prosthesis:
-                add_prostheses(obj, export.prosthesis)
+                add_prostheses(obj, export.prosthesis, export.prosthesis_cover)
             if export.motion is not None:
                 poses, trans, rate = export.motion
                 apply_motion(arm, poses, trans, rate)

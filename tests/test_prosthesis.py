@@ -367,14 +367,15 @@ def test_cli_run_with_prostheses(tmp_path, capsys):
 
     example = Path(__file__).resolve().parents[1] / "examples" / "demo" / "keypoints.json"
     out = tmp_path / "out"
-    assert main(["run", str(example), "--out", str(out), "--formats", "json,glb,blend", "--prosthesis", "hook"]) == 0
+    assert main(["run", str(example), "--out", str(out), "--formats", "json,glb,blend", "--prosthesis", "hook",
+                 "--prosthesis-cover"]) == 0
     folder = next(out.iterdir())
     person = json.loads((folder / "result.json").read_text())["people"][0]
     cut = {r["kind"] for r in person["residuals"] if r["accepted"]}
     devices = {d["kind"]: d for d in person["prostheses"]}
     assert cut and set(devices) == cut
     for kind, device in devices.items():
-        assert device["socket_length_m"] > 0.02 and device["pylon_length_m"] > 0.0
+        assert device["socket_length_m"] > 0.02 and device["pylon_length_m"] > 0.0 and "cover" in device["parts"]
         if "leg" in residual_by_name(kind).limb:
             assert 0.2 < device["foot_length_m"] < 0.32 and 0.05 < device["ankle_height_m"] < 0.11
         else:
