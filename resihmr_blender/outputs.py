@@ -227,15 +227,16 @@ def prosthesis_entries(reconstruction, arm_terminal: str, cover: bool = False) -
 
 
 def add_prostheses(obj, arm_terminal: str, cover: bool = False) -> None:
-    """A device on every cut limb of the avatar (mesh/prosthesis.py); a limb that cannot take one is skipped."""
+    """A device on every cut limb of the avatar (mesh/prosthesis.py; the limb's sidebar settings follow, so the
+    saved .blend shows them); a limb that cannot take one is skipped."""
     from .core.prosthesis import ProsthesisError, limb_type
     from .mesh.cut import cut_state
-    from .mesh.prosthesis import add_prosthesis
+    from .mesh.prosthesis import set_device
 
     for cut in cut_state(obj):
         try:
-            add_prosthesis(obj, cut["kind"], terminal=arm_terminal if limb_type(cut["kind"]) == "arm" else None,
-                           cover=cover)
+            set_device(obj, cut["kind"], True, terminal=arm_terminal if limb_type(cut["kind"]) == "arm" else None,
+                       cover=cover)
         except ProsthesisError as exc:
             print(f"    warning: {obj.name} {cut['kind']}: no prosthesis ({exc})", file=sys.stderr)
 

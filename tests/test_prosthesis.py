@@ -385,6 +385,9 @@ def test_cli_run_with_prostheses(tmp_path, capsys):
     bpy.ops.wm.open_mainfile(filepath=str(folder / "avatar.blend"))
     saved = {o.get("resihmr_prosthesis"): o.parent.name for o in bpy.data.objects if o.get("resihmr_prosthesis")}
     assert saved == {k: "ResiHMR_rig" for k in cut}
+    limbs = bpy.data.objects["ResiHMR"].resihmr.limbs  # the sidebar shows what the file holds
+    assert {x.kind for x in limbs if x.prosthesis and x.cover} == cut
+    assert all(x.terminal == "hook" for x in limbs if "leg" not in residual_by_name(x.kind).limb)
 
 
 def test_sidebar_operators_one_undo_step_each():
