@@ -153,7 +153,7 @@ def swinging_motion(frames=FRAMES):
     return poses, trans
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()  # each test its own: the export tests re-import into a fresh scene
 def rigged():
     import bpy
 
@@ -447,3 +447,40 @@ def test_sidebar_operators_one_undo_step_each():
         assert not any(m.name.endswith("right_transradial socket") for m in bpy.data.materials)
     finally:
         resihmr_blender.unregister()
+
+
+def test_animated_glb_keeps_the_sockets_on_the_stumps(rigged, tmp_path):
+    """The motion exported with the devices (GLB) and re-imported: frame by frame, every socket stays on its stump
+    in the importer's own skinning."""
+    import bpy
+
+    from resihmr_blender.mesh.animation import apply_motion
+    from resihmr_blender.mesh.export import export_avatar
+
+    arm, obj, devices = rigged
+    poses, trans = swinging_motion()
+    apply_motion(arm, poses, trans, 30.0)
+    path = export_avatar(arm, obj, tmp_path / "walk.glb", animation=True)
+    bpy.ops.wm.read_homefile(use_empty=True)
+    bpy.context.scene.render.fps = 30  # glTF keys by time
+    bpy.ops.import_scene.gltf(filepath=str(path))
+    new_arm = next(o for o in bpy.data.objects if o.type == "ARMATURE")
+    new_arm.animation_data.action = next(a for a in bpy.data.actions if a.name.endswith("ResiHMR motion"))
+    moved = {}
+    for frame in (0, FRAMES // 4, FRAMES // 2, 3 * FRAMES // 4):
+        bpy.context.scene.frame_set(frame)
+        gaps = socket_gaps()
+        assert len(gaps) == len(devices)
+        for name, (near, far) in gaps.items():
+            assert near >= -0.002 and far <= GAP + 0.02, (frame, name, near, far)
+        moved[frame] = evaluated_device_centres()
+    assert max(np.linalg.norm(moved[f] - moved[0], axis=1).max() for f in moved) > 0.1  # it really moved
+
+
+def evaluated_device_centres() -> np.ndarray:
+    import bpy
+
+    from resihmr_blender.mesh.build import evaluated_vertices
+
+    return np.array([evaluated_vertices(o).mean(axis=0) for o in sorted(bpy.data.objects, key=lambda o: o.name)
+                     if o.type == "MESH" and o.name.startswith("ResiHMR prosthesis")])
