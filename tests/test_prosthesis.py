@@ -415,7 +415,9 @@ def test_sidebar_operators_one_undo_step_each():
         assert limb.prosthesis and dimensions(avatar)["right_transradial"]["terminal"] == "hand"
         assert bpy.ops.resihmr.set_terminal(kind="right_transradial", terminal="hook") == {"FINISHED"}
         assert limb.terminal == "hook" and dimensions(avatar)["right_transradial"]["terminal"] == "hook"
+        bpy.context.view_layer.objects.active = device_for(avatar, "right_transradial")  # clicked in the viewport
         assert bpy.ops.resihmr.toggle_cover(kind="right_transradial") == {"FINISHED"}
+        bpy.context.view_layer.objects.active = avatar
         assert limb.cover and "cover" in dimensions(avatar)["right_transradial"]["parts"]
         assert dimensions(avatar)["right_transradial"]["terminal"] == "hook"  # the other settings kept
         limb.socket_colour = (0.9, 0.1, 0.1, 1.0)

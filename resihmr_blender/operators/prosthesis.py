@@ -6,13 +6,21 @@ import bpy
 from bpy.props import EnumProperty, StringProperty
 
 from ..core.prosthesis import ProsthesisError
-from ..mesh.prosthesis import set_device
+from ..mesh.prosthesis import DEVICE_TAG, set_device
 from .base import ResihmrOperator, UserError
 from .reconstruct import active_avatar
 
 
+def avatar_or_device_owner(context):
+    """The active avatar, also when one of its prostheses is the active object (clicked in the viewport)."""
+    obj = context.active_object
+    if obj is not None and obj.get(DEVICE_TAG) and obj.parent is not None:
+        return next((c for c in obj.parent.children if c.get("resihmr_avatar") and c.type == "MESH"), None)
+    return active_avatar(context)
+
+
 def _limb(context, kind: str):
-    obj = active_avatar(context)
+    obj = avatar_or_device_owner(context)
     limb = next((x for x in obj.resihmr.limbs if x.kind == kind), None) if obj is not None else None
     if limb is None:
         raise UserError(f"the active avatar has no residual limb {kind!r}")
@@ -29,7 +37,7 @@ class RESIHMR_OT_ToggleProsthesis(ResihmrOperator, bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return active_avatar(context) is not None
+        return avatar_or_device_owner(context) is not None
 
     def run(self, context):
         obj, limb = _limb(context, self.kind)
@@ -50,7 +58,7 @@ class RESIHMR_OT_SetTerminal(ResihmrOperator, bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return active_avatar(context) is not None
+        return avatar_or_device_owner(context) is not None
 
     def run(self, context):
         obj, limb = _limb(context, self.kind)
@@ -72,7 +80,7 @@ class RESIHMR_OT_ToggleCover(ResihmrOperator, bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return active_avatar(context) is not None
+        return avatar_or_device_owner(context) is not None
 
     def run(self, context):
         obj, limb = _limb(context, self.kind)

@@ -6,8 +6,10 @@ import bpy
 
 
 def _avatar(context):
-    """The active avatar's mesh object (its armature selected counts), else None."""
+    """The active avatar's mesh object (its armature or one of its prostheses selected counts), else None."""
     obj = context.active_object
+    if obj is not None and obj.get("resihmr_prosthesis") and obj.parent is not None:
+        obj = obj.parent
     if obj is not None and obj.type == "ARMATURE":
         obj = next((c for c in obj.children if c.get("resihmr_avatar") and c.type == "MESH"), None)
     return obj if obj is not None and obj.type == "MESH" and obj.get("resihmr_avatar") else None
