@@ -83,6 +83,14 @@ def test_short_thigh_socket_clears_the_other_thigh(body):
     assert device.dimensions["socket_trim_m"] > 0.32 * 0.1  # moved down from the crotch
 
 
+def test_very_short_shank_still_gets_a_socket(body):
+    mesh, device = fitted(body, "right_transtibial", 0.85)  # a stump of ~6 cm below the knee
+    socket = device.part("socket")
+    assert trimesh.Trimesh(socket.vertices, socket.faces, process=False).is_watertight
+    assert signed_distance(face_points(socket), mesh.rest_vertices, mesh.faces).min() >= 0.001
+    assert device.dimensions["socket_trim_m"] < device.dimensions["stump_length_m"] < 0.1
+
+
 def test_leg_lands_on_the_ankle_with_the_intact_foot(body):
     joints, verts = body["joints"], body["verts"]
     for kind in ("left_transtibial", "right_transfemoral"):

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .body_model import JOINT_INDEX, NUM_JOINTS
+from .body_model import JOINT_INDEX, NUM_JOINTS, PARENTS
 from .residuals import ResidualKind, residual_by_name
 
 GAP = 0.003  # skin to the socket's inner surface (m)
@@ -376,8 +376,9 @@ CLEARANCE = 0.01  # socket surface to any skin it does not cover, vertex to vert
 
 def _clear_socket(verts, faces, weights, jt, axis, trim, tip_vertex, segment, stump_length):
     """The socket, its trim moved down 1 cm at a time while its outside comes nearer than CLEARANCE to skin of
-    another segment (a short thigh's socket at the crotch, an upper arm's at the armpit)."""
-    others = weights.argmax(axis=1) != segment
+    another limb or the trunk (a short thigh's socket at the crotch, an upper arm's at the armpit). The segment
+    the stump grows from is not counted: its skin continues the stump's above the rim."""
+    others = ~np.isin(weights.argmax(axis=1), [segment, PARENTS[segment]])
     while True:
         socket, inner, _ = socket_shell(verts, faces, weights, jt, axis, trim, tip_vertex, segment)
         lo, hi = socket.vertices.min(0) - CLEARANCE, socket.vertices.max(0) + CLEARANCE
