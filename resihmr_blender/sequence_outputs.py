@@ -165,3 +165,32 @@ def run_sequence_command(args) -> int:
     for warning in sequence.warnings[:20]:
         print(f"    warning: {warning}", flush=True)
     return EXIT_OK
+
+
+def load_sequence(context, folder: str, fps: float = 30.0, person: int = 0,
+                  image_size: tuple[int, int] | None = None):
+    """The sidebar's *Load sequence*: read and fit the clip, build its one avatar (replacing the avatar called
+    ResiHMR) playing the motion from frame 0. Everything is read and fitted before the scene changes.
+    Returns (mesh object, SequenceFit)."""
+    from .core.sequence import SequenceError, fit_sequence, read_sequence
+    from .errors import UserError
+    from .mesh.animation import apply_motion
+    from .preferences import resolve_body_model
+    from .workflow import _photo_size, apply, settings_from_preferences, show_photo_camera
+
+    scene = context.scene
+    size = image_size or _photo_size(scene)
+    try:
+        sequence = read_sequence(folder, person=person, fps=fps, image_size=size)
+        settings = settings_from_preferences(context, size)
+        model = resolve_body_model(context)
+        fit = fit_sequence(model, sequence, settings)
+    except SequenceError as exc:
+        raise UserError(str(exc)) from None
+    rec = reconstruction_of(fit, model, settings)
+    arm, obj = apply(rec, scene, person=0, name="ResiHMR")
+    show_photo_camera(scene, rec)
+    poses, trans = world_motion(fit, model)
+    apply_motion(arm, poses, trans, fps, name=SEQUENCE_ACTION)
+    scene.frame_set(0)
+    return obj, fit

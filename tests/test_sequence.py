@@ -217,3 +217,29 @@ def test_command_line_runs_a_clip(tmp_path, model, capsys):
     assert main(["run", "--sequence", str(folder), "--out", str(tmp_path / "out2"), "--formats", "json"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "image size unknown" in err and "--image-size" in err
+
+
+def test_sidebar_load_sequence(tmp_path, model):
+    import bpy
+
+    import resihmr_blender
+    from resihmr_blender.sequence_outputs import SEQUENCE_ACTION
+
+    walk = make_walk(model, 1, 6, missing_share=0.0)
+    folder = write_clip(tmp_path / "clip", walk)
+    resihmr_blender.register()
+    try:
+        bpy.ops.wm.read_homefile(use_empty=True)
+        with pytest.raises(RuntimeError, match="image size unknown"):  # no photo loaded, no size given
+            bpy.ops.resihmr.load_sequence(directory=str(folder))
+        assert not any(o.type == "ARMATURE" for o in bpy.data.objects)  # refused before the scene changed
+        assert bpy.ops.resihmr.load_sequence(directory=str(folder), image_width=1000, image_height=1000,
+                                             fps=25.0) == {"FINISHED"}
+        obj = bpy.data.objects["ResiHMR"]
+        action = obj.parent.animation_data.action
+        assert action.name == SEQUENCE_ACTION and tuple(action.frame_range) == (0.0, 5.0)
+        assert bpy.context.scene.render.fps == 25
+        doc = json.loads(obj.resihmr.result_json)
+        assert [r["kind"] for r in doc["people"][0]["residuals"]] == list(walk["residuals"])
+    finally:
+        resihmr_blender.unregister()

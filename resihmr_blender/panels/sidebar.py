@@ -33,6 +33,7 @@ class RESIHMR_PT_Input(_Panel, bpy.types.Panel):
             col.label(text=bpy.path.basename(state.photo_path), icon="CHECKMARK")
         col.operator("resihmr.load_keypoints", text="Load keypoints", icon="FILE")
         col.operator("resihmr.detect", text="Detect keypoints", icon="VIEWZOOM")
+        col.operator("resihmr.load_sequence", text="Load sequence", icon="SEQUENCE")
         if state.keypoints_path:
             col.label(text=bpy.path.basename(state.keypoints_path), icon="CHECKMARK")
             col.prop(state, "person_index")
