@@ -4,6 +4,7 @@ package beside it).
 
     run INPUT... --out DIR [--model FILE] [--formats json,overlay,mask] [--focal PX] [--image-size WxH]
                  [--threshold PX] [--batch-size N] [--workers N] [--resume] [--detect] [--person N] [--debug]
+    run --sequence FRAMES_DIR --out DIR [--fps 30] [--person N] [--image-size WxH] [--formats json,glb,fbx]
     demo [--out DIR]
 
 INPUT is a keypoints file (DESIGN §3.4) or a folder searched for them (hidden files skipped, symlinked folders

@@ -242,6 +242,7 @@ class SequenceConfig:
     key_every: int = 20  # a photo fit (two starts, staged) on every n-th usable frame
     warm_iters: int = 4  # LM iterations for a frame started from the previous frame's result
     refine_iters: int = 4  # Gauss-Newton iterations of the joint refinement, before the shape (0: none)
+    final_iters: int = 2  # ... and after it
     # temporal terms on the 3D BODY_25 points, per point and frame, in (percent of the torso)² like the data term:
     # velocity (P_t − P_t−1) and acceleration (P_t−1 − 2 P_t + P_t+1), only across consecutive fitted frames
     velocity_weight: float = 0.0
@@ -479,7 +480,7 @@ def _refine(model: BodyModel, x: torch.Tensor, betas: torch.Tensor, kp, w, focal
     problem = _ClipProblem(model, kp, w, focal, centre, scale, to_units, terms, fit_cfg)
     rows = problem.gauss_newton(rows, betas, config.refine_iters)
     betas = problem.fit_shape(rows, betas)
-    rows = problem.gauss_newton(rows, betas, max(1, config.refine_iters // 2))
+    rows = problem.gauss_newton(rows, betas, config.final_iters)
     return torch.cat([rows[:, :6], betas.expand(n, -1), rows[:, 6:]], 1)
 
 
