@@ -248,3 +248,45 @@ def test_several_starts_keep_the_best_basin_per_person(model):
         assert fit.fit_error_px <= min(errors.values()) + 0.05, (i, errors, fit.fit_error_px)
     # the check means something: on some person the two starts end in different basins
     assert max(abs(a.fit_error_px - b.fit_error_px) for a, b in zip(one["facing"], one["turned"])) > 0.2
+
+
+REAL = __import__("pathlib").Path(__file__).resolve().parent / "data" / "real_openpose"
+DISTAL = {"left_transtibial": ("LKnee", "LAnkle", ("LAnkle", "LBigToe", "LSmallToe", "LHeel")),
+          "right_transradial": ("RElbow", "RWrist", ("RWrist",)),
+          "left_transfemoral": ("LHip", "LKnee", ("LKnee", "LAnkle", "LBigToe", "LSmallToe", "LHeel"))}
+
+
+@pytest.mark.parametrize("name,size", [("openpose-editor_pose.json", (512, 512)),
+                                       ("derived_prohmr_normalised_keypoints.json", (1000, 1000))])
+def test_a_residual_limb_never_moves_the_intact_body(model, name, size):
+    """Real OpenPose files (where a declared limb once flipped the torso and moved intact joints by up to 1.8 m):
+    the fit with a residual limb declared (its distal keypoints left in, as detectors hallucinate them) equals the
+    intact fit of the same keypoints with those keypoints removed, on every intact joint, and only the segment
+    turns towards the endpoint."""
+    import copy
+
+    from resihmr_blender.core.keypoints_io import read_keypoints
+    from resihmr_blender.core.pipeline import camera_for
+    from resihmr_blender.core.settings import Settings
+
+    kfile = read_keypoints(REAL / name, image_size=size)
+    person, camera = kfile.people[0], camera_for(kfile, Settings())
+    for kind, (upper, lower, distal) in DISTAL.items():
+        ia, ib = BODY25_INDEX[upper], BODY25_INDEX[lower]
+        if min(person.body25[ia, 2], person.body25[ib, 2]) < 0.3:
+            continue
+        ignored = [BODY25_INDEX[n] for n in distal]
+        removed = copy.deepcopy(person)
+        removed.body25[ignored] = 0.0
+        declared = copy.deepcopy(person)  # hallucinated distal keypoints left in
+        # the endpoint a third of the way down, pulled 15 px off the keypoints' line: the segment must turn
+        end = person.body25[ia, :2] + (person.body25[ib, :2] - person.body25[ia, :2]) / 3 + [15.0, 0.0]
+        declared.residual[RESIDUAL_KINDS.index(kind)] = [*end, 0.9]
+        a, b = fit_people(model, [removed, declared], [camera, camera])
+        intact = [i for i in range(25) if i not in ignored]
+        assert np.abs(a.body25_3d[intact] - b.body25_3d[intact]).max() < 1e-6, kind
+        assert np.allclose(a.transl, b.transl, atol=1e-9) and np.allclose(a.global_orient, b.global_orient, atol=1e-9)
+        upstream = residual_by_name(kind).upstream_joint
+        turned = np.abs(a.joints_3d[JOINT_INDEX[residual_by_name(kind).anchor_joint]]
+                        - b.joints_3d[JOINT_INDEX[residual_by_name(kind).anchor_joint]]).max()
+        assert turned > 1e-3, (kind, upstream)  # the segment did turn towards the endpoint

@@ -168,9 +168,10 @@ class FitObjective:
         return x[..., :3], x[..., 3:6], x[..., 6:6 + self.n_betas], x[..., 6 + self.n_betas:]
 
     def _project_rows(self, x, focal, centre, kp):
-        """Model points matching the 33 targets: projected BODY_25, then for each residual endpoint the closest
-        point of the projected residual segment (upstream joint -> anchor joint), so the segment passes through
-        the endpoint without presuming where along it the limb ends (that is RAFO's λ)."""
+        """Model points matching the 33 targets: projected BODY_25, then for each residual endpoint the point of
+        the projected residual segment (upstream joint -> anchor joint) at the endpoint's distance from the
+        upstream joint, so the segment points through the endpoint without presuming where along it the limb
+        ends (that is RAFO's λ)."""
         orient, trans, shape, pose = self.unpack(x)
         out = self.model.joints_only(betas=shape, global_orient=orient, body_pose=pose, transl=trans, body_only=True)
         body = _project(out.body25, focal, centre)
@@ -178,7 +179,11 @@ class FitObjective:
         end = _project(out.joints[:, SEGMENT_ANCHOR], focal, centre)
         axis = end - start
         target = kp[:, 25:]
-        t = (((target - start) * axis).sum(-1) / (axis * axis).sum(-1).clamp(min=1e-6)).clamp(0.0, 1.0)
+        # the point of the segment as far from its upstream joint as the endpoint is: it pulls the segment's
+        # direction towards the endpoint from any orientation (a closest point would sit still on the upstream
+        # joint, with no gradient, whenever the segment points away)
+        t = (torch.linalg.norm(target - start, dim=-1)
+             / torch.linalg.norm(axis, dim=-1).clamp(min=1e-6)).clamp(0.0, 1.0)
         return torch.cat([body, start + t[..., None] * axis], dim=1)
 
     def squared_errors(self, x):
@@ -196,16 +201,20 @@ class FitObjective:
                 + shape_w * priors.shape_l2(shape) + self.config.limit_weight * priors.joint_limit_penalty(pose)
         return value
 
-    def solve(self, x, weights, prior_weights, iters: int, camera_only: bool = False):
+    def solve(self, x, weights, prior_weights, iters: int, camera_only: bool = False, free=None):
         if self.config.solver == "lbfgs":
             if camera_only:
                 rest = x[:, 6:]
                 cam = lbfgs.minimize(lambda c: self.cost(torch.cat([c, rest], 1), weights, None), x[:, :6], iters)
                 return torch.cat([cam, rest], dim=1)
+            if free is not None:  # only the free parameters move
+                x0, f = x.detach(), free.to(x.dtype)
+                v = lbfgs.minimize(lambda v: self.cost(x0 + (v - x0) * f, weights, prior_weights), x, iters)
+                return x0 + (v - x0) * f
             return lbfgs.minimize(lambda v: self.cost(v, weights, prior_weights), x, iters)
-        return self._solve_lm(x, weights, prior_weights, iters, camera_only)
+        return self._solve_lm(x, weights, prior_weights, iters, camera_only, free)
 
-    def _solve_lm(self, x, weights, prior_weights, iters, camera_only):
+    def _solve_lm(self, x, weights, prior_weights, iters, camera_only, free=None):
         sigma2, limit_w = self.sigma2, self.config.limit_weight
         pose_w, shape_w = prior_weights if prior_weights is not None else (0.0, 0.0)
         l2 = priors.L2_WEIGHTS.to(x.dtype)
@@ -248,8 +257,19 @@ class FitObjective:
         rest = x[:, 6:] if camera_only else torch.zeros(x.shape[0], 0, dtype=x.dtype)
         v0 = x[:, :6] if camera_only else x
         data = (self.kp, weights, self.focal, self.centre, self.scale, rest)
-        v = lm.minimize(residuals, objective, irls, v0, data, iters, prior_fn=prior_terms)
+        v = lm.minimize(residuals, objective, irls, v0, data, iters, prior_fn=prior_terms, free=free)
         return join(v, rest)
+
+
+def _residual_freedom(weights: torch.Tensor, pose_start: int) -> torch.Tensor:
+    """(B, D) bool: for each row, the rotation of the upstream joint of every residual segment it has an
+    endpoint for (body_pose holds joints 1..21, three numbers each)."""
+    free = torch.zeros(weights.shape[0], pose_start + 63, dtype=torch.bool)
+    for k, joint in enumerate(SEGMENT_UPSTREAM):
+        rows = weights[:, 25 + k] > 0
+        start = pose_start + 3 * (joint - 1)
+        free[rows, start:start + 3] = True
+    return free
 
 
 def fit_people(model: BodyModel, people: list[Person], cameras: list[Camera],
@@ -327,14 +347,25 @@ def _fit_batch(model: BodyModel, inits, cameras: list[Camera], config: FitConfig
     torso_w = torso_w[rows]
     problem = FitObjective(model, kp_rows, focal_rows, centre_rows, scale_t, config)
     x = problem.solve(x, torso_w, None, config.orient_iters, camera_only=True)  # stage 1: orient + transl
+    intact_w = w_rows.clone()
+    intact_w[:, 25:] = 0.0
     for pose_w, shape_w in zip(config.pose_weights, config.shape_weights):  # stage 2: annealed priors
-        x = problem.solve(x, w_rows, (pose_w, shape_w), config.stage_iters)
-    # each person keeps its best start by the final objective (robust data term + priors)
+        x = problem.solve(x, intact_w, (pose_w, shape_w), config.stage_iters)
+    # each person keeps its best start by the objective of the intact keypoints (+ priors), taken before the
+    # residual segments turn: a declared limb never picks another basin for the rest of the body
     with torch.no_grad():
-        final = problem.cost(x, w_rows, (config.pose_weights[-1], config.shape_weights[-1]))
+        final = problem.cost(x, intact_w, (config.pose_weights[-1], config.shape_weights[-1]))
     final = torch.where(torch.isfinite(final), final, torch.full_like(final, float("inf")))
     best = final.reshape(n, n_starts).argmin(dim=1) + torch.arange(n) * n_starts
+    # stage 3: each residual endpoint turns its own segment about the segment's upstream joint, and nothing else
+    # moves (that joint's rotation moves only the limb's ignored distal part): declaring a residual limb leaves
+    # the intact body exactly where the intact keypoints put it
     x = x[best]
+    problem = FitObjective(model, kp_rows[best], focal_rows[best], centre_rows[best], scale_t[best], config)
+    free = _residual_freedom(w_rows[best], 6 + model.num_betas)
+    if bool(free.any()):
+        x = problem.solve(x, w_rows[best], (config.pose_weights[-1], config.shape_weights[-1]), config.stage_iters,
+                          free=free)
     global_orient, transl, betas, body_pose = problem.unpack(x)
 
     with torch.no_grad():

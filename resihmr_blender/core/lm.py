@@ -16,7 +16,7 @@ from torch.func import jacfwd, jacrev, vmap
 
 def minimize(residual_fn: Callable, objective_fn: Callable, reweight: Callable | None, x0: torch.Tensor,
              data: tuple, iters: int, prior_fn: Callable | None = None, damping: float = 1e-3,
-             rel_tol: float = 1e-6) -> torch.Tensor:
+             rel_tol: float = 1e-6, free: torch.Tensor | None = None) -> torch.Tensor:
     """Minimise per-row objectives 0.5·||r(x)||² + priors (as the caller's objective measures them).
 
     residual_fn(x_row, *data_row, weights_row) -> (R,) residual vector of one row (vmapped and differentiated);
@@ -24,6 +24,7 @@ def minimize(residual_fn: Callable, objective_fn: Callable, reweight: Callable |
     reweight(X, *data) -> (B, ...) IRLS weights passed to residual_fn (None: no weights);
     prior_fn(X) -> (J^T r (B, D), diag(J^T J) (B, D)) of separable prior residuals (each depends on one
     parameter), added analytically so the Jacobian only spans the data residuals.
+    free: (B, D) bool, the parameters each row may change (None: all); the others keep their values exactly.
     """
     x = x0.detach().clone()
     batch, dim = x.shape
@@ -45,6 +46,10 @@ def minimize(residual_fn: Callable, objective_fn: Callable, reweight: Callable |
                 prior_jtr, prior_diag = prior_fn(x)
                 jtr = jtr + prior_jtr
                 jtj = jtj + torch.diag_embed(prior_diag)
+            if free is not None:  # fixed parameters: no gradient, a unit row and column, hence a zero step
+                f = free.to(x.dtype)
+                jtr = jtr * f
+                jtj = jtj * (f[:, :, None] * f[:, None, :]) + torch.diag_embed(1.0 - f)
             diag = torch.diagonal(jtj, dim1=1, dim2=2)
             pending = active.clone()
             for _attempt in range(4):  # raise the damping until the step lowers the true cost
