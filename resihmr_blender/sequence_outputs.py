@@ -16,7 +16,7 @@ SEQUENCE_ACTION = "sequence_motion"
 
 
 def planned(formats) -> list[str]:
-    names = ["result.json", "gait.csv"]
+    names = ["result.json", "gait.csv"] + (["contact_sheet.png"] if "overlay" in formats else [])
     return names + [f"avatar.{fmt}" for fmt in ("glb", "fbx") if fmt in formats]
 
 
@@ -66,13 +66,25 @@ def write_sequence_outputs(out_dir: Path, fit, model, settings, formats, root: P
     rec = reconstruction_of(fit, model, settings)
     measurements = rec.people[0].measurements
     written = []
+    shown = None
+    if "overlay" in formats:
+        with _writing("contact_sheet.png"):
+            from .core.image import write_png
+            from .core.sequence import contact_sheet
+
+            picture, shown = contact_sheet(fit, model, rec.meshes[0])
+            write_png(out_dir / "contact_sheet.png", picture)
     with _writing("result.json"):
         document = sequence_document(fit, model_info(model), measurements)
+        if shown is not None:
+            document["contact_sheet_frames"] = shown  # contact_sheet.png's tiles, row by row
         write_text_atomic(out_dir / "result.json", json.dumps(document, indent=1, allow_nan=False) + "\n")
     written.append(out_dir / "result.json")
     with _writing("gait.csv"):
         write_text_atomic(out_dir / "gait.csv", gait_csv(fit))
     written.append(out_dir / "gait.csv")
+    if shown is not None:
+        written.append(out_dir / "contact_sheet.png")
     if any(f in formats for f in ("glb", "fbx")):
         with quiet_blender():
             written += _write_avatar(out_dir, rec, fit, model, formats, export)
@@ -127,7 +139,7 @@ def run_sequence_command(args) -> int:
 
     if args.inputs:
         return fail(f"--sequence takes one folder; also given: {' '.join(args.inputs)}", EXIT_USAGE)
-    formats = [f for f in parse_formats(args.formats) if f in ("json", "glb", "fbx")]
+    formats = [f for f in parse_formats(args.formats) if f in ("json", "overlay", "glb", "fbx")]
     folder = Path(args.sequence)
     try:
         _, files = frame_files(folder)

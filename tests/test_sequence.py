@@ -205,7 +205,7 @@ def test_command_line_errors_for_a_bad_folder(tmp_path, capsys, case):
 def test_command_line_runs_a_clip(tmp_path, model, capsys):
     walk = make_walk(model, 1, 6, missing_share=0.0)
     folder = write_clip(tmp_path / "trial", walk)
-    status = main(["run", "--sequence", str(folder), "--out", str(tmp_path / "out"), "--formats", "json",
+    status = main(["run", "--sequence", str(folder), "--out", str(tmp_path / "out"), "--formats", "json,overlay",
                    "--image-size", "1000x1000", "--fps", "50", "--threads", "1"])
     out = capsys.readouterr()
     assert status == 0, out.err
@@ -213,6 +213,13 @@ def test_command_line_runs_a_clip(tmp_path, model, capsys):
     assert doc["fps"] == 50.0 and doc["frames_fitted"] == 6 and doc["frames"][1]["time_s"] == 0.02
     assert [r["kind"] for r in doc["residuals"]] == [k for k in RESIDUAL_KINDS if k in walk["residuals"]]
     assert (tmp_path / "out" / "trial" / "gait.csv").read_text().count("\n") == 7
+    # the contact sheet: the 6 frames as 320 px tiles, 4 a row, the stump drawn red in them
+    from resihmr_blender.core.image import read_png
+
+    sheet = read_png(tmp_path / "out" / "trial" / "contact_sheet.png")
+    assert sheet.shape[:2] == (640, 1280) and doc["contact_sheet_frames"] == list(range(6))
+    red = (sheet[..., 0] > 150) & (sheet[..., 1] < 120) & (sheet[..., 2] < 120)
+    assert red[:320, :320].sum() > 50 and red[320:, 640:].sum() == 0  # tiles 7 and 8 are empty
     # a clip without an image size cannot be placed: one line, exit 1
     assert main(["run", "--sequence", str(folder), "--out", str(tmp_path / "out2"), "--formats", "json"]) == 1
     err = capsys.readouterr().err.strip()

@@ -948,3 +948,41 @@ def motion(fit: SequenceFit) -> tuple[np.ndarray, np.ndarray, int]:
         poses[f] = slerp(poses_fit[lo], poses_fit[hi], t)
         transl[f] = (1 - t) * fit.transl[lo] + t * fit.transl[hi]
     return poses, transl, int(numbers[0])
+
+
+def contact_sheet(fit: SequenceFit, model: BodyModel, mesh, tiles: int = 12, tile_width: int = 320,
+                  columns: int = 4) -> tuple[np.ndarray, list[int]]:
+    """Up to `tiles` fitted frames spread over the clip, each drawn like overlay.png (the avatar cut once, posed
+    in that frame by linear blend skinning, residual limb red, input keypoints green, endpoints yellow, fitted
+    keypoints blue), scaled to `tile_width` and tiled row by row. Returns (H, W, 3) uint8 and the frame numbers
+    shown, in order."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from .overlay import overlay_picture
+
+    rows = sorted(set(np.linspace(0, len(fit.fitted) - 1, min(tiles, len(fit.fitted))).round().astype(int)))
+    n = len(rows)
+    dt = model.dtype
+    with torch.no_grad():
+        out = model.forward(betas=torch.tensor(fit.betas, dtype=dt).expand(n, -1),
+                            global_orient=torch.tensor(fit.global_orient[rows], dtype=dt),
+                            body_pose=torch.tensor(fit.body_pose[rows], dtype=dt),
+                            transl=torch.tensor(fit.transl[rows], dtype=dt))
+    transforms = out.transforms.double().numpy()
+    cam = fit.camera
+    height = max(1, round(tile_width * cam.height / cam.width))
+    from .colours import BACKGROUND_GREY8
+
+    sheet = np.full((height * math.ceil(n / columns), tile_width * min(columns, n), 3), BACKGROUND_GREY8, np.uint8)
+    for k, (t, transform) in enumerate(zip(rows, transforms)):
+        blended = np.einsum("vj,jab->vab", mesh.weights, transform)
+        posed = np.einsum("vab,vb->va", blended[:, :3, :3], mesh.rest_vertices) + blended[:, :3, 3] + fit.transl[t]
+        frame_mesh = SimpleNamespace(posed_vertices=posed, faces=mesh.faces, residual_mask=mesh.residual_mask)
+        result = SimpleNamespace(body25_2d=fit.body25_2d[t], fit=SimpleNamespace(used=fit.used[t]))
+        picture = overlay_picture(cam, [fit.sequence.frames[fit.fitted[t]].person], [result], [frame_mesh])
+        tile = np.asarray(Image.fromarray(picture).resize((tile_width, height), Image.BILINEAR))
+        r, c = divmod(k, columns)
+        sheet[r * height:(r + 1) * height, c * tile_width:(c + 1) * tile_width] = tile
+    return sheet, [fit.sequence.frames[fit.fitted[t]].number for t in rows]
