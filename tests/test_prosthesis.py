@@ -494,3 +494,18 @@ def evaluated_device_centres() -> np.ndarray:
 
     return np.array([evaluated_vertices(o).mean(axis=0) for o in sorted(bpy.data.objects, key=lambda o: o.name)
                      if o.type == "MESH" and o.name.startswith("ResiHMR prosthesis")])
+
+
+def test_removing_the_avatar_removes_its_devices(rigged):
+    """Re-running Fit replaces an avatar (mesh/build.remove_avatar): its prostheses go with it, meshes included."""
+    import bpy
+
+    from resihmr_blender.mesh.build import remove_avatar
+
+    arm, obj, devices = rigged
+    names = [d.name for d in devices.values()]
+    datas = [d.data.name for d in devices.values()]
+    remove_avatar(obj)
+    assert not [n for n in names if n in bpy.data.objects]
+    assert not [n for n in datas if n in bpy.data.meshes]
+    assert not [o for o in bpy.data.objects if o.get("resihmr_prosthesis")]

@@ -161,7 +161,9 @@ def remove_avatar(obj) -> None:
     arm = obj if obj.type == "ARMATURE" else obj.parent
     if arm is not None and (arm.type != "ARMATURE" or not arm.get(AVATAR_TAG)):
         arm = None
-    objects = [obj] if arm is None else [arm, *[c for c in arm.children if c.get(AVATAR_TAG)]]
+    # the avatar's meshes and the prosthesis devices fitted to it (mesh/prosthesis.py tags them)
+    objects = [obj] if arm is None else [arm, *[c for c in arm.children
+                                               if c.get(AVATAR_TAG) or c.get("resihmr_prosthesis")]]
     if obj not in objects:
         objects.append(obj)
     datablocks = []
