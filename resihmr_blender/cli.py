@@ -558,7 +558,7 @@ def _run(args) -> int:
     if args.sequence is not None:  # a video's frames: one clip, one avatar (sequence_outputs.py)
         from .sequence_outputs import run_sequence_command
 
-        return run_sequence_command(args)
+        return run_sequence_command(args, settings_from_args(args), safe_name, _debug(args))
     if not args.inputs:
         return _usage_error("give keypoints files or folders (or --sequence DIR)")
     formats = parse_formats(args.formats)

@@ -116,14 +116,17 @@ def _write_avatar(out_dir: Path, rec, fit, model, formats, export: ExportChoices
     return written
 
 
-def run_sequence_command(args) -> int:
-    """`run --sequence DIR --out OUT [--fps 30] [--person N]`: one clip -> OUT/<folder name>/. Exit status as
-    `run`: 0 written, 1 the clip could not be fitted or written, 2 usage error (a bad folder, a bad flag)."""
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2  # cli.py's
+
+
+def run_sequence_command(args, settings, safe_name, debug: bool = False) -> int:
+    """`run --sequence DIR --out OUT [--fps 30] [--person N]`: one clip -> OUT/<folder name>/ (cli.py hands over
+    its parsed flags, its settings and its folder-name rule). Exit status as `run`: 0 written, 1 the clip could
+    not be fitted or written, 2 usage error (a bad folder, a bad flag)."""
     import os
     import sys
     import time
 
-    from .cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _debug, parse_formats, safe_name, settings_from_args
     from .core.body_model import load_body_model
     from .core.fit import FitError
     from .core.sequence import SequenceError, fit_sequence, frame_files, read_sequence
@@ -131,7 +134,7 @@ def run_sequence_command(args) -> int:
 
     def fail(message: str, status: int, exc: BaseException | None = None) -> int:
         print(f"error: {message}", file=sys.stderr, flush=True)
-        if exc is not None and _debug(args):
+        if exc is not None and debug:
             import traceback
 
             traceback.print_exception(exc, file=sys.stderr)
@@ -139,7 +142,7 @@ def run_sequence_command(args) -> int:
 
     if args.inputs:
         return fail(f"--sequence takes one folder; also given: {' '.join(args.inputs)}", EXIT_USAGE)
-    formats = [f for f in parse_formats(args.formats) if f in ("json", "overlay", "glb", "fbx")]
+    formats = [f.strip() for f in args.formats.split(",") if f.strip() in ("json", "overlay", "glb", "fbx")]
     folder = Path(args.sequence)
     try:
         _, files = frame_files(folder)
@@ -149,7 +152,6 @@ def run_sequence_command(args) -> int:
     out_dir = Path(args.out) / safe_name(Path(os.path.abspath(folder)).name, "sequence")
     t0 = time.perf_counter()
     try:
-        settings = settings_from_args(args)
         sequence = read_sequence(folder, person=args.person or 0, fps=args.fps, image_size=args.image_size)
         print(f"sequence {folder}: {len(sequence.frames)} frame(s), {len(sequence.usable())} with the person "
               f"-> {out_dir}", flush=True)
