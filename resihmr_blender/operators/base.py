@@ -20,6 +20,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from ..core.body_model import BodyModelError
     from ..core.fit import FitError
     from ..core.keypoints import KeypointsError
+    from ..core.prosthesis import ProsthesisError
     from ..core.rafo import ResidualError
     from ..core.settings import SettingsError
     from ..core.stump import StumpError
@@ -27,8 +28,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from ..mesh.cut import CutError
     from ..mesh.export import ExportError
 
-    return (BodyModelError, FitError, KeypointsError, ResidualError, SettingsError, StumpError, MotionError,
-            CutError, ExportError, UserError, OSError)
+    return (BodyModelError, FitError, KeypointsError, ProsthesisError, ResidualError, SettingsError, StumpError,
+            MotionError, CutError, ExportError, UserError, OSError)
 
 
 def one_line(exc: BaseException) -> str:

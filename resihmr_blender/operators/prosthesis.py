@@ -5,7 +5,6 @@ from __future__ import annotations
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from ..core.prosthesis import ProsthesisError
 from ..mesh.prosthesis import DEVICE_TAG, set_device
 from .base import ResihmrOperator, UserError
 from .reconstruct import active_avatar
@@ -27,69 +26,55 @@ def _limb(context, kind: str):
     return obj, limb
 
 
-class RESIHMR_OT_ToggleProsthesis(ResihmrOperator, bpy.types.Operator):
+class _LimbOperator(ResihmrOperator):
+    """A prosthesis setting of one residual limb of the active avatar (errors reach the user as one line)."""
+
+    kind: StringProperty()
+
+    @classmethod
+    def poll(cls, context):
+        return avatar_or_device_owner(context) is not None
+
+
+class RESIHMR_OT_ToggleProsthesis(_LimbOperator, bpy.types.Operator):
     """Put a prosthesis (socket fitted to the stump, pylon, foot / hand or hook, rigged) on this limb, or take
     it off"""
 
     bl_idname = "resihmr.toggle_prosthesis"
     bl_label = "Prosthesis"
-    kind: StringProperty()
-
-    @classmethod
-    def poll(cls, context):
-        return avatar_or_device_owner(context) is not None
 
     def run(self, context):
         obj, limb = _limb(context, self.kind)
-        try:
-            set_device(obj, self.kind, not limb.prosthesis)
-        except ProsthesisError as exc:
-            raise UserError(str(exc)) from exc
+        set_device(obj, self.kind, not limb.prosthesis)
         return {"FINISHED"}
 
 
-class RESIHMR_OT_SetTerminal(ResihmrOperator, bpy.types.Operator):
+class RESIHMR_OT_SetTerminal(_LimbOperator, bpy.types.Operator):
     """Choose the arm prosthesis's terminal device (refits the device when it is on)"""
 
     bl_idname = "resihmr.set_terminal"
     bl_label = "Terminal device"
-    kind: StringProperty()
     terminal: EnumProperty(items=[("hand", "Hand", ""), ("hook", "Split hook", "")])
-
-    @classmethod
-    def poll(cls, context):
-        return avatar_or_device_owner(context) is not None
 
     def run(self, context):
         obj, limb = _limb(context, self.kind)
         limb.terminal = self.terminal
         if limb.prosthesis:
-            try:
-                set_device(obj, self.kind, True, self.terminal)
-            except ProsthesisError as exc:
-                raise UserError(str(exc)) from exc
+            set_device(obj, self.kind, True, self.terminal)
         return {"FINISHED"}
 
 
-class RESIHMR_OT_ToggleCover(ResihmrOperator, bpy.types.Operator):
+class RESIHMR_OT_ToggleCover(_LimbOperator, bpy.types.Operator):
     """A cosmetic cover shaped like the other limb over the pylon, or none (refits the device when it is on)"""
 
     bl_idname = "resihmr.toggle_cover"
     bl_label = "Pylon cover"
-    kind: StringProperty()
-
-    @classmethod
-    def poll(cls, context):
-        return avatar_or_device_owner(context) is not None
 
     def run(self, context):
         obj, limb = _limb(context, self.kind)
         limb.cover = not limb.cover
         if limb.prosthesis:
-            try:
-                set_device(obj, self.kind, True, cover=limb.cover)
-            except ProsthesisError as exc:
-                raise UserError(str(exc)) from exc
+            set_device(obj, self.kind, True, cover=limb.cover)
         return {"FINISHED"}
 
 
