@@ -250,3 +250,16 @@ def test_sidebar_load_sequence(tmp_path, model):
         assert [r["kind"] for r in doc["people"][0]["residuals"]] == list(walk["residuals"])
     finally:
         resihmr_blender.unregister()
+
+
+def test_a_first_frame_without_keypoints_is_marked_and_the_choice_made_on_the_next(tmp_path, model):
+    walk = make_walk(model, 1, 4, missing_share=0.0)
+    folder = write_clip(tmp_path / "clip", walk)
+    first = folder / "gait_trial_000000000000_keypoints.json"
+    doc = json.loads(first.read_text())
+    doc["people"][0]["pose_keypoints_2d"] = []  # OpenPose with nothing of the body found
+    first.write_text(json.dumps(doc))
+    seq = read_sequence(folder, image_size=SIZE)
+    assert seq.frames[0].status == "too few keypoints" and seq.frames[0].person is None
+    assert [f.status for f in seq.frames[1:]] == ["ok"] * 3
+    assert any("no body keypoints" in w for w in seq.warnings)

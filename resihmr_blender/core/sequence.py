@@ -222,7 +222,10 @@ def read_sequence(folder: str | os.PathLike, person: int = 0, fps: float = 30.0,
                 continue
         frame.person, frame.person_index = kfile.people[choice], choice
         frame.person_id = ids[choice] if choice < len(ids) else None
-        last_seen = (number, frame.person)
+        if int((frame.person.body25[:, 2] > 0).sum()) >= 3:  # where they were seen: only with something seen
+            last_seen = (number, frame.person)
+        elif last_seen is None:  # the first choice needs keypoints to be followed: choose again next frame
+            frame.person, frame.status, frame.reason = None, TOO_FEW, "the chosen person shows no keypoints here"
     if last_seen is None:
         raise SequenceError(f"{folder}: no frame shows a person ({len(files)} frame files)")
     sequence = Sequence(str(Path(folder)), video, frames, float(fps), size, focal, warnings)
