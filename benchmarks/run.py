@@ -68,6 +68,7 @@ EXTRA_FIELDS: dict[str, str] = {
     "intact_given_mpjpe_px": "intact 2D MPJPE (px) over the existing BODY_25 points the input gave",
     "lambda_coverage": "share of residual limbs whose true λ lies inside RAFO's λ interval",
     "lambda_interval_width": "mean width of RAFO's λ interval",
+    "far_from_input": "people whose fitted BODY_25 is > 25 px from an existing input keypoint of confidence ≥ 0.5",
 }
 FOREIGN_PREFIX = "foreign."
 INTERVAL_TOLERANCES_PX = (1.0, 3.0, 10.0, 30.0)  # λ interval coverage is also reported at these tolerances
@@ -286,6 +287,7 @@ def score_cases(model, cases, cameras, ours, trusting, gt_mask, iou_scale: float
     scores = {m: MethodScores() for m in METHODS}
     given_errors, cover_by_kind, widths, limbs = [], {}, [], []
     joint_errors: dict[int, list[float]] = {}
+    far = 0
     by_family: dict[str, MethodScores] = {}
     by_focal: dict[bool, MethodScores] = {True: MethodScores(), False: MethodScores()}
     accepted, missing_limbs, skipped = [], 0, 0
@@ -313,6 +315,9 @@ def score_cases(model, cases, cameras, ours, trusting, gt_mask, iou_scale: float
         s.add_keypoints(errors, halluc)
         given = gt.gt_body25_exists & (gt.keypoints.body25[:, 2] > 0)
         given_errors.append(np.linalg.norm(res.body25_2d[given] - gt.gt_body25_2d[given], axis=-1))
+        confident = gt.gt_body25_exists & (gt.keypoints.body25[:, 2] >= 0.5)
+        far += bool((np.linalg.norm(res.body25_2d[confident] - gt.keypoints.body25[confident, :2], axis=-1)
+                     > 25.0).any())
         for j in np.flatnonzero(gt.gt_body25_exists):
             joint_errors.setdefault(int(j), []).append(float(np.linalg.norm(res.body25_2d[j] - gt.gt_body25_2d[j])))
         focal_given = getattr(gt, "focal_given", True)
@@ -351,11 +356,12 @@ def score_cases(model, cases, cameras, ours, trusting, gt_mask, iou_scale: float
     metrics["ours.intact_given_mpjpe_px"] = mean_or_nan(given_errors)
     metrics["ours.lambda_coverage"] = mean_or_nan(covered)
     metrics["ours.lambda_interval_width"] = mean_or_nan(widths)
+    metrics["ours.far_from_input"] = float(far)
     return {"scores": scores, "metrics": metrics, "n": len(cases), "skipped": skipped,
             "coverage_by_tolerance": {tol: interval_coverage(limbs, tol) for tol in INTERVAL_TOLERANCES_PX},
             "coverage_by_kind": {k: mean_or_nan(v) for k, v in sorted(cover_by_kind.items())},
             "by_focal": by_focal, "by_family": by_family,
-            "joint_mpjpe_px": {j: mean_or_nan(v) for j, v in sorted(joint_errors.items())},
+            "joint_mpjpe_px": {j: (mean_or_nan(v), float(np.median(v))) for j, v in sorted(joint_errors.items())},
             "n_halluc": sum(bool(np.any(p.hallucinated)) for p in cases),
             "n_coco": sum(p.keypoints.source_format != "openpose" for p in cases),
             "n_residuals": sum(len(p.residuals) for p in cases), "accepted": accepted,
@@ -375,7 +381,7 @@ def fmt(metric: str, value: float | None) -> str:
         return f"{value:.2f} px"
     if field_name == "length_error_cm":
         return f"{value:.2f} cm"
-    if field_name == "failures":
+    if field_name in ("failures", "far_from_input"):
         return f"{value:.0f}"
     if field_name == "single_median_s":
         return f"{value:.3f} s"
@@ -463,6 +469,7 @@ def side_by_side(report: dict) -> list[str]:
             ("λ interval mean width", "ours.lambda_interval_width", 3),
             ("residual length error (cm)", "ours.length_error_cm", 2),
             ("silhouette IoU", "ours.iou", 3),
+            ("people > 25 px from a confident input keypoint (wrong minima)", "ours.far_from_input", 0),
             ("failures", "ours.failures", 0)]
     out = ["## Both benchmarks side by side", "",
            "ResiHMR (ours). The λ interval is RAFO's own (result.json `lambda_interval`, `core/rafo.py` "
@@ -495,10 +502,10 @@ def side_by_side(report: dict) -> list[str]:
             cells += [_num(sc.lambda_mae_by_kind().get(kind, float("nan")), 3),
                       _num(part["coverage_by_kind"].get(kind, float("nan")), 3), str(len(sc.lam_by_kind.get(kind, [])))]
         out.append(f"| {kind} | " + " | ".join(cells) + " |")
-    out += ["", "Intact error per BODY_25 point, the five largest (px; synthetic, then foreign): " + "; ".join(
-        ", ".join(f"{BODY25_NAMES[j]} {v:.1f}" for j, v in sorted(part["joint_mpjpe_px"].items(),
-                                                                     key=lambda item: -item[1])[:5])
-        for _, part in both) + "."]
+    out += ["", "Intact error per BODY_25 point, the five largest means (px, median in brackets; synthetic, then "
+            "foreign): " + "; ".join(", ".join(
+                f"{BODY25_NAMES[j]} {mean:.1f} ({median:.1f})" for j, (mean, median) in sorted(
+                    part["joint_mpjpe_px"].items(), key=lambda item: -item[1][0])[:5]) for _, part in both) + "."]
     if f:
         out += ["", "Foreign people per pose family (ResiHMR):", "",
                 "| pose | people | intact MPJPE (px) | residual MPJPE (px) | λ MAE | silhouette IoU |",
