@@ -302,6 +302,7 @@ class SequenceFit:
     body_pose: np.ndarray  # (T, 63)
     transl: np.ndarray  # (T, 3)
     joints_3d: np.ndarray  # (T, 55, 3) camera frame
+    body25_3d: np.ndarray  # (T, 25, 3) camera frame
     body25_2d: np.ndarray  # (T, 25, 2)
     used: np.ndarray  # (T, 25) bool: keypoints that drove the fit
     errors_px: np.ndarray  # (T,) mean reprojection error over the used keypoints
@@ -312,15 +313,13 @@ class SequenceFit:
     def frame_numbers(self) -> list[int]:
         return [self.sequence.frames[i].number for i in self.fitted]
 
-    def person_fit(self, row: int) -> PersonFit:
+    def person_fit(self, row: int, num_expression: int = 10) -> PersonFit:
         """Frame `row` as a photo fit (what the avatar and result_json build from)."""
-        from .body_model import NUM_BODY_JOINTS  # noqa: F401  (joints_3d already holds all 55)
-
-        joints = self.joints_3d[row]
         return PersonFit(betas=self.betas.copy(), global_orient=self.global_orient[row].copy(),
                          body_pose=self.body_pose[row].copy(), transl=self.transl[row].copy(),
-                         expression=np.zeros(10), camera=self.camera, joints_3d=joints.copy(),
-                         body25_3d=np.zeros((25, 3)), body25_2d=self.body25_2d[row].copy(), used=self.used[row].copy(),
+                         expression=np.zeros(num_expression), camera=self.camera, joints_3d=self.joints_3d[row].copy(),
+                         body25_3d=self.body25_3d[row].copy(), body25_2d=self.body25_2d[row].copy(),
+                         used=self.used[row].copy(),
                          fit_error_px=float(self.errors_px[row]),
                          reference_length_px=float(self.reference_length_px[row]))
 
@@ -463,7 +462,8 @@ def _fit_sequence(model: BodyModel, sequence: Sequence, settings, config: Sequen
     report("done", 1.0)
     return SequenceFit(sequence=sequence, camera=camera, fitted=fitted, betas=betas_t.numpy().astype(np.float64),
                        global_orient=orient.numpy().astype(np.float64), body_pose=pose.numpy().astype(np.float64),
-                       transl=transl.numpy().astype(np.float64), joints_3d=joints, body25_2d=body2d, used=used,
+                       transl=transl.numpy().astype(np.float64), joints_3d=joints,
+                       body25_3d=out.body25.numpy().astype(np.float64), body25_2d=body2d, used=used,
                        errors_px=errors, residuals=residuals, reference_length_px=lengths, timings_s=timings)
 
 
@@ -834,7 +834,7 @@ def reference_result(fit: SequenceFit, model: BodyModel, row: int = 0):
     from .pipeline import PersonResult
     from .rafo import ResidualResult
 
-    person = fit.person_fit(row)
+    person = fit.person_fit(row, model.num_expression)
     residuals = [ResidualResult(
         kind=r.kind, lam=r.lam, anchor_3d=r.anchor_3d[row], anchor_init_3d=fit.joints_3d[row][
             JOINT_INDEX[next(k for k in RESIDUALS if k.name == r.kind).anchor_joint]],
