@@ -181,6 +181,34 @@ def test_exported_glb_motion_moves_the_bones(tmp_path, model):
     # frame 4 had no file: the clip interpolates it between its neighbours
     mid = heads(4)["pelvis"]
     assert np.linalg.norm(mid - 0.5 * (heads(3)["pelvis"] + heads(5)["pelvis"])) < 0.01
+    # the left shank's stump (red, COLOR_0) rides on the left knee's bone in every frame
+    from resihmr_blender.mesh.build import evaluated_vertices
+
+    assert "left_transtibial" in walk["residuals"]
+    mesh = next(o for o in bpy.data.objects if o.type == "MESH" and o.find_armature() is not None)
+    colors = mesh.data.color_attributes[0]
+    rgba = np.empty(len(colors.data) * 4, np.float32)
+    colors.data.foreach_get("color", rgba)
+    rgba = rgba.reshape(-1, 4)
+    if colors.domain == "CORNER":
+        per_vertex = np.zeros((len(mesh.data.vertices), 4), np.float32)
+        per_vertex[[loop.vertex_index for loop in mesh.data.loops]] = rgba
+        rgba = per_vertex
+    red = (rgba[:, 0] > 0.5) & (rgba[:, 1] < 0.3)
+    local = []
+    for frame in range(10):
+        bpy.context.scene.frame_set(frame)
+        verts = evaluated_vertices(mesh)
+        evaluated = arm.evaluated_get(bpy.context.evaluated_depsgraph_get())
+        knees = {side: (np.array(evaluated.matrix_world) @ np.array(evaluated.pose.bones[f"{side}_knee"].matrix))
+                 for side in ("left", "right")}
+        if frame == 0:  # the stump's far half: red, nearer the left knee than anything else, 10+ cm below it
+            near = np.linalg.norm(verts - knees["left"][:3, 3], axis=1)
+            stump = red & (near > 0.1) & (near < np.linalg.norm(verts - knees["right"][:3, 3], axis=1))
+            assert stump.sum() > 20
+        points = np.c_[verts[stump], np.ones(stump.sum())]
+        local.append((np.linalg.inv(knees["left"]) @ points.T).T[:, :3])
+    assert np.abs(np.array(local) - local[0]).max() < 2e-3
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "two_videos", "file"])
