@@ -12,8 +12,9 @@ Fitting (`fit_sequence`), all on the CPU and batched over frames:
 2. the frames between them are fitted from the previous frame's result (warm start, one start, a few LM
    iterations), all segments between key frames at once, one frame step after the other;
 3. a joint refinement over the whole clip: one shape shared by every frame, every frame's pose, the same
-   robust data term and priors as the photo fit, plus velocity and acceleration terms on the 3D keypoints
-   (in the data term's units, percent of the torso), by L-BFGS on all frames together.
+   robust data term and priors as the photo fit, plus acceleration (and, off by default, velocity) terms on
+   the 3D keypoints (in the data term's units, percent of the torso): damped Gauss-Newton on every frame's pose
+   at once (block-banded normal equations, solved exactly), then the shape (L-BFGS), then Gauss-Newton again.
 RAFO over the sequence: eq. 3-5 of every frame that shows the limb's endpoint, summed, with one λ per limb
 shared by all frames and one anchor per frame (rafo.rafo_loss). The shared λ itself comes by default from what
 only a clip can tell: a stump of one length seen at changing tilts projects to at most its length, so the upper
