@@ -348,14 +348,14 @@ def _rows_of(fit: PersonFit) -> np.ndarray:
 
 
 def _model_rows(out, focal, centre, kp) -> torch.Tensor:
-    """As FitObjective._project_rows, from a forward already made: projected BODY_25, then each residual
-    endpoint's closest point on its projected segment."""
+    """As FitObjective._project_rows, from a forward already made: projected BODY_25, then for each residual
+    endpoint the point of its projected segment as far from the upstream joint as the endpoint is."""
     body = _project(out.body25, focal, centre)
     start = _project(out.joints[:, SEGMENT_UPSTREAM], focal, centre)
     end = _project(out.joints[:, SEGMENT_ANCHOR], focal, centre)
     axis = end - start
     target = kp[:, 25:]
-    t = (((target - start) * axis).sum(-1) / (axis * axis).sum(-1).clamp(min=1e-6)).clamp(0.0, 1.0)
+    t = (torch.linalg.norm(target - start, dim=-1) / torch.linalg.norm(axis, dim=-1).clamp(min=1e-6)).clamp(0.0, 1.0)
     return torch.cat([body, start + t[..., None] * axis], dim=1)
 
 
