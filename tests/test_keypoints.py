@@ -736,6 +736,7 @@ CORPUS_EXPECTED = {
     "openpose-editor_pose_hand_fixed.json": (1, "openpose-coco18", (768, 512), []),
     "derived_slp_confidence_drift_keypoints.json": (1, "openpose", None,
                                                     ["hand_right_keypoints_2d", "face_keypoints_2d"]),
+    "derived_prohmr_427x640_keypoints.json": (1, "openpose", None, []),  # beside its photo: test_from_openpose
 }
 NEEDS_SIZE = {"derived_prohmr_normalised_keypoints.json": (4016, 6016)}
 
