@@ -245,12 +245,14 @@ def _run(n_people: int, seed: int, noise: float, iou_scale: float, timing_people
     cases = cases[:n_people if foreign_people is None else foreign_people]
     if cases:
         f_people, f_cameras = [c.keypoints for c in cases], [c.fit_camera for c in cases]
+        f_load = [load_average()]
         f_ours, f_batched_s, f_cpu_s = _batched(model, f_people, f_cameras, batch)
+        f_load.append(load_average())
         f_trusting = fit_people(model, f_people, f_cameras, FitConfig(ignore_distal=False, residual_segments=False))
         f_part = score_cases(model, cases, f_cameras, f_ours, f_trusting, lambda c, small: c.mask, None)
         f_part["metrics"]["speed.batched_people_per_s"] = 1.0 / f_batched_s
         metrics.update({FOREIGN_PREFIX + k: v for k, v in f_part["metrics"].items()})
-        f_part.update(batched_s=f_batched_s, batched_cpu_s=f_cpu_s, meta=foreign.read_meta(foreign_path),
+        f_part.update(batched_s=f_batched_s, batched_cpu_s=f_cpu_s, load=f_load, meta=foreign.read_meta(foreign_path),
                       path=str(foreign_path), n_focal_given=sum(c.focal_given for c in cases),
                       families={f: sum(c.family == f for c in cases) for f in foreign.POSE_FAMILIES},
                       heights=[c.height_m for c in cases])
@@ -452,8 +454,12 @@ def foreign_section(report: dict) -> list[str]:
     n_rafo = f"RAFO returned {len(f['accepted'])}/{f['n_residuals']} residual limbs"
     if f["missing_limbs"]:
         n_rafo += f" (**{f['missing_limbs']} missing**, not scored)"
+    busy = (f" (1-min load average {f['load'][0]:.1f} before, {f['load'][-1]:.1f} after)"
+            if None not in f["load"] else "")
     out += ["", f"{n_rafo} and accepted {sum(f['accepted'])}."
-            + (f" {f['skipped']} people skipped because a method failed on them." if f["skipped"] else ""), ""]
+            + (f" {f['skipped']} people skipped because a method failed on them." if f["skipped"] else ""), "",
+            f"Fit + RAFO time per person, batched as for the synthetic people: {f['batched_s']:.3f} s "
+            f"(CPU {f['batched_cpu_s']:.3f} s){busy}.", ""]
     return out
 
 
