@@ -16,12 +16,13 @@ from pathlib import Path
 
 import bpy  # noqa: I001  (bpy before mathutils)
 import numpy as np
-from mathutils import Euler, Vector
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from workbench_views import render_view  # noqa: E402  (beside this script)
+
 from resihmr_blender.core.body_model import JOINT_INDEX, load_body_model  # noqa: E402
 from resihmr_blender.core.image import read_png, write_png  # noqa: E402
-from resihmr_blender.mesh.build import apply_pose, build_avatar, evaluated_vertices  # noqa: E402
+from resihmr_blender.mesh.build import apply_pose, build_avatar  # noqa: E402
 from resihmr_blender.mesh.cut import cut_residual  # noqa: E402
 from resihmr_blender.mesh.prosthesis import add_prosthesis, devices  # noqa: E402
 
@@ -43,24 +44,6 @@ def body_pose(walking: bool) -> np.ndarray:
         pose[JOINT_INDEX["right_elbow"], 1] = 0.5
         pose[JOINT_INDEX["left_elbow"], 1] = -0.3
     return pose[1:].reshape(-1)
-
-
-def render_view(objects, side: float, size: int, path: Path) -> None:
-    """side: 0 = front, +1 = from the subject's left, -1 = from the subject's right."""
-    bpy.context.view_layer.update()
-    verts = np.concatenate([evaluated_vertices(o) for o in objects])
-    centre = (verts.min(axis=0) + verts.max(axis=0)) / 2
-    extent = float((verts.max(axis=0) - verts.min(axis=0)).max())
-    scene = bpy.context.scene
-    cam = scene.camera
-    cam.data.type = "ORTHO"
-    cam.data.ortho_scale = extent * 1.08
-    direction = Vector((side, 0.0, 0.0)) if side else Vector((0.0, -1.0, 0.0))
-    cam.location = Vector(centre.tolist()) + direction * 10.0
-    cam.rotation_euler = Euler((math.pi / 2, 0.0, side * math.pi / 2))
-    scene.render.resolution_x = scene.render.resolution_y = size
-    scene.render.filepath = str(path)
-    bpy.ops.render.render(write_still=True)
 
 
 def main() -> None:

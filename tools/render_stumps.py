@@ -15,12 +15,13 @@ from pathlib import Path
 
 import bpy  # noqa: I001  (bpy before mathutils)
 import numpy as np
-from mathutils import Euler, Vector
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from workbench_views import render_view  # noqa: E402  (beside this script)
+
 from resihmr_blender.core.body_model import JOINT_INDEX, load_body_model  # noqa: E402
 from resihmr_blender.core.image import read_png, write_png  # noqa: E402
-from resihmr_blender.mesh.build import build_avatar, evaluated_vertices  # noqa: E402
+from resihmr_blender.mesh.build import build_avatar  # noqa: E402
 from resihmr_blender.mesh.cut import cut_residual  # noqa: E402
 
 CASES = (("left_transtibial", 0.45), ("right_transhumeral", 0.5))
@@ -36,22 +37,9 @@ def relaxed_pose() -> np.ndarray:
     return pose[1:].reshape(-1)
 
 
-def render_view(obj, arm, rest: bool, side: float, size: int, path: Path) -> None:
-    """side: 0 = front, +1 = from the subject's left, -1 = from the subject's right."""
+def render_stump_view(obj, arm, rest: bool, side: float, size: int, path: Path) -> None:
     arm.data.pose_position = "REST" if rest else "POSE"
-    verts = evaluated_vertices(obj)
-    centre = (verts.min(axis=0) + verts.max(axis=0)) / 2
-    extent = float((verts.max(axis=0) - verts.min(axis=0)).max())
-    scene = bpy.context.scene
-    cam = scene.camera
-    cam.data.type = "ORTHO"
-    cam.data.ortho_scale = extent * 1.08
-    direction = Vector((side, 0.0, 0.0)) if side else Vector((0.0, -1.0, 0.0))
-    cam.location = Vector(centre.tolist()) + direction * 10.0
-    cam.rotation_euler = Euler((math.pi / 2, 0.0, side * math.pi / 2))
-    scene.render.resolution_x = scene.render.resolution_y = size
-    scene.render.filepath = str(path)
-    bpy.ops.render.render(write_still=True)
+    render_view([obj], side, size, path)
 
 
 def main() -> None:
@@ -83,7 +71,7 @@ def main() -> None:
             toward = 1.0 if kind.startswith("left") else -1.0  # look at the cut side
             for i, (rest, side) in enumerate(((False, 0.0), (False, toward), (True, 0.0))):
                 path = Path(tmp) / f"{kind}_{i}.png"
-                render_view(obj, arm, rest, side, args.size, path)
+                render_stump_view(obj, arm, rest, side, args.size, path)
                 row.append(read_png(path)[..., :3])
             rows.append(np.concatenate(row, axis=1))
     write_png(args.out, np.concatenate(rows, axis=0))
