@@ -78,6 +78,10 @@ def test_one_person_of_a_file(model, demo):
         json.dumps(without_timings(demo.document()))
     with pytest.raises(FitError, match="person 3 does not exist"):
         pipeline.run(model, kfile, Settings(), people=[3])
+    # every entry names its person in the input file: here the second of OpenPose 1.0's two people
+    two = read_keypoints(REAL / "hmr_random_keypoints.json", image_size=(600, 600))
+    second = pipeline.run(model, two, Settings(), people=[1]).document()["people"]
+    assert [p["index"] for p in second] == [1]
 
 
 def test_the_one_camera_decider_prefers_settings_then_file_then_guess():

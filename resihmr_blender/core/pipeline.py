@@ -73,12 +73,17 @@ class Reconstruction:
     def source(self) -> str | None:
         return str(Path(self.keypoints.path).resolve()) if self.keypoints.path else None
 
+    def _person(self, k: int) -> dict:
+        """People's entries say which person of the input file they are (`--person N` fits only one)."""
+        return {"index": self.person_indices[k], **person_json(self.people[k])}
+
     def document(self) -> dict:
-        return result_document(self.model_info, self.camera, [person_json(p) for p in self.people], self.source)
+        return result_document(self.model_info, self.camera, [self._person(k) for k in range(len(self.people))],
+                               self.source)
 
     def single_person_document(self, index: int) -> dict:
         """The document of one of these people alone (what an avatar in Blender carries)."""
-        return result_document(self.model_info, self.camera, [person_json(self.people[index])], self.source)
+        return result_document(self.model_info, self.camera, [self._person(index)], self.source)
 
     def failures(self) -> list[tuple[int, str]]:
         return [(i, p.reason) for i, p in zip(self.person_indices, self.people) if isinstance(p, PersonFailure)]
