@@ -14,11 +14,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-import bpy  # noqa: I001  (bpy before mathutils)
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from workbench_views import render_view  # noqa: E402  (beside this script)
+from workbench_views import new_workbench_scene, render_view  # noqa: E402  (beside this script)
 
 from resihmr_blender.core.body_model import JOINT_INDEX, load_body_model  # noqa: E402
 from resihmr_blender.core.image import read_png, write_png  # noqa: E402
@@ -55,16 +54,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for r, case in enumerate(CASES):
-            bpy.ops.wm.read_homefile(use_empty=True)
-            scene = bpy.context.scene
-            scene.render.engine = "BLENDER_WORKBENCH"
-            scene.display.shading.light = "STUDIO"
-            scene.display.shading.color_type = "MATERIAL"
-            scene.world = bpy.data.worlds.new("World")
-            scene.world.color = (1.0, 1.0, 1.0)
-            cam = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
-            scene.collection.objects.link(cam)
-            scene.camera = cam
+            new_workbench_scene()
             params = {"betas": np.array([0.8, -0.5, 0.3, 0, 0.4, -0.2, 0.1, 0, 0, 0.0]),
                       "global_orient": np.array([math.pi, 0.0, 0.0]), "body_pose": body_pose(False),
                       "transl": np.zeros(3)}

@@ -1,4 +1,5 @@
-"""One orthographic Workbench view of some objects, for the README pictures (tools/render_*.py)."""
+"""Workbench pictures for the README (tools/render_*.py): an empty white scene with a camera, and orthographic
+views of some objects in it."""
 from __future__ import annotations
 
 import math
@@ -9,6 +10,22 @@ import numpy as np
 from mathutils import Euler, Vector
 
 from resihmr_blender.mesh.build import evaluated_vertices
+
+
+def new_workbench_scene():
+    """An empty scene rendered by Workbench (studio light, material colours) on white, with a camera."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = bpy.context.scene
+    scene.render.engine = "BLENDER_WORKBENCH"
+    scene.display.shading.light = "STUDIO"
+    scene.display.shading.color_type = "MATERIAL"
+    scene.render.film_transparent = False
+    scene.world = bpy.data.worlds.new("World")
+    scene.world.color = (1.0, 1.0, 1.0)
+    cam = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+    scene.collection.objects.link(cam)
+    scene.camera = cam
+    return scene
 
 
 def render_view(objects, side: float, size: int, path: Path) -> None:
