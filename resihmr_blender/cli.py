@@ -916,10 +916,8 @@ def _write(prep: _Prepared, rec, formats, args, fit_seconds: float) -> FileOutco
     start = time.perf_counter()
     if prep.whole is not None:  # --person N: the file's own numbering in the outputs, its other people not fitted
         rec.keypoints, rec.person_indices = prep.whole, [prep.person]
-    choices = ExportChoices(pose=getattr(args, "pose", "rest"), preset=getattr(args, "preset", None),
-                            influences=getattr(args, "influences", 4), motion=getattr(args, "motion_data", None),
-                            prosthesis=getattr(args, "prosthesis", None),
-                            prosthesis_cover=getattr(args, "prosthesis_cover", False))
+    choices = ExportChoices(pose=args.pose, preset=args.preset, influences=args.influences, motion=args.motion_data,
+                            prosthesis=args.prosthesis, prosthesis_cover=args.prosthesis_cover)
     written = write_outputs(job.out_dir, rec, formats, root=Path(args.out), protect=prep.protect, export=choices)
     if (job.out_dir / "keypoints.json").is_file() and job.source.suffix.lower() in IMAGE_SUFFIXES:
         _add_detector_report(job.out_dir)

@@ -285,19 +285,13 @@ def avatar_document(obj) -> dict:
     return json.loads(obj.resihmr.result_json)
 
 
-def photo_params(obj) -> dict:
-    """The SMPL-X parameters of the photo's pose of an avatar (after RAFO turned its residual segments)."""
-    from .core.result_json import fit_params
-
-    person = avatar_document(obj)["people"][0]
-    return dict(fit_params(person), body_pose=np.asarray(person["body_pose"]))
-
-
 def export_avatar_file(obj, path, fmt: str | None = None, **options):
     """Export an avatar (GLB/FBX, mesh/export.py) in the chosen pose convention, its photo pose from its result."""
+    from .core.result_json import photo_params
     from .mesh.export import export_avatar
 
-    return export_avatar(obj.parent, obj, path, fmt=fmt, photo_params=photo_params(obj), **options)
+    person = avatar_document(obj)["people"][0]
+    return export_avatar(obj.parent, obj, path, fmt=fmt, photo_params=photo_params(person), **options)
 
 
 def load_motion(obj, path: str, first: int = 0, last: int = -1) -> int:
@@ -393,13 +387,13 @@ def set_limb_endpoint(obj, kind: str, pixel, context=None) -> dict:
 
 def restore_avatar_state(obj, document: dict) -> None:
     """Put an avatar back to a stored document (its cuts, pose and result): the endpoint tool's Esc."""
-    from .core.result_json import cut_list, fit_params
+    from .core.result_json import cut_list, photo_params
     from .mesh.build import apply_pose
     from .mesh.cut import recut
 
     person = document["people"][0]
     recut(obj, cut_list(person))
-    apply_pose(obj.parent, dict(fit_params(person), body_pose=np.asarray(person["body_pose"])))
+    apply_pose(obj.parent, photo_params(person))
     _store_document(obj, document)
 
 

@@ -33,6 +33,9 @@ def minimize(residual_fn: Callable, objective_fn: Callable, reweight: Callable |
     with torch.no_grad():
         cost = objective_fn(x, *data)
     active = torch.ones(batch, dtype=torch.bool)
+    if free is not None:
+        keep = free.to(x.dtype)
+        keep_pairs, fixed_unit = keep[:, :, None] * keep[:, None, :], torch.diag_embed(1.0 - keep)
     in_dims = (0,) * (1 + len(data) + 1)
     for _ in range(iters):
         weights = reweight(x, *data) if reweight is not None else torch.zeros(batch, 1, dtype=x.dtype)
@@ -47,9 +50,8 @@ def minimize(residual_fn: Callable, objective_fn: Callable, reweight: Callable |
                 jtr = jtr + prior_jtr
                 jtj = jtj + torch.diag_embed(prior_diag)
             if free is not None:  # fixed parameters: no gradient, a unit row and column, hence a zero step
-                f = free.to(x.dtype)
-                jtr = jtr * f
-                jtj = jtj * (f[:, :, None] * f[:, None, :]) + torch.diag_embed(1.0 - f)
+                jtr = jtr * keep
+                jtj = jtj * keep_pairs + fixed_unit
             diag = torch.diagonal(jtj, dim1=1, dim2=2)
             pending = active.clone()
             for _attempt in range(4):  # raise the damping until the step lowers the true cost

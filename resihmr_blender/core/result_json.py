@@ -59,6 +59,11 @@ def fit_params(person: dict) -> dict[str, np.ndarray]:
             "body_pose": np.asarray(person["body_pose_before_rafo"]), "transl": np.asarray(person["transl"])}
 
 
+def photo_params(person: dict) -> dict[str, np.ndarray]:
+    """The parameters of the pose a person's avatar shows for the photo (after RAFO turned the residual segments)."""
+    return dict(fit_params(person), body_pose=np.asarray(person["body_pose"]))
+
+
 def person_json(result) -> dict:
     """One person's entry (result: pipeline.PersonResult or PersonFailure)."""
     if not hasattr(result, "fit"):

@@ -18,32 +18,18 @@ import numpy as np
 from mathutils import Matrix, Quaternion, Vector
 
 from ..core.body_model import JOINT_NAMES
-from .build import apply_pose
+from .build import apply_pose, evaluated_vertices
 
 POSES = ("rest", "photo")
 PHOTO_ACTION = "photo_pose"
 STATIC_FRAME = -100  # before every strip: the exporters read the static pose here
 
 
-def _posed_vertices(mesh_obj) -> np.ndarray:
-    """World-space vertices of the mesh as the depsgraph evaluates it now."""
-    bpy.context.view_layer.update()
-    depsgraph = bpy.context.evaluated_depsgraph_get()
-    evaluated = mesh_obj.evaluated_get(depsgraph)
-    mesh = evaluated.to_mesh()
-    try:
-        coords = np.empty(len(mesh.vertices) * 3)
-        mesh.vertices.foreach_get("co", coords)
-    finally:
-        evaluated.to_mesh_clear()
-    world = np.array(mesh_obj.matrix_world)
-    return coords.reshape(-1, 3) @ world[:3, :3].T + world[:3, 3]
-
-
 def _ground_shift(arm_obj, mesh_obj) -> np.ndarray:
     """The world move that puts the pelvis above the origin and the lowest vertex on the ground (the armature
     object is never rotated here, so it is also the armature-space move)."""
-    vertices = _posed_vertices(mesh_obj)
+    bpy.context.view_layer.update()
+    vertices = evaluated_vertices(mesh_obj)
     pelvis = np.array(arm_obj.matrix_world @ arm_obj.pose.bones[JOINT_NAMES[0]].head)
     return np.array([-pelvis[0], -pelvis[1], -vertices[:, 2].min()])
 
@@ -56,11 +42,16 @@ def _clear_pose(arm_obj) -> None:
         bone.scale = (1.0, 1.0, 1.0)
 
 
-def _move_root(arm_obj, shift: np.ndarray) -> None:
-    """Move the posed body by `shift` (armature space) through the root bone's location (its rest frame)."""
-    root = arm_obj.pose.bones[JOINT_NAMES[0]]
+def _in_root_frame(arm_obj, shift: np.ndarray) -> Vector:
+    """An armature-space move as a change of the root bone's location (which lives in the bone's rest frame)."""
     rest = arm_obj.data.bones[JOINT_NAMES[0]].matrix_local.to_3x3()
-    root.location = Vector(root.location) + rest.inverted() @ Vector(shift.tolist())
+    return rest.inverted() @ Vector(shift.tolist())
+
+
+def _move_root(arm_obj, shift: np.ndarray) -> None:
+    """Move the posed body by `shift` (armature space) through the root bone's location."""
+    root = arm_obj.pose.bones[JOINT_NAMES[0]]
+    root.location = Vector(root.location) + _in_root_frame(arm_obj, shift)
 
 
 def _key_pose(arm_obj, name: str, frame: int = 0):
@@ -99,8 +90,7 @@ def _shifted_copy(action, arm_obj, shift: np.ndarray):
     """A copy of a motion whose root moves by `shift` (armature space): the motion keeps its own world placement
     while the armature object stands the rest pose on the ground."""
     moved = action.copy()
-    rest = arm_obj.data.bones[JOINT_NAMES[0]].matrix_local.to_3x3()
-    local = rest.inverted() @ Vector(shift.tolist())
+    local = _in_root_frame(arm_obj, shift)
     path = f'pose.bones["{JOINT_NAMES[0]}"].location'
     for curve in _fcurves(moved):
         if curve.data_path == path:
@@ -111,6 +101,14 @@ def _shifted_copy(action, arm_obj, shift: np.ndarray):
     return moved
 
 
+def _set_aside(action, renamed: list) -> str:
+    """Rename a scene action out of the way of a clip of its name; (action, name) goes into `renamed`."""
+    name = action.name
+    action.name = f"{name} (scene)"
+    renamed.append((action, name))
+    return name
+
+
 def stage(arm_obj, mesh_obj, pose: str, photo_params: dict | None, motion, made: list, renamed: list) -> None:
     """Set the export copy up for `pose` (see the module's docstring). The actions it makes go into `made` (to
     remove afterwards), the scene's actions it renames aside into `renamed` as (action, name) to give back.
@@ -118,8 +116,6 @@ def stage(arm_obj, mesh_obj, pose: str, photo_params: dict | None, motion, made:
     photo_params: SMPL-X parameters of the photo's pose (None: the pose bones as they are). motion: an action to
     export as well (e.g. the avatar's own), shifted to start at frame 0.
     """
-    if pose not in POSES:
-        raise ValueError(f"pose {pose!r} unknown (use {' or '.join(POSES)})")
     if arm_obj.animation_data is None:
         arm_obj.animation_data_create()
     arm_obj.animation_data.action = None
@@ -142,16 +138,13 @@ def stage(arm_obj, mesh_obj, pose: str, photo_params: dict | None, motion, made:
     _move_root(arm_obj, _ground_shift(arm_obj, mesh_obj))
     clash = bpy.data.actions.get(PHOTO_ACTION)
     if clash is not None:  # a scene action of that name (e.g. from an imported file) keeps it afterwards
-        clash.name = f"{PHOTO_ACTION} (scene)"
-        renamed.append((clash, PHOTO_ACTION))
+        _set_aside(clash, renamed)
     made.append(_key_pose(arm_obj, PHOTO_ACTION))
     # once NLA strips animate the bones, what they leave unanimated reads as the rest pose (not the pose bones'
     # own values), so the photo convention's static pose is the photo strip held before and after
     _as_strip(arm_obj, made[0], hold=pose == "photo")
     if motion is not None:  # the copy carries the clip's name; the scene's action is renamed aside meanwhile
-        name = motion.name
-        motion.name = f"{name} (scene)"
-        renamed.append((motion, name))
+        name = _set_aside(motion, renamed)
         made.append(_shifted_copy(motion, arm_obj, -rest_shift))
         made[-1].name = name
         _as_strip(arm_obj, made[-1])
