@@ -291,3 +291,35 @@ def test_a_first_frame_without_keypoints_is_marked_and_the_choice_made_on_the_ne
     assert seq.frames[0].status == "too few keypoints" and seq.frames[0].person is None
     assert [f.status for f in seq.frames[1:]] == ["ok"] * 3
     assert any("no body keypoints" in w for w in seq.warnings)
+
+
+def test_a_residual_limb_never_moves_the_intact_body_of_any_frame(model):
+    """As the photo fit (issue 12 item 4): a clip with residual limbs declared, the detector's hallucinated distal
+    keypoints left in and endpoints given on most frames, places every intact joint of every frame where the same
+    clip with those keypoints removed and nothing declared places it; only the segments turn to the endpoints.
+    (Before, the clip's refinement let endpoints pull on everything: intact joints moved by up to 33 cm here.)"""
+    import copy
+
+    from resihmr_blender.core.residuals import distal_mask, residual_by_name
+
+    walk = make_walk(model, 2, 12, hallucination_share=1.0, missing_share=0.0)
+    declared = walk["sequence"]
+    kinds = list(walk["residuals"])
+    assert len(kinds) == 3 and any("hum" in k for k in kinds) and any("tib" in k for k in kinds)
+    for number in (3, 4, 9):  # endpoints not given on these frames: tracked, the limbs still declared
+        declared.frames[number].person.residual[:, 2] = 0.0
+    distal = distal_mask(kinds)
+    removed = copy.deepcopy(declared)
+    for frame in removed.frames:
+        frame.person.body25[distal] = 0.0
+        frame.person.residual[:] = 0.0
+    a, b = fit_sequence(model, removed), fit_sequence(model, declared)
+    assert a.fitted == b.fitted and len(a.fitted) == 12 and not a.residuals
+    shift = np.linalg.norm(a.body25_3d[:, ~distal] - b.body25_3d[:, ~distal], axis=-1)
+    assert shift.max() < 0.01, shift.max(1)
+    for r in b.residuals:
+        kind = residual_by_name(r.kind)
+        anchor = JOINT_INDEX[kind.anchor_joint]
+        turned = np.linalg.norm(a.joints_3d[:, anchor] - b.joints_3d[:, anchor], axis=-1)
+        assert turned.max() > 0.02, r.kind  # the segment did turn towards its endpoint
+        assert r.accepted and r.shown.sum() == 9 and r.median_error_px < 5.0, (r.kind, r.median_error_px)

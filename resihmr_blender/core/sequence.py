@@ -7,14 +7,20 @@ frame order; a frame number with no file, a file that cannot be read, a frame wi
 followed by OpenPose's `person_id` when the file sets one (>= 0), else by the nearest keypoints to where they
 were last seen (gated by their size, so a second person walking past is not taken).
 
-Fitting (`fit_sequence`), all on the CPU and batched over frames:
-1. key frames (every `key_every`-th usable frame) get the photo fit (fit.fit_people: two starts, staged LM);
+Fitting (`fit_sequence`), all on the CPU and batched over frames. As in the photo fit (issue 12 item 4), the
+intact keypoints alone place the body; residual endpoints only turn their segment's upstream joint, which moves
+only the limb's ignored distal part, so declaring a residual limb never moves an intact joint of any frame:
+1. key frames (every `key_every`-th usable frame) get the photo fit of their intact keypoints (fit.fit_people:
+   two starts, staged LM);
 2. the frames between them are fitted from the previous frame's result (warm start, one start, a few LM
    iterations), all segments between key frames at once, one frame step after the other;
 3. a joint refinement over the whole clip: one shape shared by every frame, every frame's pose, the same
-   robust data term and priors as the photo fit, plus acceleration (and, off by default, velocity) terms on
-   the 3D keypoints (in the data term's units, percent of the torso): damped Gauss-Newton on every frame's pose
-   at once (block-banded normal equations, solved exactly), then the shape (L-BFGS), then Gauss-Newton again.
+   robust data term (fit.FitObjective's own projection) and priors as the photo fit, plus acceleration (and,
+   off by default, velocity) terms on the 3D keypoints (in the data term's units, percent of the torso): damped
+   Gauss-Newton on every frame's pose at once (block-banded normal equations, solved exactly), then the shape
+   (L-BFGS), then Gauss-Newton again; last, Gauss-Newton on the residual segments' upstream joints alone, in
+   every frame, the endpoints now in the data term (the temporal terms carry a segment through frames without
+   an endpoint).
 RAFO over the sequence: eq. 3-5 of every frame that shows the limb's endpoint, summed, with one λ per limb
 shared by all frames and one anchor per frame (rafo.rafo_loss). The shared λ itself comes by default from what
 only a clip can tell: a stump of one length seen at changing tilts projects to at most its length, so the upper
@@ -49,7 +55,6 @@ from .fit import (
     FitError,
     FitObjective,
     PersonFit,
-    _project,
     check_person,
     fit_people,
     keypoint_weights,
@@ -247,6 +252,7 @@ class SequenceConfig:
     warm_iters: int = 4  # LM iterations for a frame started from the previous frame's result
     refine_iters: int = 4  # Gauss-Newton iterations of the joint refinement, before the shape (0: none)
     final_iters: int = 2  # ... and after it
+    segment_iters: int = 4  # ... then on the residual segments' upstream joints alone
     # temporal terms on the 3D BODY_25 points, per point and frame, in (percent of the torso)² like the data term:
     # velocity (P_t − P_t−1) and acceleration (P_t−1 − 2 P_t + P_t+1), only across consecutive fitted frames
     velocity_weight: float = 0.0
@@ -347,18 +353,6 @@ def _rows_of(fit: PersonFit) -> np.ndarray:
     return np.concatenate([fit.global_orient, fit.transl, fit.betas, fit.body_pose])
 
 
-def _model_rows(out, focal, centre, kp) -> torch.Tensor:
-    """As FitObjective._project_rows, from a forward already made: projected BODY_25, then for each residual
-    endpoint the point of its projected segment as far from the upstream joint as the endpoint is."""
-    body = _project(out.body25, focal, centre)
-    start = _project(out.joints[:, SEGMENT_UPSTREAM], focal, centre)
-    end = _project(out.joints[:, SEGMENT_ANCHOR], focal, centre)
-    axis = end - start
-    target = kp[:, 25:]
-    t = (torch.linalg.norm(target - start, dim=-1) / torch.linalg.norm(axis, dim=-1).clamp(min=1e-6)).clamp(0.0, 1.0)
-    return torch.cat([body, start + t[..., None] * axis], dim=1)
-
-
 def fit_sequence(model: BodyModel, sequence: Sequence, settings=None, config: SequenceConfig | None = None,
                  progress=None) -> SequenceFit:
     """One shape, one λ per residual limb, a pose per usable frame (see the module docstring). Torch threads:
@@ -417,15 +411,21 @@ def _fit_sequence(model: BodyModel, sequence: Sequence, settings, config: Sequen
     step = max(1, int(config.key_every))
     keys = list(range(0, n, step))
     report("fit", 0.05)
-    key_fits = fit_people(model, [people[k] for k in keys], [camera] * len(keys), fit_cfg)
+    # the photo fit of the intact keypoints alone (every residual limb declared, no endpoint given): the
+    # segments turn once, over the whole clip, in the refinement's last stage
+    key_fits = fit_people(model, [_declared(people[k], flags, math.inf) for k in keys], [camera] * len(keys),
+                          fit_cfg)
     x = torch.zeros(n, 6 + model.num_betas + 63, dtype=dtype)
     for k, fit in zip(keys, key_fits):
         x[k] = torch.tensor(_rows_of(fit), dtype=dtype)
     shared = np.median(np.stack([f.betas for f in key_fits]), axis=0)
     timings["key_frames"] = time.perf_counter() - t0
 
-    # 2. the frames in between, each from the previous frame's result, every segment at once
+    # 2. the frames in between, each from the previous frame's result, every segment at once; as in the photo
+    # fit, the intact keypoints alone place the body (residual endpoints turn their segments in step 3)
     t1 = time.perf_counter()
+    w_intact = w.clone()
+    w_intact[:, 25:] = 0.0
     priors_final = (fit_cfg.pose_weights[-1], fit_cfg.shape_weights[-1])
     for offset in range(1, step):
         rows = [k + offset for k in keys if k + offset < n]
@@ -434,7 +434,7 @@ def _fit_sequence(model: BodyModel, sequence: Sequence, settings, config: Sequen
         start = x[[r - 1 for r in rows]].clone()
         start[:, 6:6 + model.num_betas] = torch.tensor(shared, dtype=dtype)
         objective = FitObjective(model, kp[rows], focal[rows], centre[rows], scale[rows], fit_cfg)
-        x[rows] = objective.solve(start, w[rows], priors_final, config.warm_iters)
+        x[rows] = objective.solve(start, w_intact[rows], priors_final, config.warm_iters)
         report("fit", 0.05 + 0.35 * offset / step)
     timings["warm_frames"] = time.perf_counter() - t1
 
@@ -470,16 +470,19 @@ def _fit_sequence(model: BodyModel, sequence: Sequence, settings, config: Sequen
 
 def _refine(model: BodyModel, x: torch.Tensor, betas: torch.Tensor, kp, w, focal, centre, scale, numbers,
             fit_cfg: FitConfig, config: SequenceConfig) -> torch.Tensor:
-    """The whole clip at once: damped Gauss-Newton (Levenberg-Marquardt) on every frame's orientation,
-    translation and pose with the temporal terms, the shape held; then the one shape for all frames (L-BFGS on
-    the betas alone); then Gauss-Newton again. The temporal terms couple a frame with its two neighbours on each
-    side, so the normal equations are block-banded: solved exactly by a block-tridiagonal elimination over pairs
-    of frames (no dense system of the whole clip). Why not L-BFGS on everything: the chain of temporal terms is
-    stiff (condition grows with the clip's length); measured, 80 L-BFGS iterations left depth jitter of ±20 cm."""
+    """The whole clip at once, in the photo fit's order (fit.py, issue 12 item 4): the intact keypoints alone
+    place the body, then each residual endpoint turns only its segment's upstream joint, which moves only the
+    limb's ignored distal part, so declaring a residual limb never moves the intact body.
+    Intact stage: damped Gauss-Newton (Levenberg-Marquardt) on every frame's orientation, translation and pose
+    with the temporal terms, the shape held; then the one shape for all frames (L-BFGS on the betas alone); then
+    Gauss-Newton again. Segment stage: Gauss-Newton on the upstream joints' rotations of the declared limbs, in
+    every frame (the temporal terms on the distal points carry a segment through the frames without an endpoint).
+    The temporal terms couple a frame with its two neighbours on each side, so the normal equations are
+    block-banded: solved exactly by a block-tridiagonal elimination over pairs of frames (no dense system of the
+    whole clip). Why not L-BFGS on everything: the chain of temporal terms is stiff (condition grows with the
+    clip's length); measured, 80 L-BFGS iterations left depth jitter of ±20 cm."""
     n, nb = x.shape[0], model.num_betas
     rows = torch.cat([x[:, :6], x[:, 6 + nb:]], 1).clone()
-    if config.refine_iters <= 0:
-        return torch.cat([rows[:, :6], betas.expand(n, -1), rows[:, 6:]], 1)
     # metres -> percent of the torso, one factor for the clip (a per-frame factor would carry the initial depth's
     # jitter into the temporal terms)
     depth = x[:, 5].clamp(min=0.5)
@@ -491,11 +494,36 @@ def _refine(model: BodyModel, x: torch.Tensor, betas: torch.Tensor, kp, w, focal
     if config.acceleration_weight > 0:
         ok = (gap[:-1] <= config.max_gap) & (gap[1:] <= config.max_gap)
         terms.append((config.acceleration_weight, (1.0, -2.0, 1.0), np.nonzero(ok)[0]))
-    problem = _ClipProblem(model, kp, w, focal, centre, scale, to_units, terms, fit_cfg)
-    rows = problem.gauss_newton(rows, betas, config.refine_iters)
-    betas = problem.fit_shape(rows, betas)
-    rows = problem.gauss_newton(rows, betas, config.final_iters)
+    intact_w = w.clone()
+    intact_w[:, 25:] = 0.0
+    if config.refine_iters > 0:
+        intact = _ClipProblem(model, kp, intact_w, focal, centre, scale, to_units, terms, fit_cfg)
+        rows = intact.gauss_newton(rows, betas, config.refine_iters)
+        betas = intact.fit_shape(rows, betas)
+        rows = intact.gauss_newton(rows, betas, config.final_iters)
+    # the segments: rows layout [orient 3 | transl 3 | body_pose 63], body_pose holds joints 1..21
+    limbs = (w[:, 25:] > 0).any(0)
+    free = sorted({6 + 3 * (SEGMENT_UPSTREAM[k] - 1) + i for k in np.nonzero(limbs.numpy())[0] for i in range(3)})
+    if free and config.segment_iters > 0:
+        segments = _ClipProblem(model, kp, w, focal, centre, scale, to_units, terms, fit_cfg)
+        rows = segments.gauss_newton(rows, betas, config.segment_iters, free=torch.tensor(free))
     return torch.cat([rows[:, :6], betas.expand(n, -1), rows[:, 6:]], 1)
+
+
+class _Kept:
+    """The body model, keeping its last joints_only output: the data term is the photo fit's own
+    (FitObjective._project_rows, which runs the forward) and the temporal terms read that same forward's 3D
+    points, so one forward serves both."""
+
+    def __init__(self, model: BodyModel):
+        self.model, self.last = model, None
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def joints_only(self, **params):
+        self.last = self.model.joints_only(**params)
+        return self.last
 
 
 class _ClipProblem:
@@ -503,6 +531,8 @@ class _ClipProblem:
     temporal terms Σ w ||Σ_i c_i Q_t+i||² on the frames' 3D BODY_25 points Q (in percent of the torso)."""
 
     def __init__(self, model, kp, w, focal, centre, scale, to_units, terms, fit_cfg: FitConfig):
+        self.kept = _Kept(model)
+        self.objective = FitObjective(self.kept, kp, focal, centre, scale, fit_cfg)
         self.model, self.kp, self.w, self.focal, self.centre, self.scale = model, kp, w, focal, centre, scale
         self.to_units, self.terms, self.cfg = to_units, terms, fit_cfg
         self.sigma2 = fit_cfg.robust_sigma ** 2
@@ -511,23 +541,25 @@ class _ClipProblem:
         self.mean = priors.POSE_MEAN.to(kp.dtype)
         self.l2 = priors.L2_WEIGHTS.to(kp.dtype)
 
-    def forward(self, rows, betas, body_only=True):
-        n = rows.shape[0]
-        return self.model.joints_only(betas=betas.expand(n, -1), global_orient=rows[:, :3], body_pose=rows[:, 6:],
-                                      transl=rows[:, 3:6], body_only=body_only)
+    @staticmethod
+    def _x(rows, betas):
+        """FitObjective's row layout [orient 3 | transl 3 | betas K | body_pose 63]."""
+        return torch.cat([rows[:, :6], betas.expand(rows.shape[0], -1), rows[:, 6:]], 1)
 
-    def squared_errors(self, out):
-        return ((_model_rows(out, self.focal, self.centre, self.kp) - self.kp) ** 2).sum(-1) / self.scale[:, None] ** 2
+    def data(self, rows, betas):
+        """(squared errors (T, 33) in (percent of the torso)², the forward's 3D BODY_25 points (T, 25, 3))."""
+        r2 = self.objective.squared_errors(self._x(rows, betas))
+        body25, self.kept.last = self.kept.last.body25, None
+        return r2, body25
 
     def cost(self, rows, betas) -> torch.Tensor:
-        out = self.forward(rows, betas)
-        r2 = self.squared_errors(out)
+        r2, body25 = self.data(rows, betas)
         value = (self.w * (self.sigma2 * r2 / (self.sigma2 + r2))).sum()
         pose = rows[:, 6:]
         value = value + self.pose_w * priors.pose_l2(pose - self.mean).sum() \
             + self.cfg.limit_weight * priors.joint_limit_penalty(pose).sum() \
             + rows.shape[0] * self.shape_w * priors.shape_l2(betas[None]).sum()
-        q = out.body25 * self.to_units[:, None, None]
+        q = body25 * self.to_units[:, None, None]
         for weight, coefs, starts in self.terms:
             if len(starts):
                 s = torch.tensor(starts)
@@ -535,49 +567,54 @@ class _ClipProblem:
                 value = value + weight * (combo ** 2).sum()
         return value
 
-    def _jacobians(self, rows, betas):
-        """Per frame: the weighted data residuals (66,) and the scaled 3D points (75,), with their Jacobians."""
+    def _jacobians(self, rows, betas, free):
+        """Per frame: the weighted data residuals (66,) and the scaled 3D points (75,), with their Jacobians
+        with respect to the free columns of the frame's row."""
         from torch.func import jacfwd, vmap
 
         with torch.no_grad():
-            r2 = self.squared_errors(self.forward(rows, betas))
+            r2, _ = self.data(rows, betas)
             psi = self.sigma2 ** 2 / (self.sigma2 + r2) ** 2  # Geman-McClure's IRLS weight, held for the step
         sqrt_w = torch.sqrt(self.w * psi)
+        place = torch.zeros(rows.shape[1], len(free), dtype=rows.dtype)
+        place[free, torch.arange(len(free))] = 1.0  # the free columns back into the row
 
-        def one(row, kp, sw, focal, centre, scale, unit):
-            out = self.model.joints_only(betas=betas[None], global_orient=row[None, :3], body_pose=row[None, 6:],
-                                         transl=row[None, 3:6], body_only=True)
-            proj = _model_rows(out, focal[None], centre[None], kp[None])[0]
+        def one(sub, row, kp, sw, focal, centre, scale, unit):
+            full = row + place @ (sub - row[free])
+            proj = self.objective._project_rows(self._x(full[None], betas), focal[None], centre[None], kp[None])[0]
+            body25, self.kept.last = self.kept.last.body25[0], None
             res = ((proj - kp) / scale * sw[:, None]).reshape(-1)
-            return torch.cat([res, (out.body25[0] * unit).reshape(-1)])
+            return torch.cat([res, (body25 * unit).reshape(-1)])
 
         with_value = lambda *a: (one(*a),) * 2  # noqa: E731
-        jac, val = vmap(jacfwd(with_value, has_aux=True))(rows, self.kp, sqrt_w, self.focal, self.centre,
-                                                          self.scale, self.to_units)
+        jac, val = vmap(jacfwd(with_value, has_aux=True))(rows[:, free], rows, self.kp, sqrt_w, self.focal,
+                                                          self.centre, self.scale, self.to_units)
         nd = self.kp.shape[1] * 2
         return val[:, :nd], jac[:, :nd], val[:, nd:], jac[:, nd:]
 
-    def _normal_equations(self, rows, betas):
-        """Blocks of J^T J (diagonal (T, D, D), first and second off-diagonals) and J^T r (T, D)."""
-        r, jr, q, jq = self._jacobians(rows, betas)
-        n, d = rows.shape
+    def _normal_equations(self, rows, betas, free):
+        """Blocks of J^T J (diagonal (T, F, F), first and second off-diagonals) and J^T r (T, F) over the free
+        columns F of every frame's row."""
+        r, jr, q, jq = self._jacobians(rows, betas, free)
+        n, d = rows.shape[0], len(free)
         with torch.no_grad():
             diag = jr.transpose(1, 2) @ jr
             grad = (jr.transpose(1, 2) @ r[..., None])[..., 0]
             off = [torch.zeros(max(n - k, 0), d, d, dtype=rows.dtype) for k in (1, 2)]
-            # priors on the pose (separable: diagonal only)
+            # priors on the pose (separable: diagonal only), over the whole row, then its free columns
             pose = rows[:, 6:]
-            idx = torch.arange(6, d)
-            diag[:, idx, idx] += self.pose_w * self.l2
-            grad[:, 6:] += self.pose_w * self.l2 * (pose - self.mean)
+            prior_grad = torch.zeros_like(rows)
+            prior_hess = torch.zeros_like(rows)
+            prior_grad[:, 6:] = self.pose_w * self.l2 * (pose - self.mean)
+            prior_hess[:, 6:] = self.pose_w * self.l2
             values = pose[:, priors.LIMIT_INDEX]
             low, high = priors.LIMIT_LOW.to(pose.dtype), priors.LIMIT_HIGH.to(pose.dtype)
             excess = torch.where(values < low, values - low, torch.where(values > high, values - high, 0.0))
             lim = 6 + priors.LIMIT_INDEX
-            grad.index_add_(1, lim, self.cfg.limit_weight * excess)
-            hinge = torch.zeros(n, d, dtype=rows.dtype)
-            hinge.index_add_(1, lim, self.cfg.limit_weight * (excess != 0).to(rows.dtype))
-            diag += torch.diag_embed(hinge)
+            prior_grad.index_add_(1, lim, self.cfg.limit_weight * excess)
+            prior_hess.index_add_(1, lim, self.cfg.limit_weight * (excess != 0).to(rows.dtype))
+            grad += prior_grad[:, free]
+            diag += torch.diag_embed(prior_hess[:, free])
             for weight, coefs, starts in self.terms:
                 if not len(starts):
                     continue
@@ -595,16 +632,19 @@ class _ClipProblem:
                             off[j - i - 1].index_add_(0, s + i, block)
         return diag, off[0], off[1], grad
 
-    def gauss_newton(self, rows, betas, iters: int):
+    def gauss_newton(self, rows, betas, iters: int, free: torch.Tensor | None = None):
+        """`free`: the columns of every frame's row that move (default all)."""
+        free = torch.arange(rows.shape[1]) if free is None else free
         mu = 1e-3
         with torch.no_grad():
             cost = self.cost(rows, betas)
         for _ in range(iters):
-            diag, off1, off2, grad = self._normal_equations(rows, betas)
+            diag, off1, off2, grad = self._normal_equations(rows, betas, free)
             improved = False
             for _attempt in range(5):
                 damped = diag + mu * torch.diag_embed(torch.diagonal(diag, dim1=1, dim2=2) + 1e-6)
-                step = _solve_banded(damped, off1, off2, -grad)
+                step = torch.zeros_like(rows)
+                step[:, free] = _solve_banded(damped, off1, off2, -grad)
                 with torch.no_grad():
                     new_cost = self.cost(rows + step, betas)
                 if torch.isfinite(new_cost) and new_cost < cost:
