@@ -549,3 +549,104 @@ class BodyModel:
         index = self.body25_index_body_only if body_only else self.body25_index
         body25 = torch.cat([joints, surface], dim=1)[:, index]
         return BodyOutput(joints=joints, body25=body25, rest_joints=rest_joints)
+
+    # -- analytic Jacobian for the fit's least-squares solver ------------------------------------------------------
+
+    def has_analytic_jacobian(self) -> bool:
+        """`points_and_jacobian` needs a body without pose correctives whose BODY_25 vertices follow body joints."""
+        return self.posedirs is None and self._surface_body_only
+
+    def _point_set(self, joint_ids: tuple[int, ...]) -> dict:
+        """Constants of the points `points_and_jacobian` returns: BODY_25 then `joint_ids`, each written as a
+        skinned point (rest position U0 + SU·β, skinning weights over the 25 body/face joints; a joint is the
+        point at its own rest position with all its weight on itself)."""
+        key = ("points", joint_ids)
+        if key in self._cache:
+            return self._cache[key]
+        n = NUM_BODY_FACE_JOINTS
+        surface_order = list(self.surface_vertex_ids)
+        onehot = torch.eye(n, dtype=self.dtype)
+        u0, su, wt = [], [], []
+        for kind, name in list(BODY25_SOURCES) + [("joint", JOINT_NAMES[j]) for j in joint_ids]:
+            if kind == "joint":
+                j = JOINT_INDEX[name]
+                u0.append(self.J_template[j]), su.append(self.J_shapedirs[j]), wt.append(onehot[j])
+            else:
+                s = surface_order.index(name)
+                u0.append(self._surface["v_template"][s]), su.append(self._surface["shapedirs"][s])
+                wt.append(self._surface["weights"][s, :n])
+        parents = torch.tensor(self.parents[:n])
+        anc = torch.zeros(n, n, dtype=self.dtype)  # anc[j, k] = 1 when k is j or one of its ancestors
+        for j in range(n):
+            k = j
+            while k >= 0:
+                anc[j, k] = 1.0
+                k = self.parents[k]
+        wt = torch.stack(wt)
+        out = {"u0": torch.stack(u0), "su": torch.stack(su), "wt": wt, "anc": anc, "parents": parents,
+               # M[p, j, k] = weight of joint j on point p when k moves j; a[p, k] = total weight k moves
+               "m": wt[:, :, None] * anc[None], "a": wt @ anc}
+        self._cache[key] = out
+        return out
+
+    def points_and_jacobian(self, betas: torch.Tensor, global_orient: torch.Tensor, body_pose: torch.Tensor,
+                            transl: torch.Tensor, joint_ids: tuple[int, ...] = ()):
+        """Posed BODY_25 points followed by the skeleton joints `joint_ids`, (B, P, 3), and their exact Jacobian
+        (B, P, 3, D) with respect to x = [global_orient 3 | transl 3 | betas K | body_pose 63] (the fit's row).
+
+        Written from rigid-body kinematics: turning joint k about a world axis ω moves every point it carries by
+        ω × (p − p_k); for an axis-angle θ the world axes of its three components are G_parent · J_l(θ) (the
+        SO(3) left Jacobian). Needs `has_analytic_jacobian()`; the same points as `joints_only(body_only=True)`.
+        """
+        if not self.has_analytic_jacobian():
+            raise ValueError("points_and_jacobian needs a body without pose correctives (use autograd instead)")
+        dtype, batch, n_betas = self.dtype, betas.shape[0], betas.shape[1]
+        n = NUM_BODY_FACE_JOINTS
+        c = self._point_set(tuple(joint_ids))
+        pose = torch.cat([global_orient, body_pose, torch.zeros(batch, 3 * (n - 22), dtype=dtype)], 1)
+        pose = pose.reshape(batch, n, 3)
+        rot = axis_angle_to_matrix(pose)
+        s_j = self.J_shapedirs[:n, :, :n_betas]  # (n, 3, K)
+        rest = self.J_template[:n] + torch.einsum("bk,jck->bjc", betas, s_j)
+        g_rot, g_pos = self.kinematics(rot, rest)
+        # every point as carried by every joint: q[b, p, j] = G_j (u_p − J_j) + p_j, skinned v = Σ_j w_pj q_pj
+        su = c["su"][..., :n_betas]
+        u = c["u0"] + torch.einsum("bk,pck->bpc", betas, su)
+        q = torch.einsum("bjcd,bpjd->bpjc", g_rot, u[:, :, None] - rest[:, None]) + g_pos[:, None]
+        points = torch.einsum("pj,bpjc->bpc", c["wt"], q) + transl[:, None]
+        n_points = points.shape[1]
+        jac = torch.zeros(batch, n_points, 3, 6 + n_betas + 63, dtype=dtype)
+        # rotations of joints 0..21 (global_orient, then body_pose)
+        parent_rot = torch.cat([torch.eye(3, dtype=dtype).expand(batch, 1, 3, 3), g_rot[:, c["parents"][1:22]]], 1)
+        axes = parent_rot @ _left_jacobian(pose[:, :22])  # (B, 22, 3, 3): column i = world axis of component i
+        lever = torch.einsum("pjk,bpjc->bpkc", c["m"][:, :, :22], q) - c["a"][None, :, :22, None] * g_pos[:, None, :22]
+        # ω × L for each component: (B, P, 22, 3 components, 3 xyz)
+        turn = torch.linalg.cross(axes.transpose(-1, -2)[:, None], lever[:, :, :, None, :].expand(-1, -1, -1, 3, -1))
+        turn = turn.permute(0, 1, 4, 2, 3).reshape(batch, n_points, 3, 66)
+        jac[..., :3] = turn[..., :3]
+        jac[..., 6 + n_betas:] = turn[..., 3:]
+        jac[..., 3:6] = torch.eye(3, dtype=dtype)
+        # shape: rest joints and points move with β; a joint's position is the sum of its chain's rotated bones
+        s_par = torch.cat([torch.zeros(1, 3, n_betas, dtype=dtype), s_j[c["parents"][1:]]], 0)
+        bone = torch.cat([s_j[None, :1].expand(batch, -1, -1, -1),
+                          g_rot[:, c["parents"][1:]] @ (s_j[1:] - s_par[1:])], 1)  # (B, n, 3, K)
+        joint_d = torch.einsum("jm,bmck->bjck", c["anc"], bone)
+        jac[..., 6:6 + n_betas] = (torch.einsum("pj,bjcd,pdk->bpck", c["wt"], g_rot, su)
+                                   - torch.einsum("pj,bjcd,jdk->bpck", c["wt"], g_rot, s_j)
+                                   + torch.einsum("pj,bjck->bpck", c["wt"], joint_d))
+        return points, jac
+
+
+def _left_jacobian(rotvec: torch.Tensor) -> torch.Tensor:
+    """SO(3) left Jacobian J_l(θ) = I + (1 − cos a)/a² [θ]× + (a − sin a)/a³ [θ]×², (..., 3) -> (..., 3, 3):
+    d exp([θ]×) / dθ_i = [J_l e_i]× exp([θ]×). Small angles use the series."""
+    a2 = (rotvec * rotvec).sum(-1)[..., None, None]
+    a = torch.sqrt(a2.clamp(min=1e-24))
+    small = a2 < 1e-8
+    c1 = torch.where(small, 0.5 - a2 / 24.0, (1.0 - torch.cos(a)) / a2.clamp(min=1e-24))
+    c2 = torch.where(small, 1.0 / 6.0 - a2 / 120.0, (a - torch.sin(a)) / (a2 * a).clamp(min=1e-36))
+    x, y, z = rotvec.unbind(-1)
+    zero = torch.zeros_like(x)
+    skew = torch.stack((zero, -z, y, z, zero, -x, -y, x, zero), dim=-1).reshape(*rotvec.shape[:-1], 3, 3)
+    eye = torch.eye(3, dtype=rotvec.dtype).expand_as(skew)
+    return eye + c1 * skew + c2 * (skew @ skew)

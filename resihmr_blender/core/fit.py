@@ -32,6 +32,7 @@ THIGH_SET = tuple(BODY25_INDEX[n] for n in ("RKnee", "LKnee"))
 # joints spanning each residual kind's segment, in RESIDUALS order (all among the fit's 25 body joints)
 SEGMENT_UPSTREAM = [JOINT_INDEX[k.upstream_joint] for k in RESIDUALS]
 SEGMENT_ANCHOR = [JOINT_INDEX[k.anchor_joint] for k in RESIDUALS]
+SEGMENT_JOINTS = tuple(SEGMENT_UPSTREAM + SEGMENT_ANCHOR)
 
 
 class FitError(ValueError):
@@ -52,7 +53,10 @@ class FitConfig:
     orient_iters: int = 6
     stage_iters: int = 8
     min_confidence: float = 0.05
-    num_threads: int = 0  # 0 = torch's default
+    # torch threads while fitting, restored afterwards; 0 = one: the fit's tensors are small (people x 79) and a
+    # second thread's hand-offs cost more than they save (64 people, load average 4.4: 0.054 s per person with
+    # one thread, 0.21 s with two), as for the sequence fit
+    num_threads: int = 0
     # Initial orientations tried per person, the best kept by the final objective (data + priors): "facing" is the
     # one the left/right order of the keypoints suggests, "turned" the half turn about the vertical (left/right
     # swapped by a detector, or a person seen from the back), "lean_fwd"/"lean_back" the torso pitched ±25°
@@ -186,6 +190,37 @@ class FitObjective:
              / torch.linalg.norm(axis, dim=-1).clamp(min=1e-6)).clamp(0.0, 1.0)
         return torch.cat([body, start + t[..., None] * axis], dim=1)
 
+    def _rows_and_jacobian(self, x, focal, centre, kp):
+        """`_project_rows` and its exact Jacobian (B, 33, 2, D), from the body's analytic point Jacobian."""
+        orient, trans, shape, pose = self.unpack(x)
+        pts, dpts = self.model.points_and_jacobian(shape, orient, pose, trans, SEGMENT_JOINTS)
+        z = pts[..., 2]
+        inv_z = 1.0 / z.clamp(min=1e-3)
+        proj = focal[:, None, None] * pts[..., :2] * inv_z[..., None] + centre[:, None, :]
+        f_z = focal[:, None] * inv_z
+        dproj_dp = torch.zeros(*pts.shape[:2], 2, 3, dtype=x.dtype)
+        dproj_dp[..., 0, 0] = dproj_dp[..., 1, 1] = f_z
+        # depth: −f·x/z²; nothing where the depth is clamped (as in _project)
+        dproj_dp[..., :, 2] = -(f_z * inv_z * (z >= 1e-3))[..., None] * pts[..., :2]
+        dproj = dproj_dp @ dpts  # (B, P, 2, D)
+        n = len(SEGMENT_UPSTREAM)
+        body, start, end = proj[:, :25], proj[:, 25:25 + n], proj[:, 25 + n:]
+        d_body, d_start, d_end = dproj[:, :25], dproj[:, 25:25 + n], dproj[:, 25 + n:]
+        axis, to_target = end - start, kp[:, 25:] - start
+        length = torch.linalg.norm(axis, dim=-1)
+        dist = torch.linalg.norm(to_target, dim=-1)
+        t_raw = dist / length.clamp(min=1e-6)
+        t = t_raw.clamp(0.0, 1.0)
+        # dt = d(dist)/length − dist·d(length)/length², zero where t is clamped
+        d_axis = d_end - d_start
+        d_dist = -torch.einsum("bkc,bkcd->bkd", to_target / dist.clamp(min=1e-12)[..., None], d_start)
+        d_length = torch.einsum("bkc,bkcd->bkd", axis / length.clamp(min=1e-12)[..., None], d_axis)
+        inside = ((t_raw > 0) & (t_raw < 1) & (length > 1e-6)).to(x.dtype)
+        safe = length.clamp(min=1e-6)[..., None]
+        dt = inside[..., None] * (d_dist / safe - dist[..., None] * d_length / safe**2)
+        d_point = d_start + t[..., None, None] * d_axis + axis[..., None] * dt[..., None, :]
+        return torch.cat([body, start + t[..., None] * axis], 1), torch.cat([d_body, d_point], 1)
+
     def squared_errors(self, x):
         """(B, 33) squared reprojection errors in (percent of torso length)²."""
         pred = self._project_rows(x, self.focal, self.centre, self.kp)
@@ -254,10 +289,20 @@ class FitObjective:
             r2 = self.squared_errors(join(v, rest))
             return sigma2**2 / (sigma2 + r2) ** 2  # Geman-McClure's rho'(r²), held fixed for one step
 
+        def jacobian(v, kp, conf, focal, centre, scale, rest, psi):
+            """All rows' residuals and their Jacobian at once (analytic; see BodyModel.points_and_jacobian)."""
+            pred, dpred = self._rows_and_jacobian(join(v, rest), focal, centre, kp)
+            w = (torch.sqrt(conf * psi) / scale[:, None])[..., None]
+            r = ((pred - kp) * w).reshape(v.shape[0], -1)
+            jac = (dpred * w[..., None]).reshape(v.shape[0], r.shape[1], -1)
+            return (jac[..., :6] if camera_only else jac), r
+
         rest = x[:, 6:] if camera_only else torch.zeros(x.shape[0], 0, dtype=x.dtype)
         v0 = x[:, :6] if camera_only else x
         data = (self.kp, weights, self.focal, self.centre, self.scale, rest)
-        v = lm.minimize(residuals, objective, irls, v0, data, iters, prior_fn=prior_terms, free=free)
+        analytic = jacobian if self.model.has_analytic_jacobian() else None
+        v = lm.minimize(residuals, objective, irls, v0, data, iters, prior_fn=prior_terms, free=free,
+                        jacobian_fn=analytic)
         return join(v, rest)
 
 
@@ -276,8 +321,15 @@ def fit_people(model: BodyModel, people: list[Person], cameras: list[Camera],
                config: FitConfig | None = None) -> list[PersonFit | FitError]:
     """Fit every person at once. Returns a PersonFit, or the FitError saying why one could not be fitted."""
     config = config or FitConfig()
-    if config.num_threads > 0:
-        torch.set_num_threads(config.num_threads)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(config.num_threads or 1)
+    try:
+        return _fit_people(model, people, cameras, config)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _fit_people(model, people, cameras, config: FitConfig) -> list[PersonFit | FitError]:
     results: list[PersonFit | FitError | None] = [None] * len(people)
     batch_idx, inits = [], []
     for i, person in enumerate(people):
