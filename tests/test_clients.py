@@ -233,3 +233,75 @@ def test_trimesh_sees_the_vertices_and_red_residual_vertices_of_the_animated_glb
     assert len(positions) == walking["n_verts"]
     assert red(colours).sum() == walking["residual"].sum()
     assert_residual_vertices_red(walking, positions, colours)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The avatar of a keypoint sequence (issue 16): one cut avatar carrying the fitted motion as `sequence_motion`
+
+SEQUENCE_FRAMES = 10
+SAMPLED = (0, 3, 6, 9)  # frames whose pose three.js is asked for
+
+
+@pytest.fixture(scope="module")
+def sequence_glb(tmp_path_factory):
+    """A short synthetic walk of a person with a left transtibial limb, fitted and written as run --sequence
+    writes it (avatar.glb), with the fit it came from."""
+    import torch
+
+    from benchmarks.bench_sequence import make_walk
+    from resihmr_blender.core.sequence import fit_sequence
+    from resihmr_blender.core.settings import Settings
+    from resihmr_blender.sequence_outputs import write_sequence_outputs
+
+    out = tmp_path_factory.mktemp("sequence")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = load_body_model()
+        walk = make_walk(model, 0, SEQUENCE_FRAMES, missing_share=0.0)
+        fit = fit_sequence(model, walk["sequence"])
+        write_sequence_outputs(out, fit, model, Settings(), ["glb"])
+    finally:
+        torch.set_num_threads(threads)
+    assert list(walk["residuals"]) == ["left_transtibial"] and fit.frame_numbers() == list(range(SEQUENCE_FRAMES))
+    return {"glb": out / "avatar.glb", "fit": fit, "fps": walk["sequence"].fps}
+
+
+def test_three_js_plays_the_sequence_motion_with_the_stump_on_its_knee_bone(sequence_glb):
+    from resihmr_blender.core.body_model import JOINT_INDEX
+    from resihmr_blender.mesh.frames import M
+    from resihmr_blender.sequence_outputs import SEQUENCE_ACTION
+
+    chromium = need("chromium", "chromium")
+    node = shutil.which("node")
+    assert node, "node is needed to drive Chromium (make test installs three and playwright-core with npm)"
+    fit, fps = sequence_glb["fit"], sequence_glb["fps"]
+    times = ",".join(f"{f / fps:.6f}" for f in SAMPLED)
+    proc = subprocess.run([node, str(ROOT / "tests" / "clients" / "three_glb.mjs"), str(sequence_glb["glb"]),
+                           SEQUENCE_ACTION, chromium, times], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:] or proc.stdout[-2000:]
+    three = json.loads(proc.stdout)
+    clips = [c for c in three["clips"] if c["name"] == SEQUENCE_ACTION]
+    assert len(clips) == 1 and abs(clips[0]["duration"] - (SEQUENCE_FRAMES - 1) / fps) < 1e-3, three["clips"]
+    index = {name: i for i, name in enumerate(three["bones"])}
+    matrices = [np.array(m).reshape(-1, 4, 4).transpose(0, 2, 1) for m in three["matrices"]]  # column-major
+    # the clip moves every bone as the fit moved its joint (camera frame -> Blender's z-up -> glTF's y-up), up to
+    # the one placement of the body on the ground
+    to_gltf = ZUP_TO_YUP @ M
+    for name in ("pelvis", "left_knee", "right_knee", "left_ankle", "right_ankle", "right_wrist"):
+        for k, frame in enumerate(SAMPLED[1:], 1):
+            moved = matrices[k][index[name], :3, 3] - matrices[0][index[name], :3, 3]
+            expected = to_gltf @ (fit.joints_3d[frame, JOINT_INDEX[name]] - fit.joints_3d[0, JOINT_INDEX[name]])
+            assert np.linalg.norm(moved - expected) < 0.01, (name, frame, moved, expected)
+    # the stump: its far part (red, > 10 cm below the left knee, nearer it than the right knee) keeps its place in
+    # the left knee bone's frame in every sampled frame, while it travels with the walk
+    knee = [m[index["left_knee"]] for m in matrices]
+    right_knee = matrices[0][index["right_knee"], :3, 3]
+    red_points = [np.reshape(p, (-1, 3)) for p in three["redSkinned"]]
+    near = np.linalg.norm(red_points[0] - knee[0][:3, 3], axis=1)
+    stump = (near > 0.1) & (near < np.linalg.norm(red_points[0] - right_knee, axis=1))
+    assert stump.sum() > 20
+    local = [(np.linalg.inv(k) @ np.c_[p[stump], np.ones(stump.sum())].T).T[:, :3] for k, p in zip(knee, red_points)]
+    assert np.abs(np.array(local) - local[0]).max() < 2e-3
+    centroids = np.array([p[stump].mean(0) for p in red_points])
+    assert np.linalg.norm(centroids - centroids[0], axis=1).max() > 0.05  # the stump really moves with the clip

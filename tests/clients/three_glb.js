@@ -1,6 +1,7 @@
 // What three.js makes of the GLB named in ?glb=: skinned meshes, skeleton, per-vertex positions and COLOR_0, and
-// the bones' world matrices at two times of the clip named in ?clip= played by an AnimationMixer. Sets
-// window.report.
+// the bones' world matrices at two times of the clip named in ?clip= played by an AnimationMixer. With
+// ?times=t0,t1,... (seconds) the matrices are taken at those times instead, and with them the skinned world
+// positions of the red (residual) vertices, as the renderer would draw them. Sets window.report.
 import * as THREE from "three";
 import { GLTFLoader } from "three/addons/loaders/GLTFLoader.js";
 
@@ -17,6 +18,26 @@ function boneMatrices(scene, bones, time, mixer) {
   mixer.setTime(time);
   scene.updateMatrixWorld(true);
   return bones.map((b) => Array.from(b.matrixWorld.elements));
+}
+
+function isRed(colors, i) {
+  return colors.getComponent(i, 0) > 0.7 && colors.getComponent(i, 1) < 0.3 && colors.getComponent(i, 2) < 0.3;
+}
+
+function redSkinned(skinned) {
+  // every red vertex of every primitive, skinned by the skeleton's current pose, in world space
+  const out = [];
+  const v = new THREE.Vector3();
+  for (const mesh of skinned) {
+    const colors = mesh.geometry.attributes.color;
+    if (!colors) continue;
+    for (let i = 0; i < colors.count; i++) {
+      if (!isRed(colors, i)) continue;
+      mesh.getVertexPosition(i, v).applyMatrix4(mesh.matrixWorld);
+      out.push(v.x, v.y, v.z);
+    }
+  }
+  return out;
 }
 
 async function main() {
@@ -48,9 +69,19 @@ async function main() {
     mixer.clipAction(clip).play();
     // two key times of the most densely keyed track: the first key and the middle one (key k is Blender's k-th frame)
     const times = clip.tracks.reduce((a, t) => (t.times.length > a.length ? t.times : a), []);
-    report.keys = [0, Math.floor(times.length / 2)];
-    report.times = report.keys.map((k) => times[k]);
-    report.matrices = report.times.map((t) => boneMatrices(scene, bones, t, mixer));
+    if (query.get("times")) {
+      report.times = query.get("times").split(",").map(Number);
+      report.matrices = [];
+      report.redSkinned = [];
+      for (const t of report.times) {
+        report.matrices.push(boneMatrices(scene, bones, t, mixer));
+        report.redSkinned.push(redSkinned(skinned));
+      }
+    } else {
+      report.keys = [0, Math.floor(times.length / 2)];
+      report.times = report.keys.map((k) => times[k]);
+      report.matrices = report.times.map((t) => boneMatrices(scene, bones, t, mixer));
+    }
   }
   window.report = report;
 }

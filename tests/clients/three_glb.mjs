@@ -1,6 +1,6 @@
 // Runs three_glb.html in headless Chromium (Debian's, driven by playwright-core) on a GLB and prints the report
 // as JSON. Files are served from the repository root on a loopback port; nothing leaves the machine.
-// Usage: node tests/clients/three_glb.mjs FILE.glb CLIP [CHROMIUM]
+// Usage: node tests/clients/three_glb.mjs FILE.glb CLIP [CHROMIUM] [TIMES]   (TIMES: seconds, comma-separated)
 import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
 import { resolve, dirname, extname, join, sep } from "node:path";
@@ -11,6 +11,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const glb = resolve(process.argv[2]);
 const clip = process.argv[3];
 const executablePath = process.argv[4] || "/usr/bin/chromium";
+const times = process.argv[5] ? `&times=${encodeURIComponent(process.argv[5])}` : "";
 const types = { ".html": "text/html", ".js": "text/javascript", ".glb": "model/gltf-binary" };
 
 const server = createServer(async (req, res) => {
@@ -38,7 +39,7 @@ try {
   const page = await browser.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
-  await page.goto(`http://127.0.0.1:${port}/tests/clients/three_glb.html?glb=/model.glb&clip=${encodeURIComponent(clip)}`);
+  await page.goto(`http://127.0.0.1:${port}/tests/clients/three_glb.html?glb=/model.glb&clip=${encodeURIComponent(clip)}${times}`);
   await page.waitForFunction(() => window.report !== undefined, null, { timeout: 60000 });
   const report = await page.evaluate(() => window.report);
   if (errors.length && !report.error) report.error = errors.join("\n");
