@@ -63,6 +63,7 @@ from .keypoints import KeypointsError, Person
 from .keypoints_io import _load_json, read_keypoints
 from .rafo import RafoConfig, endpoint, rafo_loss
 from .residuals import RESIDUAL_KINDS, RESIDUALS, limb_conflict
+from .rotations import aa_to_matrix
 
 FRAME_NAME = re.compile(r"^(?P<video>.*)_(?P<frame>\d+)_keypoints\.json$")
 # a frame's status: "ok" (fitted), or why it has no pose
@@ -262,6 +263,9 @@ class SequenceConfig:
     # projected lengths) or "rafo" (eq. 3-5 summed with λ free); see _envelope_lambda for the measurements
     lambda_from: str = "envelope"
     envelope_percentile: float = 75.0
+    # the anchors of eq. 4: "frame" (one per frame) or "shared" (one offset per limb for the clip, in the bone
+    # frame of the limb's upstream joint); see the README for what each measured
+    anchor: str = "frame"
 
 
 @dataclass
@@ -284,6 +288,8 @@ class SequenceResidual:
     note: str = ""
     lam_rafo_sum: float = math.nan  # eq. 3-5 summed over the frames with λ free (from λ = 0.5)
     lam_envelope: float = math.nan  # the shortest stump reaching the frames (see _envelope_lambda)
+    anchor_offset_m: np.ndarray | None = None  # (3,) the clip's one anchor offset in the upstream joint's bone
+    # frame (SequenceConfig.anchor == "shared"), None with one anchor per frame
 
     @property
     def residual_length_m(self) -> float:
@@ -456,8 +462,12 @@ def _fit_sequence(model: BodyModel, sequence: Sequence, settings, config: Sequen
     t3 = time.perf_counter()
     if config.lambda_from not in ("envelope", "rafo"):
         raise SequenceError(f"lambda_from must be 'envelope' or 'rafo', got {config.lambda_from!r}")
+    if config.anchor not in ("frame", "shared"):
+        raise SequenceError(f"anchor must be 'frame' or 'shared', got {config.anchor!r}")
+    rotations = bone_rotations(orient.numpy(), pose.numpy(), model.parents)
     residuals = sequence_rafo(people, joints, camera, errors, rafo_cfg, fit_cfg.min_confidence, flags,
-                              sequence.warnings, numbers, config.envelope_percentile, config.lambda_from)
+                              sequence.warnings, numbers, config.envelope_percentile, config.lambda_from,
+                              rotations, config.anchor)
     timings["rafo"] = time.perf_counter() - t3
     timings["total"] = time.perf_counter() - t0
     report("done", 1.0)
@@ -723,10 +733,13 @@ def _solve_banded(diag, off1, off2, rhs):
 
 def sequence_rafo(people: list[Person], joints: np.ndarray, camera: Camera, errors: np.ndarray, config: RafoConfig,
                   min_confidence: float, flags: np.ndarray, warnings: list[str], numbers: np.ndarray,
-                  envelope_percentile: float = 75.0, lambda_from: str = "envelope") -> list[SequenceResidual]:
+                  envelope_percentile: float = 75.0, lambda_from: str = "envelope",
+                  rotations: np.ndarray | None = None, anchor: str = "frame") -> list[SequenceResidual]:
     """Eq. 3-5 summed over the frames that show each limb's endpoint, one λ per limb (see the module docstring);
     per frame also the single-frame RAFO λ (rafo.solve on that frame alone), whose spread says how well one
-    photo would have determined it."""
+    photo would have determined it. `anchor`: "frame" (one anchor per frame) or "shared" (one offset per limb
+    in its upstream joint's bone frame, `rotations` (T, 22, 3, 3) the body joints' rotations in the camera
+    frame)."""
     from .rafo import LimbProblem, solve
 
     out = []
@@ -750,12 +763,15 @@ def sequence_rafo(people: list[Person], joints: np.ndarray, camera: Camera, erro
                 continue
             targets[t], shown[t] = (x, y), True
         envelope = _envelope_lambda(ja_all, jt_all, targets, shown, camera, envelope_percentile)
-        lam_sum, anchors = _shared_lambda(ja_all, jt_all, targets, shown, camera, errors, config)
+        bone = rotations[:, JOINT_INDEX[kind.upstream_joint]] if anchor == "shared" else None
+        lam_sum, anchors, offset = _shared_lambda(ja_all, jt_all, targets, shown, camera, errors, config,
+                                                  rotations=bone)
         lam = lam_sum
         if lambda_from == "envelope" and math.isfinite(envelope):
-            # the envelope's λ, every frame's anchor then fitted by eq. 4 at it (acceptance per frame)
+            # the envelope's λ, the anchors then fitted by eq. 4 at it (acceptance per frame)
             lam = float(np.clip(envelope, config.lambda_min, config.lambda_max))
-            _, anchors = _shared_lambda(ja_all, jt_all, targets, shown, camera, errors, config, fixed=lam)
+            _, anchors, offset = _shared_lambda(ja_all, jt_all, targets, shown, camera, errors, config, fixed=lam,
+                                                rotations=bone)
         ends = endpoint(torch.tensor(anchors), torch.tensor(jt_all), torch.full((n,), lam, dtype=torch.float64))
         ends = ends.numpy()
         ends2d = camera.project_np(ends)
@@ -774,7 +790,16 @@ def sequence_rafo(people: list[Person], joints: np.ndarray, camera: Camera, erro
             shown=shown, errors_px=err, frame_accepted=frame_ok, lam_frames=lam_frames, endpoint_2d=ends2d,
             anchor_3d=anchors, upstream_3d=jt_all.copy(), endpoint_3d=ends, target_2d=targets,
             median_error_px=median, note="" if shown.any() else "no frame shows this endpoint usably",
-            lam_rafo_sum=float(lam_sum), lam_envelope=float(envelope)))
+            lam_rafo_sum=float(lam_sum), lam_envelope=float(envelope), anchor_offset_m=offset))
+    return out
+
+
+def bone_rotations(global_orient: np.ndarray, body_pose: np.ndarray, parents) -> np.ndarray:
+    """(T, 22, 3, 3) each body joint's rotation in the camera frame (its bone's frame), from (T, 3) and (T, 63)."""
+    local = aa_to_matrix(np.concatenate([global_orient[:, None], body_pose.reshape(-1, 21, 3)], 1))
+    out = local.copy()
+    for j in range(1, 22):
+        out[:, j] = out[:, parents[j]] @ local[:, j]
     return out
 
 
@@ -798,14 +823,18 @@ def _envelope_lambda(ja_all, jt_all, targets, shown, camera: Camera, percentile:
 
 
 def _shared_lambda(ja_all, jt_all, targets, shown, camera: Camera, errors, config: RafoConfig,
-                   fixed: float | None = None):
-    """Minimise Σ_f eq. 4 over the frames that show the endpoint: one λ, one anchor per frame. Variables scaled
-    to pixels (anchor moves × pixels per metre, λ × the segment's pixel length) so that L-BFGS starts well.
-    The box [λmin, λmax]: unconstrained first; a λ outside is clipped and the anchors fitted again at the bound
-    (eq. 4 is convex in λ for fixed anchors, so the bound is then the constrained minimum's λ)."""
+                   fixed: float | None = None, rotations: np.ndarray | None = None):
+    """Minimise Σ_f eq. 4 over the frames that show the endpoint: one λ, and one anchor per frame or, with
+    `rotations` ((T, 3, 3) the upstream joint's bone frame per frame), one anchor offset for the clip, fixed in
+    that bone (Ja_f = Ja_init,f + R_f o: the limb's anchor sits in the same place on its bone in every frame).
+    Variables scaled to pixels (anchor moves × pixels per metre, λ × the segment's pixel length) so that L-BFGS
+    starts well. The box [λmin, λmax]: unconstrained first; a λ outside is clipped and the anchors fitted again
+    at the bound (eq. 4 is convex in λ for fixed anchors, so the bound is then the constrained minimum's λ).
+    Returns (λ, anchors (T, 3), the offset o in the bone frame (3,) or None); with one offset every frame's
+    anchor carries it, shown or not."""
     anchors = ja_all.copy()
     if not shown.any():
-        return float(np.clip(config.lambda_init, config.lambda_min, config.lambda_max)), anchors
+        return float(np.clip(config.lambda_init, config.lambda_min, config.lambda_max)), anchors, None
     dt = torch.float64
     rows = np.nonzero(shown)[0]
     ja = torch.tensor(ja_all[rows], dtype=dt)
@@ -819,6 +848,13 @@ def _shared_lambda(ja_all, jt_all, targets, shown, camera: Camera, errors, confi
     trust = (config.reference_error_px / e0.clamp(min=config.reference_error_px)) ** 2
     alpha, mu = config.alpha0 * ppm ** 2 * trust, config.mu0 * ppm ** 2 * trust
     seg_px = float((ppm * torch.linalg.norm(jt - ja, dim=-1)).median().clamp(min=1.0))
+    shared = rotations is not None
+    rot = torch.tensor(rotations[rows], dtype=dt) if shared else None
+    ppm_clip = float(ppm.median())
+
+    def placed(u, ja_rows, rot_rows):
+        """Anchors from the scaled variables: per frame u (F, 3) px, or shared u (1, 3) px in the bone frame."""
+        return ja_rows + (rot_rows @ u[0] / ppm_clip if shared else u / ppm[:, None])
 
     def run(lam_fixed: float | None, u0: torch.Tensor, v0: float):
         u = u0.clone().requires_grad_(True)
@@ -830,24 +866,27 @@ def _shared_lambda(ja_all, jt_all, targets, shown, camera: Camera, errors, confi
         def closure():
             optimiser.zero_grad()
             lam = (v / seg_px if lam_fixed is None else torch.tensor([lam_fixed], dtype=dt)).expand(f)
-            loss = rafo_loss(ja + u / ppm[:, None], lam, ja, jt, target, focal, centre, alpha, mu).mean()
+            loss = rafo_loss(placed(u, ja, rot), lam, ja, jt, target, focal, centre, alpha, mu).mean()
             loss.backward()
             return loss
 
         optimiser.step(closure)
         return u.detach(), float(v.detach()[0]) / seg_px if lam_fixed is None else lam_fixed
 
+    zero = torch.zeros(1 if shared else f, 3, dtype=dt)
     if fixed is not None:  # λ given: only the anchors move
-        u, lam = run(fixed, torch.zeros(f, 3, dtype=dt), 0.0)
-        anchors[rows] = (ja + u / ppm[:, None]).numpy()
-        return float(lam), anchors
-    u, lam = run(None, torch.zeros(f, 3, dtype=dt), config.lambda_init * seg_px)
-    clipped = float(np.clip(lam, config.lambda_min, config.lambda_max))
-    if clipped != lam or not math.isfinite(lam):
-        clipped = clipped if math.isfinite(lam) else config.lambda_init
-        u, lam = run(clipped, u if torch.isfinite(u).all() else torch.zeros(f, 3, dtype=dt), 0.0)
-    anchors[rows] = (ja + u / ppm[:, None]).numpy()
-    return float(lam), anchors
+        u, lam = run(fixed, zero, 0.0)
+    else:
+        u, lam = run(None, zero, config.lambda_init * seg_px)
+        clipped = float(np.clip(lam, config.lambda_min, config.lambda_max))
+        if clipped != lam or not math.isfinite(lam):
+            clipped = clipped if math.isfinite(lam) else config.lambda_init
+            u, lam = run(clipped, u if torch.isfinite(u).all() else zero, 0.0)
+    if shared:
+        offset = u[0].numpy() / ppm_clip
+        return float(lam), ja_all + np.einsum("tij,j->ti", rotations, offset), offset
+    anchors[rows] = placed(u, ja, rot).numpy()
+    return float(lam), anchors, None
 
 
 # ---------------------------------------------------------------------------------------------------------------
