@@ -24,6 +24,7 @@ from .keypoints import KeypointsFile, Person
 from .rafo import RafoConfig, ResidualError, ResidualResult, limb_problems, pose_following_anchors, solve
 from .result_json import person_json, result_document
 from .settings import Settings
+from .silhouette import PersonMask, SilhouetteConfig, SilhouetteReport, limb_cue, limb_radius_m, refine_fits
 
 # (stage, fraction of the whole run done) — stages: "fit", "rafo", "mesh", "done". A callback may raise
 # Cancelled to stop the run between stages.
@@ -46,6 +47,7 @@ class PersonResult:
     measurements: dict[str, dict] = field(default_factory=dict)  # per residual kind, from measure.py
     timings_s: dict = field(default_factory=dict)
     plausibility: dict = field(default_factory=dict)  # plausibility.check: flags, never a refusal
+    silhouette: SilhouetteReport | None = None  # what the photo's mask did (None: no mask used)
 
     def params(self) -> dict[str, np.ndarray]:
         return dict(self.fit.params(), body_pose=self.body_pose)
@@ -68,6 +70,7 @@ class Reconstruction:
     settings: Settings
     person_indices: list[int]  # which people of the file these are (all of them, or the one the sidebar fits)
     model: BodyModel = field(repr=False)  # what Blender builds the avatar from
+    mask: PersonMask | None = field(default=None, repr=False)  # the photo's person mask the fit used, if any
 
     @property
     def source(self) -> str | None:
@@ -105,15 +108,26 @@ def model_info(model: BodyModel) -> dict:
 
 
 def reconstruct(model: BodyModel, people: list[Person], cameras: list[Camera], fit_config: FitConfig | None = None,
-                rafo_config: RafoConfig | None = None,
-                progress: Progress | None = None) -> list[PersonResult | PersonFailure]:
-    """Fit every person in one batch, RAFO on every residual limb (each limb its own problem), pose feedback."""
+                rafo_config: RafoConfig | None = None, progress: Progress | None = None,
+                masks: list[PersonMask | None] | None = None,
+                silhouette: SilhouetteConfig | None = None) -> list[PersonResult | PersonFailure]:
+    """Fit every person in one batch, (with a mask: the silhouette stage), RAFO on every residual limb (each limb
+    its own problem, with the outline's tilt cue when the mask gives one), pose feedback. `masks`: one per
+    person or None (the same photo's mask for all its people)."""
     fit_config, rafo_config = fit_config or FitConfig(), rafo_config or RafoConfig()
+    silhouette = silhouette or SilhouetteConfig()
+    masks = list(masks) if masks is not None and silhouette.enabled else [None] * len(people)
+    if len(masks) != len(people):
+        raise ValueError(f"{len(masks)} masks for {len(people)} people")
     report = progress or (lambda stage, fraction: None)
     report("fit", 0.0)
     fits = fit_people(model, people, cameras, fit_config)
+    if any(m is not None for m in masks):
+        report("silhouette", 0.4)
+        fits = refine_fits(model, people, fits, masks, silhouette, fit_config)
     report("rafo", 0.6)
     out: list[PersonResult | PersonFailure | None] = [None] * len(people)
+    sil_reports: dict[int, SilhouetteReport] = {}
     problems, owner = [], []
     for i, (person, fit) in enumerate(zip(people, fits)):
         if isinstance(fit, FitError):
@@ -124,6 +138,11 @@ def reconstruct(model: BodyModel, people: list[Person], cameras: list[Camera], f
         except ResidualError as exc:
             out[i] = PersonFailure(str(exc))
             continue
+        if masks[i] is not None:
+            sil_reports[i] = SilhouetteReport(masks[i].source, silhouette.fit_body)
+            if silhouette.limb_cues:
+                for p in mine:
+                    sil_reports[i].cues[p.kind.name] = _apply_cue(model, fit, p, masks[i], silhouette)
         problems += mine
         owner += [i] * len(mine)
     solved = solve(problems, rafo_config)
@@ -141,8 +160,23 @@ def reconstruct(model: BodyModel, people: list[Person], cameras: list[Camera], f
         out[i] = PersonResult(fit=fit, residuals=residuals, body_pose=body_pose, joints_3d=joints,
                               body25_2d=body25_2d, timings_s=timings,
                               plausibility=plausibility.check(model, fit.betas, joints, fit.fit_error_px,
-                                                              fit.reference_length_px))
+                                                              fit.reference_length_px),
+                              silhouette=sil_reports.get(i))
     return out  # type: ignore[return-value]
+
+
+def _apply_cue(model: BodyModel, fit, problem, mask: PersonMask, config: SilhouetteConfig):
+    """The outline's word on one residual limb, written into its RAFO problem: the tilt term, or a moved target."""
+    cam = problem.camera
+    mid = 0.5 * (problem.anchor_init + problem.upstream)
+    radius_px = limb_radius_m(model, fit.betas, problem.kind.name) * cam.focal_length / max(float(mid[2]), 1e-3)
+    cue = limb_cue(mask, cam, problem.kind.name, cam.project_np(problem.upstream),
+                   cam.project_np(problem.anchor_init), problem.target, radius_px, config)
+    if cue.target_2d is not None:
+        problem.target = cue.target_2d
+    elif cue.sin_tilt is not None:
+        problem.sin_tilt, problem.radius_px, problem.tilt_weight = cue.sin_tilt, cue.radius_px, config.tilt_weight
+    return cue
 
 
 def pose_feedback(model: BodyModel, fit_params: dict, residuals: list[ResidualResult], camera: Camera):
@@ -190,30 +224,39 @@ def build_meshes(model: BodyModel, results: list, pose: bool = True) -> list[Ava
 
 
 def run(model: BodyModel, kfile: KeypointsFile, settings: Settings | None = None, people: list[int] | None = None,
-        progress: Progress | None = None) -> Reconstruction:
-    """Reconstruct the people of one keypoints file (all, or those listed in `people`)."""
+        progress: Progress | None = None, mask: PersonMask | None = None) -> Reconstruction:
+    """Reconstruct the people of one keypoints file (all, or those listed in `people`); `mask` is the photo's
+    person mask (silhouette.PersonMask), used when settings.silhouette.enabled."""
     settings = settings or Settings()
+    mask = mask if settings.silhouette.enabled else None
     indices = list(range(len(kfile.people))) if people is None else list(people)
     for i in indices:
         if not 0 <= i < len(kfile.people):
             raise FitError(f"{kfile.path}: person {i} does not exist (the file holds {len(kfile.people)})")
     camera = camera_for(kfile, settings)
+    if mask is not None:
+        mask.scale_for(camera)  # a mask of another picture's shape is refused before any fitting
     results = reconstruct(model, [kfile.people[i] for i in indices], [camera] * len(indices), settings.fit,
-                          settings.rafo, progress)
-    return _finish(model, kfile, camera, results, settings, indices, progress)
+                          settings.rafo, progress, [mask] * len(indices), settings.silhouette)
+    return _finish(model, kfile, camera, results, settings, indices, progress, mask)
 
 
 def run_many(model: BodyModel, kfiles: list[KeypointsFile], settings: Settings | None = None,
-             batch_size: int = 64, progress: Progress | None = None) -> list[Reconstruction | FitError]:
+             batch_size: int = 64, progress: Progress | None = None,
+             masks: list[PersonMask | None] | None = None) -> list[Reconstruction | FitError]:
     """`run` for many files, their people fitted together in batches of `batch_size` (each person and each
-    residual limb is still its own problem). A file whose camera cannot be decided gives its FitError."""
+    residual limb is still its own problem). A file whose camera cannot be decided gives its FitError; `masks`
+    holds one photo mask (or None) per file."""
     settings = settings or Settings()
+    masks = list(masks) if masks is not None and settings.silhouette.enabled else [None] * len(kfiles)
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     cameras: list[Camera | FitError] = []
-    for kfile in kfiles:
+    for kfile, mask in zip(kfiles, masks):
         try:
             cameras.append(camera_for(kfile, settings))
+            if mask is not None:
+                mask.scale_for(cameras[-1])
         except FitError as exc:
             cameras.append(exc)
     flat = [(f, p) for f, kfile in enumerate(kfiles) if isinstance(cameras[f], Camera)
@@ -222,7 +265,7 @@ def run_many(model: BodyModel, kfiles: list[KeypointsFile], settings: Settings |
     for start in range(0, len(flat), batch_size):
         chunk = flat[start:start + batch_size]
         done = reconstruct(model, [kfiles[f].people[p] for f, p in chunk], [cameras[f] for f, _ in chunk],
-                           settings.fit, settings.rafo)
+                           settings.fit, settings.rafo, None, [masks[f] for f, _ in chunk], settings.silhouette)
         results.update(zip(chunk, done))
         if progress is not None:
             progress("fit", min(start + batch_size, len(flat)) / max(len(flat), 1))
@@ -233,18 +276,20 @@ def run_many(model: BodyModel, kfiles: list[KeypointsFile], settings: Settings |
             out.append(camera)
             continue
         indices = list(range(len(kfile.people)))
-        out.append(_finish(model, kfile, camera, [results[(f, p)] for p in indices], settings, indices, None))
+        out.append(_finish(model, kfile, camera, [results[(f, p)] for p in indices], settings, indices, None,
+                           masks[f]))
     return out
 
 
-def _finish(model, kfile, camera, results, settings: Settings, indices, progress) -> Reconstruction:
+def _finish(model, kfile, camera, results, settings: Settings, indices, progress, mask=None) -> Reconstruction:
     if progress is not None:
         progress("mesh", 0.8)
     meshes = build_meshes(model, results, pose=settings.pose_meshes)
     if progress is not None:
         progress("done", 1.0)
     return Reconstruction(keypoints=kfile, camera=camera, people=results, meshes=meshes,
-                          model_info=model_info(model), settings=settings, person_indices=indices, model=model)
+                          model_info=model_info(model), settings=settings, person_indices=indices, model=model,
+                          mask=mask)
 
 
 def with_person(kfile: KeypointsFile, index: int, person: Person) -> KeypointsFile:

@@ -9,6 +9,12 @@ the knee for a transtibial limb... see residuals.RESIDUALS) and its upstream joi
             L_reg    = ||Ja − Ja_init||²                      anchor stays near the SMPL-X estimate
     eq. 5   L_len    = (||Jt − Ja|| − ||Jt − Ja_init||)²      the fitted segment length is kept
 
+With a person mask (core/silhouette.py) a limb may carry one more term, its outline's tilt cue:
+            L_sil    = ν ρ² (|d · z_k| − sin θ_obs)²,  d = (Jt − Ja)/||Jt − Ja||
+    with z_k the unit view ray through k_r, ρ the outline's radius (px) and sin θ_obs the tilt its end shows: the
+    segment's tilt out of the image plane in pixels of outline extent. It moves Ja only (its depth, at fixed
+    length), and λ follows through eq. 3 and L_reproj. ν = 0 (no mask, or no cue for this limb) is eq. 4 as written.
+
 Variables: Ja (3D) and λ_r; Jt is fixed. Algorithm 1: Ja ← Ja_init, λ ← 0.5; each iteration clips λ to
 [λ_min, λ_max] and takes one L-BFGS step with a strong-Wolfe line search. A limb is accepted when its endpoint
 reprojection error is below a threshold (15 px in the paper); rejected limbs are reported, never dropped.
@@ -111,6 +117,16 @@ class LimbProblem:
     target: np.ndarray
     camera: Camera
     fit_error_px: float
+    # the outline's tilt cue (silhouette.limb_cue): sin θ_obs, the outline's radius ρ (px) and its weight ν
+    sin_tilt: float | None = None
+    radius_px: float = 0.0
+    tilt_weight: float = 0.0
+
+    def tilt_term(self) -> tuple[float, float]:
+        """(ν ρ², sin θ_obs) of L_sil; (0, 0) when the limb has no cue."""
+        if self.sin_tilt is None or self.tilt_weight <= 0:
+            return 0.0, 0.0
+        return self.tilt_weight * self.radius_px ** 2, float(self.sin_tilt)
 
 
 def endpoint(anchor: torch.Tensor, upstream: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
@@ -118,15 +134,22 @@ def endpoint(anchor: torch.Tensor, upstream: torch.Tensor, lam: torch.Tensor) ->
     return anchor + lam[..., None] * (upstream - anchor)
 
 
-def rafo_loss(anchor, lam, anchor_init, upstream, target, focal, centre, alpha, mu) -> torch.Tensor:
+def rafo_loss(anchor, lam, anchor_init, upstream, target, focal, centre, alpha, mu, tilt=None) -> torch.Tensor:
     """Eq. 4-5 per limb, shape (L,)."""
-    return rafo_loss_and_grad(anchor, lam, anchor_init, upstream, target, focal, centre, alpha, mu)[0]
+    return rafo_loss_and_grad(anchor, lam, anchor_init, upstream, target, focal, centre, alpha, mu, tilt)[0]
 
 
-def rafo_loss_and_grad(anchor, lam, anchor_init, upstream, target, focal, centre, alpha, mu):
+def view_rays(target, focal, centre):
+    """(L, 3) unit view rays through the targets (pixels) of a camera frame."""
+    ray = torch.cat([(target - centre) / focal[:, None], torch.ones_like(target[:, :1])], 1)
+    return ray / torch.linalg.norm(ray, dim=-1, keepdim=True)
+
+
+def rafo_loss_and_grad(anchor, lam, anchor_init, upstream, target, focal, centre, alpha, mu, tilt=None):
     """Eq. 4-5 per limb and its gradient (dL/dJa (L, 3), dL/dλ (L,)) by the chain rule written out: the
     optimiser evaluates it ~50 times, and autograd would cost several times the arithmetic. Row i of every
-    output depends on row i of the inputs only."""
+    output depends on row i of the inputs only. `tilt` = (ν ρ² (L,), sin θ_obs (L,)) adds L_sil (module
+    docstring); None or ν ρ² = 0 leaves eq. 4 as written."""
     seg = upstream - anchor  # Jt − Ja
     r = anchor + lam[..., None] * seg  # eq. 3: R = Ja + λ (Jt − Ja)
     depth = r[:, 2:3].clamp(min=1e-3)
@@ -146,6 +169,18 @@ def rafo_loss_and_grad(anchor, lam, anchor_init, upstream, target, focal, centre
     grad_lam = (d_r * seg).sum(-1)
     grad_anchor = ((1.0 - lam)[:, None] * d_r + (2.0 * alpha)[:, None] * moved
                    - (2.0 * mu * stretch / length.clamp(min=1e-12))[:, None] * seg)
+    if tilt is not None:  # L_sil = ν ρ² (|d·z| − sin θ_obs)², d = (Jt − Ja)/|Jt − Ja|: it moves Ja only
+        weight, sin_obs = tilt
+        n = length.clamp(min=1e-12)
+        d = seg / n[:, None]
+        z = view_rays(target, focal, centre)
+        g = (d * z).sum(-1)
+        on = weight > 0  # rows without a cue stay exactly eq. 4, whatever their numbers
+        gap = torch.where(on, g.abs() - sin_obs, 0.0)
+        loss = loss + torch.where(on, weight * gap * gap, 0.0)
+        # d|g|/dJa = −sign(g) (z − g d) / |Jt − Ja|
+        step = torch.where(on[:, None], (2.0 * weight * gap * torch.sign(g) / n)[:, None] * (z - g[:, None] * d), 0.0)
+        grad_anchor = grad_anchor - step
     return loss, grad_anchor, grad_lam
 
 
@@ -188,11 +223,14 @@ def solve(problems: list[LimbProblem], config: RafoConfig | None = None) -> list
     trust = (config.reference_error_px / e0.clamp(min=config.reference_error_px)) ** 2
     alpha = config.alpha0 * ppm**2 * trust
     mu = config.mu0 * ppm**2 * trust
+    tilt_np = np.array([p.tilt_term() for p in problems], dtype=np.float64).reshape(-1, 2)
+    tilt = (torch.from_numpy(tilt_np[:, 0].copy()), torch.from_numpy(tilt_np[:, 1].copy())) \
+        if tilt_np[:, 0].any() else None
 
     def loss_and_grad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x = (Ja, λ) per row -> eq. 4 per row and its gradient; row i depends on x[i] only."""
         loss, grad_anchor, grad_lam = rafo_loss_and_grad(x[:, :3], x[:, 3], anchor_init, upstream, target, focal,
-                                                         centre, alpha, mu)
+                                                         centre, alpha, mu, tilt)
         return loss, torch.cat([grad_anchor, grad_lam[:, None]], 1)
 
     # the curvature of eq. 4 near the solution, per variable: 2 ppm² for Ja (metres), 2 (ppm |Jt − Ja|)² for λ;
@@ -209,9 +247,10 @@ def solve(problems: list[LimbProblem], config: RafoConfig | None = None) -> list
     anchor, lam, r, r2d, err = anchor.numpy(), lam.numpy(), r.numpy(), r2d.numpy(), err.numpy()
     alpha, mu = alpha.numpy(), mu.numpy()
     loss_star = rafo_loss(torch.from_numpy(anchor), torch.from_numpy(lam), anchor_init, upstream, target, focal,
-                          centre, torch.from_numpy(alpha), torch.from_numpy(mu)).numpy()
+                          centre, torch.from_numpy(alpha), torch.from_numpy(mu), tilt).numpy()
     intervals = lambda_intervals(anchor, lam, loss_star, anchor_init.numpy(), upstream.numpy(), target.numpy(),
-                                 focal.numpy(), centre.numpy(), alpha, mu, config)
+                                 focal.numpy(), centre.numpy(), alpha, mu, config,
+                                 tilt=None if tilt is None else tilt_np)
     elapsed = (time.perf_counter() - t0) / len(problems)
     results = []
     for i, p in enumerate(problems):
@@ -229,7 +268,7 @@ def solve(problems: list[LimbProblem], config: RafoConfig | None = None) -> list
 
 
 def lambda_intervals(anchor_star, lam_star, loss_star, anchor_init, upstream, target, focal, centre, alpha, mu,
-                     config: RafoConfig, iterations: int = 15) -> np.ndarray:
+                     config: RafoConfig, iterations: int = 15, tilt: np.ndarray | None = None) -> np.ndarray:
     """(L, 2) λ intervals [lo, hi]: the λ whose best anchor costs at most tol² more than RAFO's optimum,
 
         P(λ) = min over Ja of eq. 4 (L_reproj + α L_reg + μ L_len) with λ held,
@@ -244,7 +283,10 @@ def lambda_intervals(anchor_star, lam_star, loss_star, anchor_init, upstream, ta
 
     P is evaluated on config.interval_grid values of λ by damped Gauss-Newton over Ja from Ja* (eq. 4 is a sum
     of squares: 2 reprojection, 3 anchor and 1 length residuals), the edges placed between grid values by
-    linear interpolation of P. Always lo <= λ* <= hi. Row i depends on row i of the inputs only."""
+    linear interpolation of P. Always lo <= λ* <= hi. Row i depends on row i of the inputs only.
+
+    `tilt` (L, 2) = (ν ρ², sin θ_obs) per limb adds the outline's tilt term L_sil to P (one more residual): a
+    limb whose outline shows its tilt has a narrower interval, as it should."""
     n, g = len(lam_star), max(3, int(config.interval_grid))
     if n == 0:
         return np.zeros((0, 2))
@@ -257,6 +299,10 @@ def lambda_intervals(anchor_star, lam_star, loss_star, anchor_init, upstream, ta
     ja, ja0, jt, k = rows(anchor_star), rows(anchor_init), rows(upstream), rows(target)
     f, c, sa, sm = rows(focal), rows(centre), np.sqrt(rows(alpha)), np.sqrt(rows(mu))
     length0 = np.linalg.norm(jt - ja0, axis=-1)
+    tilt_rows = rows(tilt) if tilt is not None else np.zeros((len(lam), 2))
+    st, sin_obs = np.sqrt(tilt_rows[:, 0]), tilt_rows[:, 1]
+    ray = np.concatenate([(k - c) / f[:, None], np.ones((len(lam), 1))], 1)
+    ray /= np.linalg.norm(ray, axis=1, keepdims=True)
 
     def residuals(ja):
         r = ja + lam[:, None] * (jt - ja)
@@ -264,7 +310,9 @@ def lambda_intervals(anchor_star, lam_star, loss_star, anchor_init, upstream, ta
         proj = f[:, None] * r[:, :2] / z[:, None] + c - k
         seg = ja - jt
         dist = np.maximum(np.linalg.norm(seg, axis=-1), 1e-12)
-        res = np.concatenate([proj, sa[:, None] * (ja - ja0), (sm * (dist - length0))[:, None]], 1)
+        cos_ray = -((seg / dist[:, None]) * ray).sum(-1)  # d·z with d = (Jt − Ja)/|.|
+        res = np.concatenate([proj, sa[:, None] * (ja - ja0), (sm * (dist - length0))[:, None],
+                              np.where(st > 0, st * (np.abs(cos_ray) - sin_obs), 0.0)[:, None]], 1)
         return res, r, z, seg / dist[:, None]
 
     res, r, z, unit = residuals(ja)
@@ -277,12 +325,20 @@ def lambda_intervals(anchor_star, lam_star, loss_star, anchor_init, upstream, ta
         a, b = r[:, 0] / z, r[:, 1] / z
         w2, al, m2 = w * w, sa * sa, sm * sm
         ux, uy, uz = unit[:, 0], unit[:, 1], unit[:, 2]
-        h = [w2 + m2 * ux * ux + al, w2 + m2 * uy * uy + al, w2 * (a * a + b * b) + m2 * uz * uz + al,
-             m2 * ux * uy, -w2 * a + m2 * ux * uz, -w2 * b + m2 * uy * uz]  # xx, yy, zz, xy, xz, yz
+        # the tilt residual's row: st |g|, g = −u·z, d|g|/dJa = −sign(g) (z − g d)/|Jt − Ja| with d = −u
+        cos_ray = -(unit * ray).sum(-1)
+        dist = np.maximum(np.linalg.norm(ja - jt, axis=-1), 1e-12)
+        jt_row = np.where((st > 0)[:, None],
+                          -(st * np.sign(cos_ray) / dist)[:, None] * (ray + cos_ray[:, None] * unit), 0.0)
+        tx, ty, tz = jt_row[:, 0], jt_row[:, 1], jt_row[:, 2]
+        h = [w2 + m2 * ux * ux + al + tx * tx, w2 + m2 * uy * uy + al + ty * ty,
+             w2 * (a * a + b * b) + m2 * uz * uz + al + tz * tz,
+             m2 * ux * uy + tx * ty, -w2 * a + m2 * ux * uz + tx * tz,
+             -w2 * b + m2 * uy * uz + ty * tz]  # xx, yy, zz, xy, xz, yz
         h[0], h[1], h[2] = (hd * (1.0 + damping) + 1e-12 for hd in h[:3])
-        e0, e1, reg, lr = res[:, 0], res[:, 1], sa[:, None] * res[:, 2:5], sm * res[:, 5]
+        e0, e1, reg, lr, ts = res[:, 0], res[:, 1], sa[:, None] * res[:, 2:5], sm * res[:, 5], res[:, 6]
         grad = np.stack([w * e0 + reg[:, 0] + lr * ux, w * e1 + reg[:, 1] + lr * uy,
-                         -w * (a * e0 + b * e1) + reg[:, 2] + lr * uz], 1)
+                         -w * (a * e0 + b * e1) + reg[:, 2] + lr * uz], 1) + ts[:, None] * jt_row
         step = -_solve_sym3(h, grad)
         new_res, new_r, new_z, new_unit = residuals(ja + step)
         new_cost = (new_res * new_res).sum(-1)

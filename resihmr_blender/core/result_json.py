@@ -77,6 +77,8 @@ def person_json(result) -> dict:
             # BODY_25 joints the photo showed and the fit followed; the others sit in the prior's neutral pose
             "observed_body25": [bool(u) for u in fit.used], **result.plausibility,
             "residuals": [residual_json(r, result.measurements.get(r.kind)) for r in result.residuals],
+            # the photo's person mask: whether it was used, where it came from, what it said per residual limb
+            "silhouette": result.silhouette.to_json() if getattr(result, "silhouette", None) else {"used": False},
             "timings_s": {k: round(v, 6) for k, v in result.timings_s.items()}}
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from .fit import FitConfig
 from .rafo import RafoConfig
+from .silhouette import SilhouetteConfig
 
 
 class SettingsError(ValueError):
@@ -21,6 +22,8 @@ class Settings:
     focal_length_px: float | None = None  # overrides the keypoints file's focal length
     image_size: tuple[int, int] | None = None  # (width, height): overrides the file's (e.g. the loaded photo's)
     pose_meshes: bool = True  # pose the final meshes into the camera frame (overlay and mask need them)
+    # the photo's person mask, when one is given (core/silhouette.py): on unless switched off
+    silhouette: SilhouetteConfig = field(default_factory=SilhouetteConfig)
 
     def __post_init__(self) -> None:
         if self.focal_length_px is not None and not (math.isfinite(self.focal_length_px)
@@ -42,8 +45,10 @@ class Settings:
     @classmethod
     def from_values(cls, *, threshold_px: float = 15.0, lambda_min: float = 0.0, lambda_max: float = 1.0,
                     num_threads: int = 0, focal_length_px: float | None = None,
-                    image_size: tuple[int, int] | None = None, pose_meshes: bool = True) -> Settings:
+                    image_size: tuple[int, int] | None = None, pose_meshes: bool = True,
+                    use_silhouette: bool = True) -> Settings:
         """The knobs users see (command-line flags, add-on preferences) -> settings."""
         return cls(fit=FitConfig(num_threads=num_threads),
                    rafo=RafoConfig(accept_threshold_px=threshold_px, lambda_min=lambda_min, lambda_max=lambda_max),
-                   focal_length_px=focal_length_px, image_size=image_size, pose_meshes=pose_meshes)
+                   focal_length_px=focal_length_px, image_size=image_size, pose_meshes=pose_meshes,
+                   silhouette=SilhouetteConfig(enabled=use_silhouette))
