@@ -1,5 +1,6 @@
-"""Write a fitted clip's outputs (issue 16): result.json (`resihmr-sequence/1`), gait.csv and, with glb/fbx, one
-avatar (built from the clip's shape, cut and sealed once from the shared λ) carrying the motion as an action
+"""Write a fitted clip's outputs (issue 16): result.json (`resihmr-sequence/1`), gait.csv, with overlay a contact
+sheet (contact_sheet.png) and an animated overlay (overlay.webp: every fitted frame drawn over a grey picture at
+the clip's timing) and, with glb/fbx, one avatar (built from the clip's shape, cut and sealed once from the shared λ) carrying the motion as an action
 (Blender, imported only when asked for). Every file is written atomically.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ SEQUENCE_ACTION = "sequence_motion"
 
 
 def planned(formats) -> list[str]:
-    names = ["result.json", "gait.csv"] + (["contact_sheet.png"] if "overlay" in formats else [])
+    names = ["result.json", "gait.csv"] + (["contact_sheet.png", "overlay.webp"] if "overlay" in formats else [])
     return names + [f"avatar.{fmt}" for fmt in ("glb", "fbx") if fmt in formats]
 
 
@@ -74,21 +75,40 @@ def write_sequence_outputs(out_dir: Path, fit, model, settings, formats, root: P
 
             picture, shown = contact_sheet(fit, model, rec.meshes[0])
             write_png(out_dir / "contact_sheet.png", picture)
+        with _writing("overlay.webp"):
+            video_frames = write_overlay_video(out_dir / "overlay.webp", fit, model, rec.meshes[0])
     with _writing("result.json"):
         document = sequence_document(fit, model_info(model), measurements)
         if shown is not None:
             document["contact_sheet_frames"] = shown  # contact_sheet.png's tiles, row by row
+            document["overlay_video_frames"] = video_frames  # overlay.webp's frames, in order
         write_text_atomic(out_dir / "result.json", json.dumps(document, indent=1, allow_nan=False) + "\n")
     written.append(out_dir / "result.json")
     with _writing("gait.csv"):
         write_text_atomic(out_dir / "gait.csv", gait_csv(fit))
     written.append(out_dir / "gait.csv")
     if shown is not None:
-        written.append(out_dir / "contact_sheet.png")
+        written += [out_dir / "contact_sheet.png", out_dir / "overlay.webp"]
     if any(f in formats for f in ("glb", "fbx")):
         with quiet_blender():
             written += _write_avatar(out_dir, rec, fit, model, formats, export)
     return written
+
+
+def write_overlay_video(path: Path, fit, model, mesh) -> list[int]:
+    """The animated overlay (core/sequence.overlay_video) as an animated WebP, written atomically; returns the
+    frame numbers it shows."""
+    from PIL import Image
+
+    from .core.atomic import atomic_path
+    from .core.sequence import overlay_video
+
+    pictures, numbers, durations = overlay_video(fit, model, mesh)
+    images = [Image.fromarray(p) for p in pictures]
+    with atomic_path(path) as tmp:
+        images[0].save(tmp, format="WEBP", save_all=True, append_images=images[1:], duration=durations, loop=0,
+                       quality=80, method=3)
+    return numbers
 
 
 def _write_avatar(out_dir: Path, rec, fit, model, formats, export: ExportChoices) -> list[Path]:

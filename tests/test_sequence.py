@@ -248,6 +248,22 @@ def test_command_line_runs_a_clip(tmp_path, model, capsys):
     assert sheet.shape[:2] == (640, 1280) and doc["contact_sheet_frames"] == list(range(6))
     red = (sheet[..., 0] > 150) & (sheet[..., 1] < 120) & (sheet[..., 2] < 120)
     assert red[:320, :320].sum() > 50 and red[320:, 640:].sum() == 0  # tiles 7 and 8 are empty
+    # the animated overlay: every fitted frame, 480 px wide, at the clip's 50 fps, the stump red in each
+    from PIL import Image
+
+    with Image.open(tmp_path / "out" / "trial" / "overlay.webp") as video:
+        assert video.is_animated and video.n_frames == 6 and video.size == (480, 480)
+        assert doc["overlay_video_frames"] == list(range(6))
+        for k in range(6):
+            video.seek(k)
+            video.load()  # the frame's duration is known once it is decoded
+            assert video.info["duration"] == 20
+            frame = np.asarray(video.convert("RGB")).astype(int)
+            stump = (frame[..., 0] > 150) & (frame[..., 1] < 120) & (frame[..., 2] < 120)
+            assert stump.sum() > 50, k
+        first = frame
+        video.seek(0)
+        assert np.abs(np.asarray(video.convert("RGB")).astype(int) - first).mean() > 0.5  # the frames differ
     # a clip without an image size cannot be placed: one line, exit 1
     assert main(["run", "--sequence", str(folder), "--out", str(tmp_path / "out2"), "--formats", "json"]) == 1
     err = capsys.readouterr().err.strip()

@@ -1043,39 +1043,64 @@ def motion(fit: SequenceFit) -> tuple[np.ndarray, np.ndarray, int]:
     return poses, transl, int(numbers[0])
 
 
-def contact_sheet(fit: SequenceFit, model: BodyModel, mesh, tiles: int = 12, tile_width: int = 320,
-                  columns: int = 4) -> tuple[np.ndarray, list[int]]:
-    """Up to `tiles` fitted frames spread over the clip, each drawn like overlay.png (the avatar cut once, posed
-    in that frame by linear blend skinning, residual limb red, input keypoints green, endpoints yellow, fitted
-    keypoints blue), scaled to `tile_width` and tiled row by row. Returns (H, W, 3) uint8 and the frame numbers
-    shown, in order."""
+def frame_pictures(fit: SequenceFit, model: BodyModel, mesh, rows, width: int, chunk: int = 32) -> list[np.ndarray]:
+    """Fitted frames `rows` drawn like overlay.png (the avatar cut once, posed in that frame by linear blend
+    skinning, residual limb red, input keypoints green, endpoints yellow, fitted keypoints blue), `width`
+    pixels wide: drawn through a camera scaled to that size (not drawn large and shrunk)."""
     from types import SimpleNamespace
-
-    from PIL import Image
 
     from .overlay import overlay_picture
 
-    rows = sorted(set(np.linspace(0, len(fit.fitted) - 1, min(tiles, len(fit.fitted))).round().astype(int)))
-    n = len(rows)
-    dt = model.dtype
-    with torch.no_grad():
-        out = model.forward(betas=torch.tensor(fit.betas, dtype=dt).expand(n, -1),
-                            global_orient=torch.tensor(fit.global_orient[rows], dtype=dt),
-                            body_pose=torch.tensor(fit.body_pose[rows], dtype=dt),
-                            transl=torch.tensor(fit.transl[rows], dtype=dt))
-    transforms = out.transforms.double().numpy()
     cam = fit.camera
-    height = max(1, round(tile_width * cam.height / cam.width))
+    s = width / cam.width
+    small = Camera(max(1, round(cam.width * s)), max(1, round(cam.height * s)), cam.focal_length * s,
+                   (cam.principal_point[0] * s, cam.principal_point[1] * s))
+    scale = np.array([s, s, 1.0])
+    rows, dt, pictures = list(rows), model.dtype, []
+    for first in range(0, len(rows), chunk):
+        part = rows[first:first + chunk]
+        with torch.no_grad():
+            out = model.forward(betas=torch.tensor(fit.betas, dtype=dt).expand(len(part), -1),
+                                global_orient=torch.tensor(fit.global_orient[part], dtype=dt),
+                                body_pose=torch.tensor(fit.body_pose[part], dtype=dt),
+                                transl=torch.tensor(fit.transl[part], dtype=dt))
+        for t, transform in zip(part, out.transforms.double().numpy()):
+            blended = np.einsum("vj,jab->vab", mesh.weights, transform)
+            posed = (np.einsum("vab,vb->va", blended[:, :3, :3], mesh.rest_vertices) + blended[:, :3, 3]
+                     + fit.transl[t])
+            frame_mesh = SimpleNamespace(posed_vertices=posed, faces=mesh.faces, residual_mask=mesh.residual_mask)
+            person = fit.sequence.frames[fit.fitted[t]].person
+            person = Person(body25=person.body25 * scale, residual=person.residual * scale)
+            result = SimpleNamespace(body25_2d=fit.body25_2d[t] * s, fit=SimpleNamespace(used=fit.used[t]))
+            pictures.append(overlay_picture(small, [person], [result], [frame_mesh]))
+    return pictures
+
+
+def contact_sheet(fit: SequenceFit, model: BodyModel, mesh, tiles: int = 12, tile_width: int = 320,
+                  columns: int = 4) -> tuple[np.ndarray, list[int]]:
+    """Up to `tiles` fitted frames spread over the clip, drawn as frame_pictures `tile_width` wide and tiled row
+    by row. Returns (H, W, 3) uint8 and the frame numbers shown, in order."""
     from .colours import BACKGROUND_GREY8
 
-    sheet = np.full((height * math.ceil(n / columns), tile_width * min(columns, n), 3), BACKGROUND_GREY8, np.uint8)
-    for k, (t, transform) in enumerate(zip(rows, transforms)):
-        blended = np.einsum("vj,jab->vab", mesh.weights, transform)
-        posed = np.einsum("vab,vb->va", blended[:, :3, :3], mesh.rest_vertices) + blended[:, :3, 3] + fit.transl[t]
-        frame_mesh = SimpleNamespace(posed_vertices=posed, faces=mesh.faces, residual_mask=mesh.residual_mask)
-        result = SimpleNamespace(body25_2d=fit.body25_2d[t], fit=SimpleNamespace(used=fit.used[t]))
-        picture = overlay_picture(cam, [fit.sequence.frames[fit.fitted[t]].person], [result], [frame_mesh])
-        tile = np.asarray(Image.fromarray(picture).resize((tile_width, height), Image.BILINEAR))
+    rows = sorted(set(np.linspace(0, len(fit.fitted) - 1, min(tiles, len(fit.fitted))).round().astype(int)))
+    pictures = frame_pictures(fit, model, mesh, rows, tile_width)
+    height, width = pictures[0].shape[:2]
+    n = len(rows)
+    sheet = np.full((height * math.ceil(n / columns), width * min(columns, n), 3), BACKGROUND_GREY8, np.uint8)
+    for k, tile in enumerate(pictures):
         r, c = divmod(k, columns)
-        sheet[r * height:(r + 1) * height, c * tile_width:(c + 1) * tile_width] = tile
+        sheet[r * height:(r + 1) * height, c * width:(c + 1) * width] = tile
     return sheet, [fit.sequence.frames[fit.fitted[t]].number for t in rows]
+
+
+def overlay_video(fit: SequenceFit, model: BodyModel, mesh, width: int = 480,
+                  max_frames: int = 300) -> tuple[list[np.ndarray], list[int], list[int]]:
+    """The clip's fitted frames drawn as frame_pictures (every k-th when there are more than `max_frames`):
+    (pictures, their frame numbers, how long each is shown in ms at the clip's frame rate, so that missing and
+    skipped frames keep the video's timing)."""
+    step = max(1, math.ceil(len(fit.fitted) / max_frames))
+    rows = list(range(0, len(fit.fitted), step))
+    numbers = [fit.sequence.frames[fit.fitted[t]].number for t in rows]
+    ends = numbers[1:] + [numbers[-1] + step]
+    durations = [max(1, round(1000.0 * (b - a) / fit.sequence.fps)) for a, b in zip(numbers, ends)]
+    return frame_pictures(fit, model, mesh, rows, width), numbers, durations
