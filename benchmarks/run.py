@@ -2,8 +2,13 @@
 the embedded body (benchmarks/synth.py) and the foreign people of another body, Anny (benchmarks/foreign.py,
 committed cases), side by side.
 
-    python -m benchmarks.run [--people 120] [--seed 0] [--noise 3] [--foreign-people N]
+    python -m benchmarks.run [--people 120] [--seed 0] [--noise 3] [--foreign-people N] [--no-silhouette]
                              [--targets benchmarks/targets.toml] [--out benchmarks/RESULTS.md]
+
+ResiHMR runs twice on each benchmark: from the keypoints alone ("ours"), and with the photo's person mask
+("ours_silhouette", core/silhouette.py) — the mask of the TRUE amputated body at a quarter of the image size
+(foreign: Anny's own cut mesh, committed with the cases; synthetic: `synth.true_silhouette`, cut the same way),
+never a mask of any fit.
 
 Methods (all on the same people, cameras and keypoints): see METHODS. Metrics (paper §4.1) are computed by
 resihmr_blender.core.metrics, plus EXTRA_FIELDS here (intact error over the joints the input gave, RAFO's λ
@@ -58,7 +63,12 @@ METHODS: dict[str, tuple[str, str]] = {
     "our_fit_midpoint": ("our fit + midpoint", "our fit, endpoint at the segment midpoint (λ = 0.5, cut there)"),
     "joint_collapse": ("joint collapse",
                        "our fit, endpoint at the upstream joint (λ = 1, cut there), as in joint-existence methods"),
+    "ours_silhouette": ("ResiHMR + photo silhouette",
+                        "ours with the photo's person mask (the true body's, at 0.25 × the image): the silhouette "
+                        "stage refines shape and pose, each residual limb's outline gives RAFO its tilt"),
 }
+SILHOUETTE = "ours_silhouette"
+MASK_SCALE = 0.25  # the input masks' size, × the image (foreign.py's committed masks are at this scale)
 SPEED_METRICS: dict[str, str] = {
     "speed.single_median_s": "fit + RAFO seconds per person, one at a time (median)",
     "speed.batched_people_per_s": "fit + RAFO people per second, batched",
@@ -78,7 +88,7 @@ COMPARATOR_SIGNS = {"<=": "≤", "<": "<", ">=": "≥", ">": ">"}
 
 def metric_names() -> list[str]:
     own = ([f"{m}.{f}" for m in METHODS for f in SUMMARY_FIELDS] + [f"ours.{f}" for f in EXTRA_FIELDS]
-           + ["speed.batched_people_per_s"])
+           + [f"{SILHOUETTE}.{f}" for f in EXTRA_FIELDS] + ["speed.batched_people_per_s"])
     return own + list(SPEED_METRICS)[:1] + [FOREIGN_PREFIX + name for name in own]
 
 
@@ -179,13 +189,15 @@ def residual_array(points_by_kind: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def run(n_people: int, seed: int, noise: float, iou_scale: float, timing_people: int, batch: int = 64,
-        threads: int = 2, foreign_people: int | None = None, foreign_path: str | os.PathLike = foreign.DEFAULT_CASES
-        ) -> dict:
-    """Both benchmarks; `foreign_people` None = as many as `n_people` (at most the file's), 0 = none."""
+        threads: int = 2, foreign_people: int | None = None, foreign_path: str | os.PathLike = foreign.DEFAULT_CASES,
+        silhouette: bool = True) -> dict:
+    """Both benchmarks; `foreign_people` None = as many as `n_people` (at most the file's), 0 = none;
+    `silhouette` False skips the runs with the photo's mask."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _run(n_people, seed, noise, iou_scale, timing_people, batch, threads, foreign_people, foreign_path)
+        return _run(n_people, seed, noise, iou_scale, timing_people, batch, threads, foreign_people, foreign_path,
+                    silhouette)
     finally:
         torch.set_num_threads(before)  # a caller in the same process (a test) keeps its own setting
 
@@ -194,18 +206,41 @@ def load_average() -> float | None:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
-def _batched(model, people, cameras, batch: int):
-    """reconstruct() over all people in batches: results, wall and CPU seconds per person."""
+def _batched(model, people, cameras, batch: int, masks=None):
+    """reconstruct() over all people in batches (with their photo masks when given): results, wall and CPU seconds
+    per person."""
     t0, c0 = time.perf_counter(), time.process_time()
     out = []
     for start in range(0, len(people), batch):
-        out += reconstruct(model, people[start:start + batch], cameras[start:start + batch])
+        out += reconstruct(model, people[start:start + batch], cameras[start:start + batch],
+                           masks=None if masks is None else masks[start:start + batch])
     n = max(1, len(people))
     return out, (time.perf_counter() - t0) / n, (time.process_time() - c0) / n
 
 
+def _with_silhouette(model, part: dict, cases, cameras, masks, gt_mask, iou_scale, batch: int) -> dict:
+    """Ours again with the photo's mask, scored like ours; its figures under SILHOUETTE in `part`."""
+    load = [load_average()]
+    results, batched_s, cpu_s = _batched(model, [c.keypoints for c in cases], cameras, batch, masks)
+    load.append(load_average())
+    scored = score_cases(model, cases, cameras, results, None, gt_mask, iou_scale)
+    part["metrics"].update({SILHOUETTE + k[len("ours"):]: v for k, v in scored["metrics"].items()
+                            if k.startswith("ours.")})
+    part["scores"][SILHOUETTE] = scored["scores"]["ours"]
+    part["silhouette"] = {"batched_s": batched_s, "batched_cpu_s": cpu_s, "load": load,
+                          "coverage_by_kind": scored["coverage_by_kind"], "by_family": scored["by_family"],
+                          "cues_used": scored["cues_used"]}
+    return part
+
+
+def _mask_of_truth(pixels: np.ndarray, what: str):
+    from resihmr_blender.core.silhouette import PersonMask
+
+    return PersonMask(pixels.astype(np.float32), f"benchmark:{what}")
+
+
 def _run(n_people: int, seed: int, noise: float, iou_scale: float, timing_people: int, batch: int,
-         threads: int, foreign_people: int | None, foreign_path) -> dict:
+         threads: int, foreign_people: int | None, foreign_path, silhouette: bool = True) -> dict:
     model = load_body_model()
     # the defaults are what users get; the report reads its thresholds from the same config objects
     rafo_config = RafoConfig()
@@ -231,6 +266,10 @@ def _run(n_people: int, seed: int, noise: float, iou_scale: float, timing_people
         return mask_of(model, gt.params, [(k, gt.residuals[k]) for k in gt.residuals], small)
 
     part = score_cases(model, dataset, cameras, ours, trusting, synth_mask, iou_scale)
+    if silhouette:
+        masks = [_mask_of_truth(synth.true_silhouette(model, p, small_camera(p.camera, MASK_SCALE)),
+                                "synth.true_silhouette") for p in dataset]
+        _with_silhouette(model, part, dataset, cameras, masks, synth_mask, iou_scale, batch)
     metrics = dict(part.pop("metrics"))
     metrics["speed.single_median_s"] = statistics.median(singles) if singles else float("nan")
     metrics["speed.batched_people_per_s"] = 1.0 / batched_s
@@ -250,6 +289,9 @@ def _run(n_people: int, seed: int, noise: float, iou_scale: float, timing_people
         f_load.append(load_average())
         f_trusting = fit_people(model, f_people, f_cameras, FitConfig(ignore_distal=False, residual_segments=False))
         f_part = score_cases(model, cases, f_cameras, f_ours, f_trusting, lambda c, small: c.mask, None)
+        if silhouette:
+            f_masks = [_mask_of_truth(c.mask, "foreign.mask") for c in cases]
+            _with_silhouette(model, f_part, cases, f_cameras, f_masks, lambda c, small: c.mask, None, batch)
         f_part["metrics"]["speed.batched_people_per_s"] = 1.0 / f_batched_s
         metrics.update({FOREIGN_PREFIX + k: v for k, v in f_part["metrics"].items()})
         f_part.update(batched_s=f_batched_s, batched_cpu_s=f_cpu_s, load=f_load, meta=foreign.read_meta(foreign_path),
@@ -285,7 +327,11 @@ def interval_coverage(limbs: list, tolerance_px: float) -> tuple[float, float]:
 def score_cases(model, cases, cameras, ours, trusting, gt_mask, iou_scale: float | None) -> dict:
     """Every method's scores over one benchmark's people (synth.SyntheticPerson or foreign.ForeignCase).
 
-    gt_mask(case, small_camera) -> the true amputated silhouette; iou_scale None = the case's own mask_scale."""
+    gt_mask(case, small_camera) -> the true amputated silhouette; iou_scale None = the case's own mask_scale.
+    trusting None: ours only (the baselines' columns stay empty)."""
+    baselines = trusting is not None
+    trusting = trusting if baselines else [None] * len(ours)
+    cues_used = [0, 0]  # residual limbs whose outline gave a cue, of those with a mask
     scores = {m: MethodScores() for m in METHODS}
     given_errors, cover_by_kind, widths, limbs = [], {}, [], []
     joint_errors: dict[int, list[float]] = {}
@@ -296,7 +342,7 @@ def score_cases(model, cases, cameras, ours, trusting, gt_mask, iou_scale: float
     for gt, res, trust, cam in zip(cases, ours, trusting, cameras):
         kinds = list(gt.residuals)
         halluc = bool(np.any(gt.hallucinated))
-        ours_failed, trust_failed = isinstance(res, PersonFailure), isinstance(trust, Exception)
+        ours_failed, trust_failed = isinstance(res, PersonFailure), baselines and isinstance(trust, Exception)
         if ours_failed or trust_failed:
             # a person is scored by all methods or by none, so every column is over the same people
             for m in METHODS:
@@ -341,6 +387,11 @@ def score_cases(model, cases, cameras, ours, trusting, gt_mask, iou_scale: float
         ours_mask = mask_of(model, res.params(), [(r.kind, r.lam) for r in res.residuals if r.accepted], small)
         s.add_masks(ours_mask, gt_mask_small)
         family.add_masks(ours_mask, gt_mask_small)
+        if res.silhouette is not None:
+            cues_used[0] += sum(c.sin_tilt is not None or c.target_2d is not None for c in res.silhouette.cues.values())
+            cues_used[1] += len(res.silhouette.cues)
+        if not baselines:
+            continue
 
         for name, fit, lam, cut in (("intact_fit_midpoint", trust, 0.5, False),
                                     ("our_fit_midpoint", res.fit, 0.5, True), ("joint_collapse", res.fit, 1.0, True)):
@@ -367,7 +418,7 @@ def score_cases(model, cases, cameras, ours, trusting, gt_mask, iou_scale: float
             "n_halluc": sum(bool(np.any(p.hallucinated)) for p in cases),
             "n_coco": sum(p.keypoints.source_format != "openpose" for p in cases),
             "n_residuals": sum(len(p.residuals) for p in cases), "accepted": accepted,
-            "missing_limbs": missing_limbs}
+            "missing_limbs": missing_limbs, "cues_used": cues_used}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -476,7 +527,16 @@ def side_by_side(report: dict) -> list[str]:
             ("residual length error (cm)", "ours.length_error_cm", 2),
             ("silhouette IoU", "ours.iou", 3),
             ("people > 25 px from a confident input keypoint (wrong minima)", "ours.far_from_input", 0),
-            ("failures", "ours.failures", 0)]
+            ("failures", "ours.failures", 0),
+            ("**with the photo silhouette**: intact MPJPE, all existing points (px)", f"{SILHOUETTE}.intact_mpjpe_px",
+             2),
+            ("with the photo silhouette: residual-endpoint MPJPE (px)", f"{SILHOUETTE}.residual_mpjpe_px", 2),
+            ("with the photo silhouette: λ MAE", f"{SILHOUETTE}.lambda_mae", 3),
+            ("with the photo silhouette: λ interval coverage", f"{SILHOUETTE}.lambda_coverage", 3),
+            ("with the photo silhouette: λ interval mean width", f"{SILHOUETTE}.lambda_interval_width", 3),
+            ("with the photo silhouette: residual length error (cm)", f"{SILHOUETTE}.length_error_cm", 2),
+            ("with the photo silhouette: silhouette IoU", f"{SILHOUETTE}.iou", 3),
+            ("with the photo silhouette: failures", f"{SILHOUETTE}.failures", 0)]
     out = ["## Both benchmarks side by side", "",
            "ResiHMR (ours). The λ interval is RAFO's own (result.json `lambda_interval`, `core/rafo.py` "
            "`lambda_intervals`): the λ in [0, 1] whose best anchor keeps eq. 4 (reprojection + α·anchor shift + "
@@ -491,6 +551,11 @@ def side_by_side(report: dict) -> list[str]:
                + " | ".join(_num(v, 3) for v in proxy) + " |")
     times = [report["batched_s"], f["batched_s"] if f else float("nan")]
     out.append("| fit + RAFO time per person, batched (s) | " + " | ".join(_num(v, 3) for v in times) + " |")
+    sil = [part.get("silhouette") for _, part in both] + ([] if f else [None])
+    out.append("| with the photo silhouette: fit + silhouette + RAFO time per person, batched (s) | "
+               + " | ".join(_num(x["batched_s"], 3) if x else "n/a" for x in sil) + " |")
+    out.append("| with the photo silhouette: residual limbs whose outline gave RAFO a cue | "
+               + " | ".join(f"{x['cues_used'][0]} of {x['cues_used'][1]}" if x else "n/a" for x in sil) + " |")
     cover = [part["coverage_by_tolerance"] for _, part in both]
     out += ["", "The λ interval at other tolerances (coverage / mean width; synthetic, then foreign): " + "; ".join(
         f"{tol:g} px: " + ", ".join(f"{c[tol][0]:.2f} / {c[tol][1]:.2f}" for c in cover)
@@ -508,18 +573,36 @@ def side_by_side(report: dict) -> list[str]:
             cells += [_num(sc.lambda_mae_by_kind().get(kind, float("nan")), 3),
                       _num(part["coverage_by_kind"].get(kind, float("nan")), 3), str(len(sc.lam_by_kind.get(kind, [])))]
         out.append(f"| {kind} | " + " | ".join(cells) + " |")
+    if any(sil):
+        out += ["", "λ per kind without and with the photo silhouette (MAE; coverage of the λ interval with it):", "",
+                "| kind | synthetic λ MAE | + silhouette | coverage | foreign λ MAE | + silhouette | coverage |",
+                "|---|---:|---:|---:|---:|---:|---:|"]
+        for kind in RESIDUAL_KINDS:
+            cells = []
+            for (_, part), x in zip(both + ([] if f else [(None, None)]), sil):
+                if part is None or x is None:
+                    cells += ["n/a"] * 3
+                    continue
+                plain, with_mask = part["scores"]["ours"], part["scores"][SILHOUETTE]
+                cells += [_num(plain.lambda_mae_by_kind().get(kind, float("nan")), 3),
+                          _num(with_mask.lambda_mae_by_kind().get(kind, float("nan")), 3),
+                          _num(x["coverage_by_kind"].get(kind, float("nan")), 3)]
+            out.append(f"| {kind} | " + " | ".join(cells) + " |")
     out += ["", "Intact error per BODY_25 point, the five largest means (px, median in brackets; synthetic, then "
             "foreign): " + "; ".join(", ".join(
                 f"{BODY25_NAMES[j]} {mean:.1f} ({median:.1f})" for j, (mean, median) in sorted(
                     part["joint_mpjpe_px"].items(), key=lambda item: -item[1][0])[:5]) for _, part in both) + "."]
     if f:
-        out += ["", "Foreign people per pose family (ResiHMR):", "",
-                "| pose | people | intact MPJPE (px) | residual MPJPE (px) | λ MAE | silhouette IoU |",
-                "|---|---:|---:|---:|---:|---:|"]
+        out += ["", "Foreign people per pose family (ResiHMR; λ MAE and IoU also with the photo silhouette):", "",
+                "| pose | people | intact MPJPE (px) | residual MPJPE (px) | λ MAE | + silhouette | silhouette IoU "
+                "| + silhouette |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for name, count in f["families"].items():
             summary = f["by_family"].get(name, MethodScores()).summary()
+            with_mask = (f["silhouette"]["by_family"].get(name, MethodScores()) if f.get("silhouette")
+                         else MethodScores()).summary()
             out.append(f"| {name} | {count} | {_num(summary['intact_mpjpe_px'])} | {_num(summary['residual_mpjpe_px'])}"
-                       f" | {_num(summary['lambda_mae'], 3)} | {_num(summary['iou'], 3)} |")
+                       f" | {_num(summary['lambda_mae'], 3)} | {_num(with_mask['lambda_mae'], 3)}"
+                       f" | {_num(summary['iou'], 3)} | {_num(with_mask['iou'], 3)} |")
         out += ["", "Foreign people with the focal length given and withheld (ResiHMR):", "",
                 "| focal length | people | intact MPJPE (px) | residual MPJPE (px) | λ MAE |",
                 "|---|---:|---:|---:|---:|"]
@@ -636,6 +719,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--foreign-people", type=int, default=None,
                         help="foreign (Anny) people scored; default as many as --people, at most the file's; 0 = none")
     parser.add_argument("--foreign-cases", default=str(foreign.DEFAULT_CASES), help=argparse.SUPPRESS)
+    parser.add_argument("--no-silhouette", dest="silhouette", action="store_false",
+                        help="skip the runs with the photo's person mask")
     parser.add_argument("--targets", default=str(DEFAULT_TARGETS.relative_to(Path.cwd()))
                         if DEFAULT_TARGETS.is_relative_to(Path.cwd()) else str(DEFAULT_TARGETS))
     parser.add_argument("--out", default=None, help="write the report (markdown) to this file")
@@ -643,7 +728,7 @@ def main(argv: list[str] | None = None) -> dict:
     targets = load_targets(args.targets)  # before the run: a bad targets file should not cost two minutes
     started, t0 = datetime.now(UTC), time.perf_counter()
     report = run(args.people, args.seed, args.noise, args.iou_scale, args.timing_people, args.batch, args.threads,
-                 args.foreign_people, args.foreign_cases)
+                 args.foreign_people, args.foreign_cases, args.silhouette)
     verdicts = evaluate(targets, report["metrics"])
     command = "python -m benchmarks.run" + (" " + shlex.join(argv) if argv else "")
     text = render(report, verdicts, command, started, time.perf_counter() - t0, args.targets)

@@ -423,3 +423,31 @@ def read_dataset(folder: str | os.PathLike[str]) -> list[SyntheticPerson]:
 def rotation_matrix(params: dict[str, np.ndarray]) -> np.ndarray:
     """(3, 3) global orientation of a person's params."""
     return aa_to_matrix(params["global_orient"])
+
+
+def true_silhouette(model: BodyModel, person: SyntheticPerson, camera: Camera) -> np.ndarray:
+    """The person's true amputated silhouette as `benchmarks/foreign.py` renders Anny's: the true body posed, each
+    amputated limb's faces beyond the plane through its true endpoint (normal along the segment) removed, no cap;
+    (H, W) bool through `camera` (e.g. the true camera at a quarter of the image). The input mask of the photo
+    silhouette in benchmarks/run.py (never a mask of the fit)."""
+    from resihmr_blender.core.raster import silhouette
+
+    params = {k: torch.tensor(np.asarray(v, np.float64)[None], dtype=model.dtype) for k, v in person.params.items()}
+    with torch.no_grad():
+        verts = model.forward(**params).vertices[0].double().numpy()
+    faces = np.asarray(model.faces)
+    dominant = model.weights.argmax(dim=1).numpy()
+    keep = np.ones(len(faces), bool)
+    for name in person.residuals:
+        kind = residual_by_name(name)
+        top = JOINT_INDEX[kind.upstream_joint]
+        below = np.zeros(len(model.parents), bool)
+        for j in range(len(model.parents)):
+            p = j
+            while p >= 0 and p != top:
+                p = model.parents[p]
+            below[j] = p == top
+        axis = person.gt_upstream_3d[name] - person.gt_anchor_3d[name]
+        beyond = below[dominant] & ((verts - person.gt_endpoint_3d[name]) @ axis < 0.0)
+        keep &= ~beyond[faces].any(axis=1)
+    return silhouette(verts, faces[keep], camera)

@@ -4,6 +4,7 @@ package beside it).
 
     run INPUT... --out DIR [--model FILE] [--formats json,overlay,mask] [--focal PX] [--image-size WxH]
                  [--threshold PX] [--batch-size N] [--workers N] [--resume] [--detect] [--person N] [--debug]
+                 [--mask FILE] [--no-silhouette]
     run --sequence FRAMES_DIR --out DIR [--fps 30] [--person N] [--image-size WxH] [--formats json,glb,fbx]
     demo [--out DIR]
 
@@ -26,6 +27,12 @@ model bytes, same settings, at least these formats, every output present) and re
 by a killed run (`.*.resihmr-tmp*`, only inside DIR) are removed at the start. Ctrl-C (SIGINT) stops after the
 current file; a second Ctrl-C stops at once, and so does SIGTERM (what `kill`, `timeout` and job schedulers
 send). Either way nothing half-written is left under an output's name.
+
+The photo's silhouette: a person mask (white = person; the photo's size or a uniform scale of it) refines the fit's
+shape and pose and each residual limb's λ (core/silhouette.py). It is `--mask FILE` (one input), else
+`<stem>_mask.png` beside a keypoints file (`<stem>.json` or `<stem>_keypoints.json`), else, with --detect,
+MediaPipe's own segmentation (written as DIR/<name>/keypoints_mask.png). --no-silhouette fits the keypoints only.
+result.json's `silhouette` entry per person says whether a mask was used and where it came from.
 
 Exit status: 0 every file produced its outputs; 1 some file failed (or an input was missing); 2 usage error (bad
 flag, unusable body model, --out not a folder, no input found); 130 interrupted (Ctrl-C); 143 terminated
@@ -53,6 +60,7 @@ if __name__ == "__main__" and not __package__:  # run as a script (real Blender'
     sys.exit(_main(_argv))
 
 AVAILABLE_FORMATS = ("json", "overlay", "mask", "blend", "glb", "fbx")  # outputs.FORMATS
+DETECTED_MASK = "keypoints_mask.png"  # --detect: MediaPipe's person mask beside keypoints.json
 EXAMPLE_DIR = Path(__file__).resolve().parents[1] / "examples"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
@@ -130,7 +138,7 @@ def is_own_output(path: Path) -> bool:
         return b'"resihmr-result/' in _head(path, 512)
     if path.name == "keypoints.json":
         return b'"resihmr_suggestions"' in _head(path, 1 << 20)
-    if path.name in ("overlay.png", "mask.png"):
+    if path.name in ("overlay.png", "mask.png", DETECTED_MASK):
         return record is not None or b'"resihmr-result/' in _head(folder / "result.json", 512)
     return False
 
@@ -424,6 +432,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="ray: one task per input on a Ray cluster (pip install .[ray]); see --address")
     run.add_argument("--address", default=None,
                      help="Ray cluster address (default: the running local instance, or start one)")
+    run.add_argument("--mask", default=None, metavar="FILE",
+                     help="the photo's person mask (white = person) for the one input; default: <stem>_mask.png "
+                          "beside the keypoints file, or the detector's with --detect")
+    run.add_argument("--no-silhouette", dest="silhouette", action="store_false",
+                     help="do not use a person mask even when one is there (keypoints only)")
     run.add_argument("--debug", action="store_true", default=False,
                      help="print the full traceback of every error (also RESIHMR_DEBUG=1)")
     demo = sub.add_parser("demo", help="run the bundled example end to end")
@@ -597,6 +610,11 @@ def _run(args) -> int:
     if not jobs:
         return _usage_error("no input to run (see the lines above)") if problems else \
             _usage_error("no input to run")
+    if args.mask is not None:
+        if len(jobs) != 1:
+            return _usage_error(f"--mask {args.mask} is one photo's mask: give exactly one input ({len(jobs)} found)")
+        if not Path(args.mask).is_file():
+            return _usage_error(f"--mask {args.mask}: no such file")
     args.protect = sorted({os.path.realpath(job.source) for job in jobs} | set(named_photos([j.source for j in jobs])))
     args.motion_data, motion_sha = None, None
     if args.motion:
@@ -612,6 +630,7 @@ def _run(args) -> int:
     args.fingerprint = {"body_model_sha256": model_sha, "formats": sorted(formats), "threshold_px": args.threshold,
                         "focal_length_px": args.focal, "image_size": list(args.image_size or []) or None,
                         "detect": args.detect, "accept_suggestions": args.accept_suggestions,
+                        "silhouette": args.silhouette, **({"mask": os.path.abspath(args.mask)} if args.mask else {}),
                         **({"person": args.person} if args.person is not None else {}),
                         **({"prosthesis": args.prosthesis, "prosthesis_cover": args.prosthesis_cover}
                            if args.prosthesis else {}),
@@ -720,7 +739,10 @@ def detect_to_file(job: Job, accept: bool, person: int | None = None):
     report: each limb's probability of being absent or why it was not judged), return the file."""
     import json
 
+    import numpy as np
+
     from .core.atomic import write_text_atomic
+    from .core.image import write_png
     from .core.keypoints import KeypointsFile
     from .core.keypoints_io import read_keypoints, write_keypoints
     from .core.residuals import RESIDUAL_KINDS
@@ -744,6 +766,8 @@ def detect_to_file(job: Job, accept: bool, person: int | None = None):
                                         "reasons": s.reasons, "applied": accept} for s in found.suggestions]
     document["resihmr_detector"] = {**found.report(), "suggestions_applied": accept}
     write_text_atomic(target, json.dumps(document, indent=1) + "\n")
+    if found.mask is not None:  # MediaPipe's person segmentation: the photo silhouette's mask (mask_beside finds it)
+        write_png(job.out_dir / DETECTED_MASK, (np.clip(found.mask, 0.0, 1.0) * 255).round().astype(np.uint8))
     for s in found.suggestions:
         print(f"    suggestion for {job.name}: {s.kind} at ({s.endpoint[0]:.0f}, {s.endpoint[1]:.0f}) px, "
               f"p(absent) {s.score:.2f}: {'; '.join(s.reasons[1:3])} "
@@ -786,7 +810,8 @@ def settings_from_args(args):
     formats = parse_formats(args.formats)
     # no image size here: each file carries its own (read_file_with_size), --image-size only where none is known
     return Settings.from_values(threshold_px=args.threshold, num_threads=args.threads, focal_length_px=args.focal,
-                                pose_meshes=any(f in formats for f in ("overlay", "mask")))
+                                pose_meshes=any(f in formats for f in ("overlay", "mask")),
+                                use_silhouette=getattr(args, "silhouette", True))
 
 
 def read_file_with_size(source: Path, fallback_size):
@@ -831,6 +856,7 @@ class _Prepared:
     protect: list[str]
     whole: object = None  # --person N on a keypoints file: the whole file (kfile holds only its person N)
     person: int | None = None
+    mask: object = None  # the photo's person mask (core.silhouette.PersonMask), None: keypoints only
 
 
 def _prepare(job: Job, args, formats: list[str]) -> _Prepared:
@@ -844,7 +870,7 @@ def _prepare(job: Job, args, formats: list[str]) -> _Prepared:
     input_sha = file_sha256(job.source)
     whole = None
     if job.source.suffix.lower() in IMAGE_SUFFIXES:  # detection writes keypoints.json: check everything first
-        for name in ["keypoints.json", *planned_outputs(formats, 1), DONE_RECORD]:
+        for name in ["keypoints.json", DETECTED_MASK, *planned_outputs(formats, 1), DONE_RECORD]:
             check_target(job.out_dir, name, root, protect)
         remove_done_record(job.out_dir)
         kfile = detect_to_file(job, args.accept_suggestions, args.person)
@@ -862,10 +888,37 @@ def _prepare(job: Job, args, formats: list[str]) -> _Prepared:
         protect.append(photo_real)
     for name in [*planned_outputs(formats, len(kfile.people)), DONE_RECORD]:
         check_target(job.out_dir, name, root, protect)
+    mask = mask_for(kfile, args, job.out_dir if job.source.suffix.lower() in IMAGE_SUFFIXES else None)
     remove_done_record(job.out_dir)  # from here on the folder no longer counts as complete
     if whole is not None:
-        return _Prepared(job, kfile, input_sha, protect, whole, args.person)
-    return _Prepared(job, kfile, input_sha, protect)
+        return _Prepared(job, kfile, input_sha, protect, whole, args.person, mask)
+    return _Prepared(job, kfile, input_sha, protect, mask=mask)
+
+
+def mask_for(kfile, args, detected_in: Path | None = None):
+    """The photo's person mask for a keypoints file (see the module's docstring), or None; a mask that cannot
+    be used is a one-line error naming it."""
+    if not getattr(args, "silhouette", True):
+        return None
+    from .core.silhouette import mask_beside, read_mask
+
+    path = Path(args.mask) if getattr(args, "mask", None) else None
+    if path is None and detected_in is not None and (detected_in / DETECTED_MASK).is_file():
+        path = detected_in / DETECTED_MASK
+    path = path or mask_beside(kfile.path)
+    if path is None:
+        return None
+    if path.name == DETECTED_MASK and detected_in is not None:
+        from .core.silhouette import MaskError
+
+        try:  # the detector's own mask: a person it segmented too faintly is fitted from the keypoints alone
+            mask = read_mask(path, kfile.image_width, kfile.image_height)
+        except MaskError as exc:
+            print(f"    {path}: not used ({exc})")
+            return None
+        mask.source = "mediapipe"
+        return mask
+    return read_mask(path, kfile.image_width, kfile.image_height)
 
 
 def _fit_group(model, group: list[_Prepared], settings, batch_size: int) -> list:
@@ -874,7 +927,7 @@ def _fit_group(model, group: list[_Prepared], settings, batch_size: int) -> list
     from .core.pipeline import run_many
 
     try:
-        return run_many(model, [g.kfile for g in group], settings, batch_size=batch_size)
+        return run_many(model, [g.kfile for g in group], settings, batch_size=batch_size, masks=[g.mask for g in group])
     except KeyboardInterrupt:
         raise
     except Exception as exc:
@@ -883,7 +936,7 @@ def _fit_group(model, group: list[_Prepared], settings, batch_size: int) -> list
     out = []
     for g in group:
         try:
-            out += run_many(model, [g.kfile], settings, batch_size=batch_size)
+            out += run_many(model, [g.kfile], settings, batch_size=batch_size, masks=[g.mask])
         except KeyboardInterrupt:
             raise
         except Exception as exc:
