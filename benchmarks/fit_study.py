@@ -23,11 +23,12 @@ from . import foreign, synth
 
 
 def study(model, cases, cameras, batch: int, config: FitConfig) -> dict:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     fits = []
     for s in range(0, len(cases), batch):
         fits += fit_people(model, [c.keypoints for c in cases[s:s + batch]], cameras[s:s + batch], config)
     seconds = (time.perf_counter() - t0) / max(1, len(cases))
+    cpu = (time.process_time() - c0) / max(1, len(cases))
     far, wins, layout = [], collections.Counter(), collections.defaultdict(list)
     all_err, given_err = [], []
     for i, (case, fit) in enumerate(zip(cases, fits)):
@@ -44,7 +45,7 @@ def study(model, cases, cameras, batch: int, config: FitConfig) -> dict:
             far.append((i, float(off.max())))
         wins[getattr(fit, "hypothesis", "?")] += 1
     mean = lambda parts: float(np.concatenate(parts).mean()) if parts else float("nan")  # noqa: E731
-    return {"far": far, "intact": mean(all_err), "given": mean(given_err), "seconds": seconds,
+    return {"far": far, "intact": mean(all_err), "given": mean(given_err), "seconds": seconds, "cpu": cpu,
             "layout": {k: (mean(v), len(v)) for k, v in layout.items()}, "wins": dict(wins), "fits": fits}
 
 
@@ -73,7 +74,7 @@ def main(argv=None):
         print(f"{name}: {len(cases)} people; wrong minima {len(r['far'])} "
               f"{[(i, round(d)) for i, d in r['far']]}; intact {r['intact']:.2f} px, given {r['given']:.2f} px; "
               + "; ".join(f"{k} {v:.2f} px (n={n})" for k, (v, n) in sorted(r["layout"].items()))
-              + f"; fit {r['seconds'] * 1000:.1f} ms/person batched (load {load:.1f}->{os.getloadavg()[0]:.1f}); "
+              + f"; fit {r['seconds'] * 1000:.1f} ms/person batched, CPU {r['cpu'] * 1000:.1f} ms (load {load:.1f}->{os.getloadavg()[0]:.1f}); "
               f"wins {r['wins']}")
 
 

@@ -65,6 +65,13 @@ class FitConfig:
     # torso shift between declaring a residual limb or not went from 41 to 25 cm. Two starts cost 2x the fit time,
     # four 4x: the default takes the two.
     starts: tuple[str, ...] = ("facing", "turned")
+    # Wrong minima (issue 15 item 4): a person whose best start still lies more than retry_px from an input
+    # keypoint of confidence >= 0.5 on an arm or leg tries each of `retries` (LIMB_POSES) on the far limbs, from its
+    # best fit, and keeps whichever hypothesis has the lowest objective (data + priors)
+    retry_px: float = 15.0
+    retry_starts: tuple[str, ...] = ("lean_fwd", "lean_back")
+    retry_rounds: int = 2
+    retries: tuple[str, ...] = ("flexed", "crouched", "kneeling", "forward", "crossed", "back")
 
 
 @dataclass
@@ -84,6 +91,7 @@ class PersonFit:
     fit_error_px: float  # mean reprojection error over the used keypoints
     timings_s: dict = field(default_factory=dict)
     reference_length_px: float = 0.0  # the 2D torso length (or shoulder/hip width) that set depth and scale
+    hypothesis: str = "facing"  # the start that won (FitConfig.starts or retry_starts), "+<limb pose>" per retry won
 
     def params(self) -> dict[str, np.ndarray]:
         return {"betas": self.betas, "expression": self.expression, "global_orient": self.global_orient,
@@ -149,6 +157,87 @@ def _start_rotation(facing: bool, start: str) -> np.ndarray:
     elif start not in ("facing", "turned"):
         raise ValueError(f"unknown fit start {start!r}; known: facing, turned, lean_fwd, lean_back")
     return matrix_to_axis_angle(base)
+
+
+# Limb poses a retry starts a far limb from (axis-angle components of the left side's joints; the right side
+# mirrors y and z): the poses the relaxed-standing prior's basin misses — a thigh towards the camera, a deep
+# crouch, a kneeling shank, an arm reaching forward, a forearm across the body, an arm behind it.
+LIMB_POSES: dict[str, tuple[str, dict[str, tuple[float, float, float]]]] = {
+    "flexed": ("leg", {"hip": (-1.6, 0.0, 0.2), "knee": (1.6, 0.0, 0.0)}),
+    "crouched": ("leg", {"hip": (-2.1, 0.0, 0.4), "knee": (2.3, 0.0, 0.0)}),
+    "kneeling": ("leg", {"hip": (0.2, 0.0, 0.0), "knee": (1.6, 0.0, 0.0)}),
+    "forward": ("arm", {"shoulder": (0.0, -1.3, -0.2), "elbow": (0.0, -0.4, 0.0)}),
+    "crossed": ("arm", {"shoulder": (0.0, -0.3, -1.1), "elbow": (0.0, -1.9, 0.0)}),
+    "back": ("arm", {"shoulder": (0.0, 0.7, -1.1), "elbow": (0.0, -1.2, 0.0)}),
+}
+LIMB_KEYPOINTS = {("arm", side): tuple(BODY25_INDEX[side + n] for n in ("Elbow", "Wrist")) for side in "LR"}
+LIMB_KEYPOINTS.update({("leg", side): tuple(BODY25_INDEX[side + n] for n in (
+    "Knee", "Ankle", "BigToe", "SmallToe", "Heel")) for side in "LR"})
+LIMB_JOINTS = {"arm": ("collar", "shoulder", "elbow", "wrist"), "leg": ("hip", "knee", "ankle", "foot")}
+
+
+def _limb_pose_rows(kind: str, side: str, pose: str, pose_start: int) -> tuple[list[int], list[float]]:
+    """x columns and values that put one limb (`kind` arm/leg, `side` L/R) in LIMB_POSES[pose]; the limb's
+    other joints go back to rest."""
+    limb, values = LIMB_POSES[pose]
+    if limb != kind:
+        return [], []
+    prefix, mirror = ("left", 1.0) if side == "L" else ("right", -1.0)
+    cols, vals = [], []
+    for joint in LIMB_JOINTS[kind]:
+        rx, ry, rz = values.get(joint, (0.0, 0.0, 0.0))
+        start = pose_start + 3 * (JOINT_INDEX[f"{prefix}_{joint}"] - 1)
+        cols += [start, start + 1, start + 2]
+        vals += [rx, mirror * ry, mirror * rz]
+    return cols, vals
+
+
+def _far_limbs(model, x, kp, w, focal, centre, config) -> list[list[tuple[str, str]]]:
+    """Per row, the limbs (kind, side) with a confident used keypoint more than retry_px from the fit."""
+    n_betas = model.num_betas
+    with torch.no_grad():
+        out = model.joints_only(betas=x[:, 6:6 + n_betas], global_orient=x[:, :3], body_pose=x[:, 6 + n_betas:],
+                                transl=x[:, 3:6], body_only=True)
+        off = torch.linalg.norm(_project(out.body25, focal, centre) - kp[:, :25], dim=-1)
+    far = (off > config.retry_px) & (w[:, :25] >= 0.5)
+    return [[limb for limb, idx in LIMB_KEYPOINTS.items() if bool(far[b, list(idx)].any())] for b in range(len(x))]
+
+
+def _retry_far_limbs(model, x, kp, w, focal, centre, scale, config, hypothesis):
+    """Rows with far limbs try every retry pose on those limbs (all such rows in one batch, stage 2's last prior
+    weights) and keep a retry only when it lowers their objective; returns x and the winning hypotheses."""
+    if not config.retries:
+        return x, hypothesis
+    pose_start = 6 + model.num_betas
+    rows, names, x_try = [], [], []
+    for b, limbs in enumerate(_far_limbs(model, x, kp, w, focal, centre, config)):
+        for pose in config.retries:
+            row = x[b].clone()
+            changed = False
+            for kind, side in limbs:
+                cols, vals = _limb_pose_rows(kind, side, pose, pose_start)
+                if cols:
+                    row[cols] = torch.tensor(vals, dtype=x.dtype)
+                    changed = True
+            if changed:
+                rows.append(b), names.append(pose), x_try.append(row)
+    if not rows:
+        return x, hypothesis
+    idx = torch.tensor(rows)
+    intact_w = w.clone()
+    intact_w[:, 25:] = 0.0
+    weights = (config.pose_weights[-1], config.shape_weights[-1])
+    problem = FitObjective(model, kp[idx], focal[idx], centre[idx], scale[idx], config)
+    tried = problem.solve(torch.stack(x_try), intact_w[idx], weights, config.stage_iters)
+    with torch.no_grad():
+        cost_try = problem.cost(tried, intact_w[idx], weights)
+        cost_now = FitObjective(model, kp, focal, centre, scale, config).cost(x, intact_w, weights)
+    x, hypothesis, base = x.clone(), list(hypothesis), list(hypothesis)
+    for k, b in enumerate(rows):  # each row keeps the lowest objective of its current fit and its retries
+        if bool(torch.isfinite(cost_try[k])) and bool(cost_try[k] < cost_now[b]):
+            x[b], cost_now[b] = tried[k], cost_try[k]
+            hypothesis[b] = f"{base[b]}+{names[k]}"
+    return x, hypothesis
 
 
 def _project(points: torch.Tensor, focal: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
@@ -353,6 +442,27 @@ def _fit_people(model, people, cameras, config: FitConfig) -> list[PersonFit | F
     return results  # type: ignore[return-value]
 
 
+def _best_start(model, x0, people, start_ids, data, config):
+    """Stages 1-2 from the starts `start_ids` (columns of x0) of `people`, all rows in one batch: per person
+    the best row (B', D), its objective (B',) and the index of its start."""
+    kp, w, torso_w, focal, centre, scale = data
+    n_starts = len(start_ids)
+    rows = people.repeat_interleave(n_starts)  # person-major: person k's candidates are rows k*S .. k*S+S-1
+    x = x0[people][:, start_ids].reshape(len(people) * n_starts, -1)
+    problem = FitObjective(model, kp[rows], focal[rows], centre[rows], scale[rows], config)
+    x = problem.solve(x, torso_w[rows], None, config.orient_iters, camera_only=True)  # stage 1: orient + transl
+    intact_w = w[rows].clone()
+    intact_w[:, 25:] = 0.0
+    for pose_w, shape_w in zip(config.pose_weights, config.shape_weights):  # stage 2: annealed priors
+        x = problem.solve(x, intact_w, (pose_w, shape_w), config.stage_iters)
+    with torch.no_grad():
+        final = problem.cost(x, intact_w, (config.pose_weights[-1], config.shape_weights[-1]))
+    final = torch.where(torch.isfinite(final), final, torch.full_like(final, float("inf"))).reshape(-1, n_starts)
+    pick = final.argmin(dim=1)
+    best = pick + torch.arange(len(people)) * n_starts
+    return x[best], final.min(dim=1).values, [start_ids[int(k)] for k in pick]
+
+
 def _fit_batch(model: BodyModel, inits, cameras: list[Camera], config: FitConfig) -> list[PersonFit]:
     t0 = time.perf_counter()
     dtype = model.dtype
@@ -366,8 +476,9 @@ def _fit_batch(model: BodyModel, inits, cameras: list[Camera], config: FitConfig
     rest = model.joints_only().body25[0].detach()  # T-pose BODY_25 of the mean shape
     pelvis = model.J_template[0]
     starts = config.starts or ("facing",)
-    orient0, transl0, scale = [], [], []
-    for (kp_np, wt, top, bottom), cam in zip(inits, cameras):
+    every = tuple(dict.fromkeys(starts + config.retry_starts))
+    x0, scale = torch.zeros(n, len(every), 6 + model.num_betas + 63, dtype=dtype), []
+    for b, ((kp_np, wt, top, bottom), cam) in enumerate(zip(inits, cameras)):
         top2d, bottom2d = kp_np[top].mean(0), kp_np[bottom].mean(0)
         top3d, bottom3d = rest[top].mean(0), rest[bottom].mean(0)
         length2d = float(np.linalg.norm(top2d - bottom2d))
@@ -377,18 +488,12 @@ def _fit_batch(model: BodyModel, inits, cameras: list[Camera], config: FitConfig
                            (mid2d[1] - cam.principal_point[1]) * depth / cam.focal_length, depth])
         facing = _facing_camera(kp_np, wt)
         mid3d = (0.5 * (top3d + bottom3d) - pelvis).numpy()
-        for start in starts:  # rows person-major: person b's candidates are rows b*S .. b*S+S-1
+        for s, start in enumerate(every):
             rotvec = _start_rotation(facing, start)
-            transl0.append(target - aa_to_matrix(rotvec) @ mid3d - pelvis.numpy())
-            orient0.append(rotvec)
+            x0[b, s, :3] = torch.from_numpy(rotvec)
+            x0[b, s, 3:6] = torch.from_numpy(target - aa_to_matrix(rotvec) @ mid3d - pelvis.numpy())
         scale.append(max(length2d, 1.0) / 100.0)  # residuals in percent of the torso length
-    n_starts = len(starts)
-    scale_t = torch.tensor(scale, dtype=dtype).repeat_interleave(n_starts)
-    rows = torch.arange(n).repeat_interleave(n_starts)
-    kp_rows, w_rows, focal_rows, centre_rows = kp[rows], w[rows], focal[rows], centre[rows]
-
-    x = torch.cat([torch.tensor(np.array(orient0), dtype=dtype), torch.tensor(np.array(transl0), dtype=dtype),
-                   torch.zeros(n * n_starts, model.num_betas + 63, dtype=dtype)], dim=1)
+    scale_t = torch.tensor(scale, dtype=dtype)
     torso_w = torch.zeros_like(w)
     torso_w[:, list(TORSO_SET)] = w[:, list(TORSO_SET)]
     for b, (_, _, top, bottom) in enumerate(inits):
@@ -396,28 +501,31 @@ def _fit_batch(model: BodyModel, inits, cameras: list[Camera], config: FitConfig
             # no torso length in view: the head (upper body) or the thighs (lower body) steady the orientation
             extra = list(HEAD_SET) if set(top + bottom) <= set(TORSO_TOP) else list(THIGH_SET)
             torso_w[b, extra] = w[b, extra]
-    torso_w = torso_w[rows]
-    problem = FitObjective(model, kp_rows, focal_rows, centre_rows, scale_t, config)
-    x = problem.solve(x, torso_w, None, config.orient_iters, camera_only=True)  # stage 1: orient + transl
-    intact_w = w_rows.clone()
-    intact_w[:, 25:] = 0.0
-    for pose_w, shape_w in zip(config.pose_weights, config.shape_weights):  # stage 2: annealed priors
-        x = problem.solve(x, intact_w, (pose_w, shape_w), config.stage_iters)
+    data = (kp, w, torso_w, focal, centre, scale_t)
+
     # each person keeps its best start by the objective of the intact keypoints (+ priors), taken before the
     # residual segments turn: a declared limb never picks another basin for the rest of the body
-    with torch.no_grad():
-        final = problem.cost(x, intact_w, (config.pose_weights[-1], config.shape_weights[-1]))
-    final = torch.where(torch.isfinite(final), final, torch.full_like(final, float("inf")))
-    best = final.reshape(n, n_starts).argmin(dim=1) + torch.arange(n) * n_starts
+    x, cost, hypothesis = _best_start(model, x0, torch.arange(n), [every.index(s) for s in starts], data, config)
+    hypothesis = [every[k] for k in hypothesis]
+    # people still far from a confident keypoint: the other starts, then limb poses on the far limbs
+    retry_starts = [every.index(s) for s in config.retry_starts if s not in starts]
+    far = torch.tensor([bool(limbs) for limbs in _far_limbs(model, x, kp, w, focal, centre, config)])
+    if retry_starts and bool(far.any()):
+        who = torch.nonzero(far)[:, 0]
+        x_r, cost_r, pick = _best_start(model, x0, who, retry_starts, data, config)
+        better = cost_r < cost[who]
+        for k in torch.nonzero(better)[:, 0].tolist():
+            b = int(who[k])
+            x[b], cost[b], hypothesis[b] = x_r[k], cost_r[k], every[pick[k]]
+    for _ in range(config.retry_rounds):  # a second round for a far arm left by a retried leg, or the reverse
+        x, hypothesis = _retry_far_limbs(model, x, kp, w, focal, centre, scale_t, config, hypothesis)
     # stage 3: each residual endpoint turns its own segment about the segment's upstream joint, and nothing else
     # moves (that joint's rotation moves only the limb's ignored distal part): declaring a residual limb leaves
     # the intact body exactly where the intact keypoints put it
-    x = x[best]
-    problem = FitObjective(model, kp_rows[best], focal_rows[best], centre_rows[best], scale_t[best], config)
-    free = _residual_freedom(w_rows[best], 6 + model.num_betas)
+    problem = FitObjective(model, kp, focal, centre, scale_t, config)
+    free = _residual_freedom(w, 6 + model.num_betas)
     if bool(free.any()):
-        x = problem.solve(x, w_rows[best], (config.pose_weights[-1], config.shape_weights[-1]), config.stage_iters,
-                          free=free)
+        x = problem.solve(x, w, (config.pose_weights[-1], config.shape_weights[-1]), config.stage_iters, free=free)
     global_orient, transl, betas, body_pose = problem.unpack(x)
 
     with torch.no_grad():
@@ -434,5 +542,5 @@ def _fit_batch(model: BodyModel, inits, cameras: list[Camera], config: FitConfig
             expression=np.zeros(model.num_expression), camera=cam, joints_3d=out.joints[b].numpy(),
             body25_3d=out.body25[b].numpy(), body25_2d=proj[b].numpy(), used=used,
             fit_error_px=float(err[b][w[b, :25] > 0].mean()), timings_s={"fit": elapsed},
-            reference_length_px=float(scale[b] * 100.0)))
+            reference_length_px=float(scale[b] * 100.0), hypothesis=hypothesis[b]))
     return fits
