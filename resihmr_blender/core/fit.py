@@ -192,15 +192,19 @@ def _limb_pose_rows(kind: str, side: str, pose: str, pose_start: int) -> tuple[l
     return cols, vals
 
 
-def _far_limbs(model, x, kp, w, focal, centre, config) -> list[list[tuple[str, str]]]:
-    """Per row, the limbs (kind, side) with a confident used keypoint more than retry_px from the fit."""
+def _far_points(model, x, kp, w, focal, centre, config) -> torch.Tensor:
+    """(B, 25) bool: used keypoints of confidence >= 0.5 that the fit x leaves more than retry_px away."""
     n_betas = model.num_betas
     with torch.no_grad():
         out = model.joints_only(betas=x[:, 6:6 + n_betas], global_orient=x[:, :3], body_pose=x[:, 6 + n_betas:],
                                 transl=x[:, 3:6], body_only=True)
         off = torch.linalg.norm(_project(out.body25, focal, centre) - kp[:, :25], dim=-1)
-    far = (off > config.retry_px) & (w[:, :25] >= 0.5)
-    return [[limb for limb, idx in LIMB_KEYPOINTS.items() if bool(far[b, list(idx)].any())] for b in range(len(x))]
+    return (off > config.retry_px) & (w[:, :25] >= 0.5)
+
+
+def _far_limbs(far: torch.Tensor) -> list[list[tuple[str, str]]]:
+    """Per row, the limbs (kind, side) with a far keypoint (see _far_points)."""
+    return [[limb for limb, idx in LIMB_KEYPOINTS.items() if bool(far[b, list(idx)].any())] for b in range(len(far))]
 
 
 def _retry_far_limbs(model, x, kp, w, focal, centre, scale, config, hypothesis):
@@ -210,7 +214,7 @@ def _retry_far_limbs(model, x, kp, w, focal, centre, scale, config, hypothesis):
         return x, hypothesis
     pose_start = 6 + model.num_betas
     rows, names, x_try = [], [], []
-    for b, limbs in enumerate(_far_limbs(model, x, kp, w, focal, centre, config)):
+    for b, limbs in enumerate(_far_limbs(_far_points(model, x, kp, w, focal, centre, config))):
         for pose in config.retries:
             row = x[b].clone()
             changed = False
@@ -507,9 +511,9 @@ def _fit_batch(model: BodyModel, inits, cameras: list[Camera], config: FitConfig
     # residual segments turn: a declared limb never picks another basin for the rest of the body
     x, cost, hypothesis = _best_start(model, x0, torch.arange(n), [every.index(s) for s in starts], data, config)
     hypothesis = [every[k] for k in hypothesis]
-    # people still far from a confident keypoint: the other starts, then limb poses on the far limbs
+    # people still far from a confident keypoint: the other starts, then limb poses on far arms and legs
     retry_starts = [every.index(s) for s in config.retry_starts if s not in starts]
-    far = torch.tensor([bool(limbs) for limbs in _far_limbs(model, x, kp, w, focal, centre, config)])
+    far = _far_points(model, x, kp, w, focal, centre, config).any(dim=1)
     if retry_starts and bool(far.any()):
         who = torch.nonzero(far)[:, 0]
         x_r, cost_r, pick = _best_start(model, x0, who, retry_starts, data, config)
