@@ -43,6 +43,13 @@ class RESIHMR_PG_Scene(bpy.types.PropertyGroup):
     keypoints_path: StringProperty(name="Keypoints", subtype="FILE_PATH")
     person_index: IntProperty(name="Person", default=0, min=0)
     residuals: CollectionProperty(type=RESIHMR_PG_Residual)
+    use_silhouette: BoolProperty(
+        name="Use photo silhouette", default=True,
+        description="Refine the body and each residual limb's λ with the photo's person mask: the mask file below, "
+                    "else <stem>_mask.png beside the keypoints or the photo, else MediaPipe's segmentation of the "
+                    "photo when the [detect] extra is installed")
+    mask_path: StringProperty(name="Mask", subtype="FILE_PATH",
+                              description="The photo's person mask (white = person), optional")
     show_residual_highlight: BoolProperty(
         name="Residual highlight", default=True, update=_highlight_changed,
         description="Show the residual limbs in red (the mask attribute and vertex group are always kept)")

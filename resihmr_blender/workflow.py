@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from pathlib import Path
 
 import bpy
 import numpy as np
@@ -40,6 +41,7 @@ def is_syncing() -> bool:
 
 KEYPOINTS_OBJECT = "ResiHMR keypoints"
 CAMERA_OBJECT = "ResiHMR camera"
+DETECTED_MASK_SUFFIX = "_detected_mask.png"  # MediaPipe's person mask beside <photo>_detected_keypoints.json
 DISPLAY_DEPTH = 1.0  # metres in front of the camera where the keypoints are drawn (they project onto the photo)
 
 
@@ -223,6 +225,29 @@ def scene_request(scene):
     settings = settings_from_preferences(image_size=size)
     camera_for(kfile, settings)  # refuse an unknown image size now, not in the worker
     return with_person(kfile, state.person_index, person), state.person_index, settings
+
+
+def scene_mask(scene, kfile: KeypointsFile):
+    """The photo's person mask for the fit (core/silhouette.py), or None: off when "Use photo silhouette" is
+    unticked; else the Mask file, else `<stem>_mask.png` beside the keypoints file (Detect keypoints writes
+    MediaPipe's segmentation there) or beside the photo. A mask file that cannot be used is a UserError naming it."""
+    from .core.silhouette import MaskError, mask_beside, read_mask
+
+    state = scene.resihmr
+    if not state.use_silhouette:
+        return None
+    photo = bpy.path.abspath(state.photo_path) if state.photo_path else None
+    named = bpy.path.abspath(state.mask_path) if state.mask_path else None
+    path = named or mask_beside(kfile.path) or (mask_beside(str(Path(photo).with_suffix(".json"))) if photo else None)
+    if not path:
+        return None
+    try:
+        mask = read_mask(path, kfile.image_width, kfile.image_height)
+    except MaskError as exc:
+        raise UserError(str(exc)) from None
+    if Path(path).name.endswith(DETECTED_MASK_SUFFIX):
+        mask.source = "mediapipe"
+    return mask
 
 
 def validate_residual_toggle(state, index: int) -> None:
@@ -466,6 +491,11 @@ def detect_photo(scene, out_folder: str):
     target.parent.mkdir(parents=True, exist_ok=True)
     write_keypoints(target, KeypointsFile(path=None, people=[found.person], image_path=photo,
                                           image_width=found.width, image_height=found.height))
+    if found.mask is not None and (np.asarray(found.mask) >= 0.5).any():  # the photo silhouette's mask
+        from .core.image import write_png
+
+        write_png(target.parent / (Path(photo).stem + DETECTED_MASK_SUFFIX),
+                  (np.clip(found.mask, 0.0, 1.0) * 255).round().astype(np.uint8))
     load_keypoints(scene, str(target))
     for s in found.suggestions:
         entry = state.residuals[RESIDUAL_KINDS.index(s.kind)]

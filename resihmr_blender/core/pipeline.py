@@ -24,7 +24,8 @@ from .keypoints import KeypointsFile, Person
 from .rafo import RafoConfig, ResidualError, ResidualResult, limb_problems, pose_following_anchors, solve
 from .result_json import person_json, result_document
 from .settings import Settings
-from .silhouette import PersonMask, SilhouetteConfig, SilhouetteReport, limb_cue, limb_radius_m, refine_fits
+from .silhouette import (PersonMask, SilhouetteConfig, SilhouetteReport, limb_cue, limb_radius_m, refine_fits,
+                         tilt_weight)
 
 # (stage, fraction of the whole run done) — stages: "fit", "rafo", "mesh", "done". A callback may raise
 # Cancelled to stop the run between stages.
@@ -175,7 +176,7 @@ def _apply_cue(model: BodyModel, fit, problem, mask: PersonMask, config: Silhoue
     if cue.target_2d is not None:
         problem.target = cue.target_2d
     elif cue.sin_tilt is not None:
-        problem.sin_tilt, problem.radius_px, problem.tilt_weight = cue.sin_tilt, cue.radius_px, config.tilt_weight
+        problem.sin_tilt, problem.radius_px, problem.tilt_weight = cue.sin_tilt, cue.radius_px, tilt_weight(cue, config)
     return cue
 
 

@@ -150,6 +150,10 @@ class SilhouetteConfig:
     # a cut body), and the term's weight in eq. 4 (1: a pixel of outline extent weighs a pixel of reprojection)
     cap_height: float = 0.0
     tilt_weight: float = 1.0
+    # the tilt term is weighed by how well the outline shows the extent: its noise is one mask pixel or
+    # outline_error of the radius (a limb is no exact cylinder), whichever is larger, against a keypoint's noise
+    reference_noise_px: float = 3.0
+    outline_error: float = 0.15
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -435,6 +439,7 @@ class LimbCue:
     radius_px: float | None = None  # half the outline's width just before the endpoint
     extent_px: float | None = None  # how far the outline continues beyond the endpoint along the limb
     sin_tilt: float | None = None  # the cut face's tilt out of the image plane, from extent / radius
+    noise_px: float = math.inf  # how precisely the outline shows the extent (image px)
     target_2d: np.ndarray | None = None  # a moved endpoint (the annotated one contradicted the outline)
     note: str = ""  # why the outline gave no cue
 
@@ -548,7 +553,13 @@ def limb_cue(mask: PersonMask, camera: Camera, kind: str, upstream_2d: np.ndarra
     ratio = max(extent, 0.0) / radius
     sin2 = (ratio * ratio - kappa * kappa) / max(1.0 - kappa * kappa, 1e-6)
     cue.sin_tilt = float(math.sqrt(min(max(sin2, 0.0), 1.0)))
+    cue.noise_px = max(1.0 / s, config.outline_error * radius / s)
     return cue
+
+
+def tilt_weight(cue: LimbCue, config: SilhouetteConfig) -> float:
+    """ν of RAFO's L_sil for a cue: (keypoint noise / the outline's extent noise)², times config.tilt_weight."""
+    return config.tilt_weight * (config.reference_noise_px / cue.noise_px) ** 2
 
 
 def limb_radius_m(model: BodyModel, betas: np.ndarray, kind_name: str) -> float:

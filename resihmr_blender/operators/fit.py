@@ -10,14 +10,15 @@ from .. import workflow
 from ..preferences import resolve_body_model
 from .base import ResihmrOperator
 
-STAGE_TEXT = {"fit": "fitting the body", "rafo": "finding where each residual limb ends", "mesh": "cutting and sealing",
+STAGE_TEXT = {"fit": "fitting the body", "silhouette": "fitting the body to the photo's silhouette",
+              "rafo": "finding where each residual limb ends", "mesh": "cutting and sealing",
               "done": "building the avatar"}
 
 
 class Worker:
     """pipeline.run in a thread; the progress callback records the stage and stops the run when cancelled."""
 
-    def __init__(self, model, kfile, person, settings):
+    def __init__(self, model, kfile, person, settings, mask=None):
         from ..core.pipeline import Cancelled, run
 
         self.stage, self.fraction = "fit", 0.0
@@ -31,7 +32,7 @@ class Worker:
 
         def work():
             try:
-                self.result = run(model, kfile, settings, people=[person], progress=progress)
+                self.result = run(model, kfile, settings, people=[person], progress=progress, mask=mask)
             except Cancelled:
                 pass
             except Exception as exc:  # handed to the main thread, reported there
@@ -60,7 +61,7 @@ class RESIHMR_OT_Fit(ResihmrOperator, bpy.types.Operator):
     def _prepare(self, context):
         """Everything validated before the work starts (and before anything changes)."""
         kfile, person, settings = workflow.scene_request(context.scene)
-        return resolve_body_model(context), kfile, person, settings
+        return resolve_body_model(context), kfile, person, settings, workflow.scene_mask(context.scene, kfile)
 
     def _finish(self, context, reconstruction):
         _, obj = workflow.apply(reconstruction, context.scene)
@@ -74,8 +75,8 @@ class RESIHMR_OT_Fit(ResihmrOperator, bpy.types.Operator):
     def run(self, context):  # synchronous (scripts, tests, batch)
         from ..core.pipeline import run
 
-        model, kfile, person, settings = self._prepare(context)
-        return self._finish(context, run(model, kfile, settings, people=[person]))
+        model, kfile, person, settings, mask = self._prepare(context)
+        return self._finish(context, run(model, kfile, settings, people=[person], mask=mask))
 
     def start(self, context, event):
         self._worker = Worker(*self._prepare(context))

@@ -37,6 +37,10 @@ class RESIHMR_PT_Input(_Panel, bpy.types.Panel):
         if state.keypoints_path:
             col.label(text=bpy.path.basename(state.keypoints_path), icon="CHECKMARK")
             col.prop(state, "person_index")
+        col.separator()
+        col.prop(state, "use_silhouette")
+        if state.use_silhouette:
+            col.prop(state, "mask_path")
 
 
 class RESIHMR_PT_Residuals(_Panel, bpy.types.Panel):
