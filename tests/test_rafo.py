@@ -13,6 +13,7 @@ from resihmr_blender.core.rafo import (
     LimbProblem,
     RafoConfig,
     _strong_wolfe,
+    lambda_intervals,
     rafo_loss,
     rafo_loss_and_grad,
     solve,
@@ -184,3 +185,64 @@ def test_strong_wolfe_line_search_per_row():
     # an inactive row does not move
     t_off, f_off, _ = _strong_wolfe(fn, x, d, f0, g0, torch.tensor([True, False, True, True, True]), 25)
     assert t_off[1] == 0 and f_off[1] == f0[1] and t_off[0] == t[0]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The outline's tilt term (core/silhouette.py): L_sil = ν ρ² (|d·z| − sin θ_obs)²
+
+
+def test_the_written_out_gradient_holds_with_the_tilt_term():
+    gen = torch.Generator().manual_seed(1)
+    n = 64
+    f64 = dict(dtype=torch.float64, generator=gen)
+    anchor = (torch.randn(n, 3, **f64) * 0.3 + torch.tensor([0.0, 0.0, 3.0], dtype=torch.float64)).requires_grad_()
+    lam = torch.rand(n, **f64).requires_grad_(True)
+    anchor_init = anchor.detach() + 0.05 * torch.randn(n, 3, **f64)
+    upstream = anchor.detach() + 0.4 * torch.randn(n, 3, **f64)
+    target = torch.rand(n, 2, **f64) * 1000
+    focal, centre = torch.rand(n, **f64) * 1000 + 1000, torch.full((n, 2), 500.0, dtype=torch.float64)
+    alpha, mu = torch.rand(n, **f64) * 1e3, torch.rand(n, **f64) * 1e5
+    weight = torch.rand(n, **f64) * 500 * (torch.arange(n) % 3 > 0)  # a third of the rows without a cue
+    tilt = (weight, torch.rand(n, **f64))
+    args = (anchor_init, upstream, target, focal, centre, alpha, mu)
+    loss, g_anchor, g_lam = rafo_loss_and_grad(anchor, lam, *args, tilt)
+    auto_anchor, auto_lam = torch.autograd.grad(rafo_loss(anchor, lam, *args, tilt).sum(), [anchor, lam])
+    assert torch.allclose(g_anchor, auto_anchor, rtol=1e-10, atol=1e-8)
+    assert torch.allclose(g_lam, auto_lam, rtol=1e-10, atol=1e-8)
+    plain = rafo_loss(anchor, lam, *args)
+    assert torch.equal(loss[weight == 0], plain[weight == 0]) and bool((loss[weight > 0] >= plain[weight > 0]).all())
+
+
+def test_the_tilt_cue_settles_lambda_where_the_endpoint_alone_cannot():
+    """A shank tilted 50° towards the camera, the fit's anchor in the image plane: from the endpoint alone RAFO
+    keeps the anchor and shortens the limb (λ far too large); the outline's tilt turns the anchor and λ follows,
+    with a narrower λ interval. ν = 0 is eq. 4 exactly."""
+    cam = Camera(1000, 1000, 2000.0)
+    upstream, length, lam_true = np.array([0.0, 0.0, 3.0]), 0.4, 0.3
+    t = np.radians(50.0)
+    d_true = np.array([0.0, -np.cos(t), np.sin(t)])  # from the anchor to the upstream joint: up, away
+    anchor_true = upstream - length * d_true
+    target = cam.project_np(anchor_true + lam_true * (upstream - anchor_true))
+    anchor_init = upstream - length * np.array([0.0, -1.0, 0.0])  # the fit: in the image plane
+    base = LimbProblem(RESIDUALS[5], anchor_init, upstream, target, cam, 3.0)
+    plain = solve([base])[0]
+    # a clear outline (ν ρ² well above the anchor's α: eq. 4 keeps the fit's anchor unless the evidence outweighs it)
+    cued = solve([replace(base, sin_tilt=float(np.sin(t)), radius_px=30.0, tilt_weight=20.0)])[0]
+    off = solve([replace(base, sin_tilt=float(np.sin(t)), radius_px=30.0, tilt_weight=0.0)])[0]
+    assert abs(plain.lam - lam_true) > 0.15
+    assert abs(cued.lam - lam_true) < 0.05 and cued.reproj_error_px < 1.0
+    # the interval: the plain one is narrow about the wrong λ (the anchor pinned by α), the cued one holds the truth;
+    # at the cued solution, the cue narrows the interval against the same profile without it
+    assert not plain.lam_interval[0] <= lam_true <= plain.lam_interval[1]
+    assert cued.lam_interval[0] <= lam_true <= cued.lam_interval[1]
+    rows = [np.array([v]) for v in (cued.anchor_3d,)] + [np.array([cued.lam])]
+    common = (np.array([cued.alpha]), np.array([cued.mu]), RafoConfig())
+    geometry = (np.array([anchor_init]), np.array([upstream]), np.array([target]), np.array([2000.0]),
+                np.array([[500.0, 500.0]]))
+    loss = lambda tilt: rafo_loss(*(torch.tensor(a) for a in (rows[0], rows[1], *geometry, *common[:2])),  # noqa: E731
+                                  None if tilt is None else tuple(torch.tensor(tilt[:, i]) for i in (0, 1))).numpy()
+    tilt = np.array([[20.0 * 30.0**2, np.sin(t)]])
+    with_cue = lambda_intervals(rows[0], rows[1], loss(tilt), *geometry, *common, tilt=tilt)[0]
+    without = lambda_intervals(rows[0], rows[1], loss(None), *geometry, *common)[0]
+    assert with_cue[1] - with_cue[0] < without[1] - without[0]
+    assert off.lam == plain.lam and off.lam_interval == plain.lam_interval
