@@ -313,20 +313,24 @@ def main() -> None:
     parser.add_argument("--long", type=int, default=300, help="frames of the timed walk (0: skip)")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--anchor", choices=("frame", "shared"), default=SequenceConfig.anchor)
+    parser.add_argument("--retilt", action="store_true", help="SequenceConfig.retilt (the stage after λ)")
+    parser.add_argument("--no-single", action="store_true", help="skip the single-frame fits")
     args = parser.parse_args()
+    config = SequenceConfig(anchor=args.anchor, retilt=args.retilt)
     torch.set_num_threads(args.threads)
     model = load_body_model()
     # fit_sequence takes one torch thread unless the settings ask for more
     settings = Settings(fit=FitConfig(num_threads=args.threads)) if args.threads != 1 else None
     report = {"motions": {}}
     for motion in [m.strip() for m in args.motions.split(",") if m.strip()]:
-        result = evaluate(model, args.people, args.frames, args.seed, motion=motion)
+        result = evaluate(model, args.people, args.frames, args.seed, config, not args.no_single, motion)
         report["motions"][motion] = summary(result["rows"])
     if args.long:
         walk = make_walk(model, 0, args.long, seed=args.seed + 1)
         load_before = os.getloadavg()
         t0, c0 = time.perf_counter(), time.process_time()
-        fit = fit_sequence(model, walk["sequence"], settings)
+        fit = fit_sequence(model, walk["sequence"], settings, config)
         report.update(long_frames=args.long, long_seconds=time.perf_counter() - t0,
                       long_cpu_seconds=time.process_time() - c0,
                       long_load_before_after=[round(load_before[0], 2), round(os.getloadavg()[0], 2)],

@@ -55,6 +55,7 @@ from .fit import (
     FitError,
     FitObjective,
     PersonFit,
+    _project,
     check_person,
     fit_people,
     keypoint_weights,
@@ -266,6 +267,8 @@ class SequenceConfig:
     # the anchors of eq. 4: "frame" (one per frame) or "shared" (one offset per limb for the clip, in the bone
     # frame of the limb's upstream joint); see the README for what each measured
     anchor: str = "frame"
+    # after λ: the segment stage again with each endpoint pulling the stump's tip at the clip's λ (_retilt)
+    retilt: bool = False
 
 
 @dataclass
@@ -468,6 +471,21 @@ def _fit_sequence(model: BodyModel, sequence: Sequence, settings, config: Sequen
     residuals = sequence_rafo(people, joints, camera, errors, rafo_cfg, fit_cfg.min_confidence, flags,
                               sequence.warnings, numbers, config.envelope_percentile, config.lambda_from,
                               rotations, config.anchor)
+    if config.retilt and residuals:
+        lams = np.zeros(len(RESIDUALS))
+        for r in residuals:
+            lams[RESIDUAL_KINDS.index(r.kind)] = r.lam
+        x = _retilt(model, x, kp, w, focal, centre, scale, numbers, fit_cfg, config, lams)
+        orient, transl, pose = x[:, :3], x[:, 3:6], x[:, 6 + model.num_betas:]
+        with torch.no_grad():
+            out = model.joints_only(betas=betas_t.expand(n, -1), global_orient=orient, body_pose=pose,
+                                    transl=transl)
+        joints = out.joints.numpy().astype(np.float64)
+        body2d = camera.project_np(out.body25.numpy())
+        rotations = bone_rotations(orient.numpy(), pose.numpy(), model.parents)
+        residuals = sequence_rafo(people, joints, camera, errors, rafo_cfg, fit_cfg.min_confidence, flags,
+                                  [], numbers, config.envelope_percentile, config.lambda_from, rotations,
+                                  config.anchor)
     timings["rafo"] = time.perf_counter() - t3
     timings["total"] = time.perf_counter() - t0
     report("done", 1.0)
@@ -493,17 +511,7 @@ def _refine(model: BodyModel, x: torch.Tensor, betas: torch.Tensor, kp, w, focal
     clip's length); measured, 80 L-BFGS iterations left depth jitter of ±20 cm."""
     n, nb = x.shape[0], model.num_betas
     rows = torch.cat([x[:, :6], x[:, 6 + nb:]], 1).clone()
-    # metres -> percent of the torso, one factor for the clip (a per-frame factor would carry the initial depth's
-    # jitter into the temporal terms)
-    depth = x[:, 5].clamp(min=0.5)
-    to_units = (focal / (depth * scale)).median().expand(n).clone()
-    gap = np.diff(numbers)
-    terms = []  # (weight, coefficients, first frame of each linked run)
-    if config.velocity_weight > 0:
-        terms.append((config.velocity_weight, (-1.0, 1.0), np.nonzero(gap <= config.max_gap)[0]))
-    if config.acceleration_weight > 0:
-        ok = (gap[:-1] <= config.max_gap) & (gap[1:] <= config.max_gap)
-        terms.append((config.acceleration_weight, (1.0, -2.0, 1.0), np.nonzero(ok)[0]))
+    to_units, terms = _clip_terms(x, focal, scale, numbers, config)
     intact_w = w.clone()
     intact_w[:, 25:] = 0.0
     if config.refine_iters > 0:
@@ -511,12 +519,49 @@ def _refine(model: BodyModel, x: torch.Tensor, betas: torch.Tensor, kp, w, focal
         rows = intact.gauss_newton(rows, betas, config.refine_iters)
         betas = intact.fit_shape(rows, betas)
         rows = intact.gauss_newton(rows, betas, config.final_iters)
-    # the segments: rows layout [orient 3 | transl 3 | body_pose 63], body_pose holds joints 1..21
-    limbs = (w[:, 25:] > 0).any(0)
-    free = sorted({6 + 3 * (SEGMENT_UPSTREAM[k] - 1) + i for k in np.nonzero(limbs.numpy())[0] for i in range(3)})
-    if free and config.segment_iters > 0:
+    free = _segment_columns(w)
+    if len(free) and config.segment_iters > 0:
         segments = _ClipProblem(model, kp, w, focal, centre, scale, to_units, terms, fit_cfg)
-        rows = segments.gauss_newton(rows, betas, config.segment_iters, free=torch.tensor(free))
+        rows = segments.gauss_newton(rows, betas, config.segment_iters, free=free)
+    return torch.cat([rows[:, :6], betas.expand(n, -1), rows[:, 6:]], 1)
+
+
+def _clip_terms(x, focal, scale, numbers, config: SequenceConfig):
+    """(metres -> percent of the torso, the temporal terms (weight, coefficients, first frame of each linked
+    run)). One unit factor for the clip: a per-frame factor would carry the initial depth's jitter into the
+    temporal terms."""
+    depth = x[:, 5].clamp(min=0.5)
+    to_units = (focal / (depth * scale)).median().expand(x.shape[0]).clone()
+    gap = np.diff(numbers)
+    terms = []
+    if config.velocity_weight > 0:
+        terms.append((config.velocity_weight, (-1.0, 1.0), np.nonzero(gap <= config.max_gap)[0]))
+    if config.acceleration_weight > 0:
+        ok = (gap[:-1] <= config.max_gap) & (gap[1:] <= config.max_gap)
+        terms.append((config.acceleration_weight, (1.0, -2.0, 1.0), np.nonzero(ok)[0]))
+    return to_units, terms
+
+
+def _segment_columns(w) -> torch.Tensor:
+    """The columns of a row [orient 3 | transl 3 | body_pose 63] (body_pose: joints 1..21) that turn the
+    upstream joint of every residual segment with an endpoint in some frame."""
+    limbs = np.nonzero((w[:, 25:] > 0).any(0).numpy())[0]
+    return torch.tensor(sorted({6 + 3 * (SEGMENT_UPSTREAM[k] - 1) + i for k in limbs for i in range(3)}),
+                        dtype=torch.long)
+
+
+def _retilt(model: BodyModel, x, kp, w, focal, centre, scale, numbers, fit_cfg: FitConfig, config: SequenceConfig,
+            lams: np.ndarray) -> torch.Tensor:
+    """The segment stage again, now that the clip's λ per limb is known: each endpoint pulls the stump's tip
+    (eq. 3 on the model's joints, R = Ja + λ (Jt − Ja)) instead of the point of the segment at its distance, so a
+    segment also tilts towards or away from the camera until the stump of the clip's length reaches it."""
+    n, nb = x.shape[0], model.num_betas
+    rows = torch.cat([x[:, :6], x[:, 6 + nb:]], 1).clone()
+    betas = x[0, 6:6 + nb]
+    to_units, terms = _clip_terms(x, focal, scale, numbers, config)
+    problem = _ClipProblem(model, kp, w, focal, centre, scale, to_units, terms, fit_cfg,
+                           tips=torch.tensor(lams, dtype=x.dtype))
+    rows = problem.gauss_newton(rows, betas, config.segment_iters, free=_segment_columns(w))
     return torch.cat([rows[:, :6], betas.expand(n, -1), rows[:, 6:]], 1)
 
 
@@ -540,7 +585,8 @@ class _ClipProblem:
     """The joint objective of a clip: per frame the fit's robust data term and priors (fit.FitObjective), plus
     temporal terms Σ w ||Σ_i c_i Q_t+i||² on the frames' 3D BODY_25 points Q (in percent of the torso)."""
 
-    def __init__(self, model, kp, w, focal, centre, scale, to_units, terms, fit_cfg: FitConfig):
+    def __init__(self, model, kp, w, focal, centre, scale, to_units, terms, fit_cfg: FitConfig, tips=None):
+        self.tips = tips  # (8,) λ per residual kind: endpoints pull the stump's tip (see _retilt), else None
         self.kept = _Kept(model)
         self.objective = FitObjective(self.kept, kp, focal, centre, scale, fit_cfg)
         self.model, self.kp, self.w, self.focal, self.centre, self.scale = model, kp, w, focal, centre, scale
@@ -556,11 +602,20 @@ class _ClipProblem:
         """FitObjective's row layout [orient 3 | transl 3 | betas K | body_pose 63]."""
         return torch.cat([rows[:, :6], betas.expand(rows.shape[0], -1), rows[:, 6:]], 1)
 
+    def project(self, x, focal, centre, kp):
+        """(the 33 model points matching the targets, the same forward's 3D BODY_25 points)."""
+        proj = self.objective._project_rows(x, focal, centre, kp)
+        out, self.kept.last = self.kept.last, None
+        if self.tips is not None:
+            start, end = out.joints[:, SEGMENT_UPSTREAM], out.joints[:, SEGMENT_ANCHOR]
+            tip = end + self.tips[None, :, None] * (start - end)
+            proj = torch.cat([proj[:, :25], _project(tip, focal, centre)], 1)
+        return proj, out.body25
+
     def data(self, rows, betas):
         """(squared errors (T, 33) in (percent of the torso)², the forward's 3D BODY_25 points (T, 25, 3))."""
-        r2 = self.objective.squared_errors(self._x(rows, betas))
-        body25, self.kept.last = self.kept.last.body25, None
-        return r2, body25
+        proj, body25 = self.project(self._x(rows, betas), self.focal, self.centre, self.kp)
+        return ((proj - self.kp) ** 2).sum(-1) / self.scale[:, None] ** 2, body25
 
     def cost(self, rows, betas) -> torch.Tensor:
         r2, body25 = self.data(rows, betas)
@@ -591,8 +646,8 @@ class _ClipProblem:
 
         def one(sub, row, kp, sw, focal, centre, scale, unit):
             full = row + place @ (sub - row[free])
-            proj = self.objective._project_rows(self._x(full[None], betas), focal[None], centre[None], kp[None])[0]
-            body25, self.kept.last = self.kept.last.body25[0], None
+            proj, body25 = self.project(self._x(full[None], betas), focal[None], centre[None], kp[None])
+            proj, body25 = proj[0], body25[0]
             res = ((proj - kp) / scale * sw[:, None]).reshape(-1)
             return torch.cat([res, (body25 * unit).reshape(-1)])
 
