@@ -138,6 +138,27 @@ def test_shared_lambda_beats_single_frames_on_a_short_walk(model):
     assert len(rows) == 17 and rows[6].startswith("5,") and rows[6].endswith(",,,,")
     knee = [float(r.split(",")[5 if "right" in kind else 6] or "nan") for r in rows[1:]]
     assert np.nanmax(knee) - np.nanmin(knee) > 10.0  # the walking knee bends and straightens
+    # one anchor offset for the clip (SequenceConfig.anchor="shared"): every frame's anchor sits at the same place
+    # in its upstream joint's bone frame, the frames without an endpoint too, and result.json carries it
+    from resihmr_blender.core.fit import FitConfig
+    from resihmr_blender.core.rafo import RafoConfig
+    from resihmr_blender.core.residuals import residual_by_name
+    from resihmr_blender.core.sequence import bone_rotations, sequence_rafo
+
+    people = [seq.frames[i].person for i in fit.fitted]
+    people[3].residual[:, 2] = 0.0  # no endpoint on this frame
+    rotations = bone_rotations(fit.global_orient, fit.body_pose, model.parents)
+    (shared,) = sequence_rafo(people, fit.joints_3d, fit.camera, fit.errors_px, RafoConfig(),
+                              FitConfig().min_confidence, np.isin(RESIDUAL_KINDS, [kind]), [], numbers,
+                              rotations=rotations, anchor="shared")
+    limb = residual_by_name(kind)
+    bone = rotations[:, JOINT_INDEX[limb.upstream_joint]]
+    offsets = np.einsum("tji,tj->ti", bone, shared.anchor_3d - fit.joints_3d[:, JOINT_INDEX[limb.anchor_joint]])
+    assert not shared.shown[3] and np.abs(offsets - shared.anchor_offset_m).max() < 1e-9
+    assert np.linalg.norm(shared.anchor_offset_m) > 1e-4 and shared.lam == shared.lam_envelope  # it moved
+    fit.residuals = [shared]
+    entry = sequence_document(fit, {"path": None})["residuals"][0]
+    assert np.allclose(entry["anchor_offset_m"], shared.anchor_offset_m, atol=1e-6)
 
 
 def test_exported_glb_motion_moves_the_bones(tmp_path, model):

@@ -1060,6 +1060,8 @@ def sequence_document(fit: SequenceFit, model_info: dict, measurements: dict | N
                  "median_reproj_error_px": _num(r.median_error_px, 4), "frames_shown": int(r.shown.sum()),
                  "frames_accepted": int(r.frame_accepted.sum()), "lambda_spread": r.spread(),
                  "residual_length_m": round(r.residual_length_m, 6)}
+        if r.anchor_offset_m is not None:  # one anchor offset for the clip, in the upstream joint's bone frame
+            entry["anchor_offset_m"] = _num(r.anchor_offset_m)
         if r.note:
             entry["note"] = r.note
         entry.update((measurements or {}).get(r.kind, {}))
