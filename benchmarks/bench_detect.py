@@ -19,6 +19,7 @@ seed and prints the line to paste into resihmr_blender/detect/hints.py.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections import Counter
@@ -82,7 +83,9 @@ def calibrate(people: int, seed: int) -> None:
     x = np.array([s[0] for s in samples])
     y = np.array([s[1] for s in samples], float)
     b = fit_logistic(x, y)
-    print(f"# {len(y)} scored segments of {people} renders (seed {seed}), {y.mean():.2f} of them absent")
+    p = 1.0 / (1.0 + np.exp(-(np.c_[np.ones(len(x)), x] @ b)))
+    print(f"# {len(y)} scored segments of {people} renders (seed {seed}), {y.mean():.2f} of them absent; "
+          f"Brier score on them {np.mean((p - y) ** 2):.3f}; features {', '.join(hints.FEATURES)}")
     print(f"COEFFICIENTS = ({', '.join(f'{v:.3f}' for v in b)})")
 
 
@@ -178,12 +181,14 @@ def main() -> None:
     parser.add_argument("--calibrate", action="store_true", help="fit hints.COEFFICIENTS and print them")
     parser.add_argument("--no-real", action="store_true", help="skip the real photos")
     args = parser.parse_args()
+    print(f"(1-min load average {os.getloadavg()[0]:.1f} at the start)\n")
     if args.calibrate:
         calibrate(args.people or 200, 1001 if args.seed is None else args.seed)
         return
     synthetic(args.people or 60, 5 if args.seed is None else args.seed)
     if not args.no_real:
         real_photos()
+    print(f"\n(1-min load average {os.getloadavg()[0]:.1f} at the end)")
 
 
 if __name__ == "__main__":

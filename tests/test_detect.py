@@ -39,7 +39,8 @@ def test_hints_find_the_examples_amputations():
     s = found.suggestions[0]
     # a starting point for the user's click, not a measurement: within a few centimetres of the true end
     assert np.linalg.norm(np.array(s.endpoint) - truth[s.kind]["endpoint_2d"]) < 80
-    assert 0.5 <= s.score <= 1.0 and s.reasons[0] == f"p(absent) {s.score:.2f}" and "outline ends" in s.reasons[1]
+    assert 0.5 <= s.score <= 1.0 and s.reasons[0] == f"p(absent) {s.score:.2f} for the forearm"
+    assert "outline ends" in s.reasons[1] and "where the hand would be" in s.reasons[-1]
     judged = {j.limb: j for j in found.limbs}
     assert judged["right_arm"].probabilities[1] == s.score and judged["right_arm"].probabilities[0] < 0.5
     # MediaPipe draws the missing shank short and turned away from the camera, the foot over the stump: that
@@ -96,6 +97,76 @@ def test_a_limb_whose_outline_ends_is_suggested_and_the_rules_stop_the_rest():
     assert judged["left_arm"].reason.startswith("foreshortened: its forearm points towards the camera")
 
 
+def _stroke(mask: np.ndarray, a, b, radius: float) -> None:
+    """Paint a round-ended stroke from a to b into the mask."""
+    ys, xs = np.mgrid[0:mask.shape[0], 0:mask.shape[1]]
+    p = np.stack([xs, ys], -1).astype(float)
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    t = np.clip(((p - a) @ (b - a)) / max(float((b - a) @ (b - a)), 1e-9), 0.0, 1.0)
+    mask[np.linalg.norm(p - (a + t[..., None] * (b - a)), axis=-1) <= radius] = 1.0
+
+
+DRAWN = {0: (200, 40), 11: (240, 80), 12: (160, 80), 23: (225, 200), 24: (175, 200),
+         13: (290, 140), 15: (330, 200), 17: (338, 214), 19: (340, 218), 21: (334, 216),
+         14: (110, 140), 16: (70, 200), 18: (62, 214), 20: (60, 218), 22: (66, 216),
+         25: (235, 295), 27: (240, 390), 29: (238, 400), 31: (256, 402),
+         26: (165, 295), 28: (160, 390), 30: (162, 400), 32: (144, 402)}
+LIMB_STROKES = [((11, 13), 12), ((13, 15), 11), ((15, 19), 9), ((12, 14), 12), ((14, 16), 11), ((16, 20), 9),
+                ((23, 25), 18), ((25, 27), 15), ((27, 31), 9), ((24, 26), 18), ((26, 28), 15), ((28, 32), 9)]
+
+
+def _drawn_person(without=()):
+    """A person with arms held out from the body, drawn as strokes (the outline a mask would give), in a
+    440 x 440 picture, flat in 3D; `without`: strokes left out."""
+    lms = np.zeros((33, 4))
+    for i, xy in DRAWN.items():
+        lms[i] = [*xy, 0.0, 0.95]
+    mask = np.zeros((440, 440), np.float32)
+    for (a, b), radius in LIMB_STROKES:
+        if (a, b) not in without:
+            _stroke(mask, DRAWN[a], DRAWN[b], radius)
+    _stroke(mask, DRAWN[0], DRAWN[0], 30)  # the head
+    for y in range(80, 201):  # the torso, shoulders to hips
+        half = 40 - (y - 80) * 15 / 120
+        mask[y, int(200 - half) - 6:int(200 + half) + 7] = 1.0
+    world = np.c_[(lms[:, :2] - 220) / 300, np.zeros(33)]
+    return lms, mask, world
+
+
+def test_a_missing_forearm_folded_back_over_its_stump_is_judged_and_its_level_read_from_the_outline():
+    """MediaPipe draws a missing forearm like a hidden one: the wrist of low visibility, behind the body, folded
+    back over the upper arm. Nothing can hide it there - the arm's outline ends below the elbow in free space -
+    so the limb is judged, measured straight on from the elbow; whether anything of the forearm is left decides
+    the level."""
+    image = np.full((440, 440, 3), 200, np.uint8)
+    lms, mask, world = _drawn_person()
+    assert limb_loss_hints(lms, mask, world, image) == []  # whole
+    for stump in (0.3, 0.0):  # a forearm stump 30 % long, then none at all
+        lms, mask, world = _drawn_person(without=[(13, 15), (15, 19)])
+        elbow, wrist = np.array(DRAWN[13], float), np.array(DRAWN[15], float)
+        _stroke(mask, elbow, elbow + stump * (wrist - elbow), 11)
+        lms[15] = [265, 110, 0.0, 0.2]  # folded back over the upper arm
+        lms[[17, 19, 21]] = [262, 104, 0.0, 0.2]
+        world[[15, 17, 19, 21], 2] = 0.3  # and behind, as MediaPipe puts it
+        (suggestion,) = limb_loss_hints(lms, mask, world, image)
+        assert suggestion.kind == ("left_transradial" if stump else "left_transhumeral")
+        assert suggestion.score >= 0.5 and any("folded back" in r for r in suggestion.reasons)
+        # a starting endpoint where the outline ends, straight on from the elbow (not the folded-back wrist)
+        expected_end = elbow + (stump * 72 + 11) * (elbow - DRAWN[11]) / np.linalg.norm(elbow - DRAWN[11])
+        assert np.linalg.norm(np.array(suggestion.endpoint) - (expected_end if stump else elbow)) < 15
+    # the same wrist behind the torso, the upper arm alongside it: the torso can hide the forearm
+    lms, mask, world = _drawn_person(without=[(11, 13), (13, 15), (15, 19)])
+    lms[13], lms[15] = [236, 150, 0.0, 0.95], [205, 170, 0.0, 0.2]
+    lms[[17, 19, 21]] = [198, 176, 0.0, 0.2]
+    _stroke(mask, DRAWN[11], lms[13, :2], 12)
+    world[13, :2] = (lms[13, :2] - 220) / 300
+    world[[15, 17, 19, 21], 2] = 0.3
+    judged = {j.limb: j for j in hints.judge_limbs(lms, mask, world, image)}
+    assert judged["left_arm"].reason.startswith("hidden: the left wrist (visibility 0.20) lies behind the person")
+    world[[15, 17, 19, 21], 2] = 0.0  # over the torso but not behind it: a forearm there would be seen
+    assert hints.judge_limbs(lms, mask, world, image)[1].judged
+
+
 def _detections():
     """Every real photo's people (MediaPipe runs once per photo; the rules are re-applied by the tests)."""
     from resihmr_blender.detect.mediapipe_pose import _people, rank
@@ -114,23 +185,24 @@ def real_people():
     return _detections()
 
 
-def test_real_photos_of_intact_people_get_no_suggestion(real_people):
-    """Intact people cut by the frame, hidden behind objects, animals and each other, seated, foreshortened:
-    none may be suggested to have lost a limb (tests/data/real_photos/SOURCES.md)."""
-    assert len(REAL_PHOTOS) >= 10
+def test_real_photos_of_intact_people_get_at_most_one_false_suggestion_in_ten(real_people):
+    """Intact people cut by the frame, hidden behind objects, animals and each other, seated, foreshortened: at
+    most 1 limb-loss suggestion per 10 photos for the person detect() uses (the README's promise; none today),
+    tests/data/real_photos/SOURCES.md."""
+    assert len(REAL_PHOTOS) >= 15
     found = [(name, image, people) for name, image, people in real_people if people]
-    assert len(found) >= 10, f"MediaPipe found people in only {len(found)} of {len(REAL_PHOTOS)} photos"
-    for name, image, people in found:
-        person = people[0]  # the one detect() uses
-        suggested = limb_loss_hints(person.landmarks, person.mask, person.world, image)
-        assert suggested == [], f"{name}: {[(s.kind, s.reasons) for s in suggested]}"
+    assert len(found) >= 15, f"MediaPipe found people in only {len(found)} of {len(REAL_PHOTOS)} photos"
+    false = [(name, s.kind, round(s.score, 2), s.reasons) for name, image, people in found
+             for s in limb_loss_hints(people[0].landmarks, people[0].mask, people[0].world, image)]
+    assert 10 * len(false) <= len(found), f"{len(false)} false suggestions on {len(found)} photos: {false}"
 
 
 @pytest.mark.parametrize("rule", ["_border", "_hidden", "_foreshortened"])
 def test_each_rule_is_what_keeps_those_photos_quiet(real_people, monkeypatch, rule):
     """Without the border, the visibility or the foreshortening rule, the same photos get suggestions: the test
     above would fail."""
-    monkeypatch.setattr(hints, rule, lambda *args, **kwargs: "")
+    quiet = ("", [False, False]) if rule == "_foreshortened" else ""
+    monkeypatch.setattr(hints, rule, lambda *args, **kwargs: quiet)
     suggested = [(name, s.kind) for name, image, people in real_people if people
                  for s in limb_loss_hints(people[0].landmarks, people[0].mask, people[0].world, image)]
     assert suggested, f"no photo needs {rule}"
@@ -142,6 +214,8 @@ def test_not_judged_limbs_say_why(real_people):
     assert reasons["phones_pexels.jpg"]["right_leg"] == "it reaches the image border"  # cut at the shins
     assert reasons["skier_coco785.jpg"]["left_arm"].startswith("foreshortened: its forearm points towards")
     assert reasons["dog_human_pexels.jpg"]["left_arm"].startswith("hidden: the left elbow")
+    # the thigh under a long coat: MediaPipe's knee (low visibility) lies on the outline, behind in its 3D landmarks
+    assert reasons["cameraman_varshney.jpg"]["left_leg"].startswith("hidden: the left knee")
     assert set(reasons["astronaut_collins.jpg"].values()) == {
         f"the torso is not seen whole, or is under {hints.MIN_TORSO_PX:.0f} px: no scale to judge by"}
 
