@@ -314,3 +314,36 @@ def test_wrong_minima_are_left_by_other_hypotheses(model):
     for f, p, c in zip(ours, plain, cases):  # closer to the truth too, not only to the keypoints
         truth = lambda fit: np.linalg.norm(fit.body25_2d - c.gt_body25_2d, axis=-1)[c.gt_body25_exists].mean()  # noqa: E731
         assert truth(f) < truth(p) - 3.0
+
+
+def test_feet_without_keypoints_are_laid_flat(model):
+    """LDPose COCO inputs carry no toes or heels: the flat-foot prior lays those feet flat on the level camera's
+    ground, which on the foreign benchmark's COCO people (Anny's own feet) brings the toes and heels closer to the
+    truth than the ankle's rest pose under the fitted shank; feet with keypoints get no such term."""
+    from benchmarks.foreign import load_cases
+
+    from resihmr_blender.core.fit import FitObjective, keypoint_weights
+
+    cases = [c for c in load_cases() if c.keypoints.source_format != "openpose"][:10]
+    people, cameras = [c.keypoints for c in cases], [c.fit_camera for c in cases]
+    foot = [BODY25_INDEX[s + n] for s in "LR" for n in ("BigToe", "SmallToe", "Heel")]
+
+    def foot_error(fits):
+        return np.mean([np.linalg.norm(f.body25_2d[j] - c.gt_body25_2d[j]) for f, c in zip(fits, cases)
+                        for j in foot if c.gt_body25_exists[j]])
+
+    def pitch(fits):  # toes below (+) or above their heel, degrees
+        return np.array([math.degrees(math.asin((f.body25_3d[j, 1] - f.body25_3d[j + 2 - k, 1])
+                                                / np.linalg.norm(f.body25_3d[j] - f.body25_3d[j + 2 - k])))
+                         for f, c in zip(fits, cases) for j0 in (19, 22) for k, j in enumerate((j0, j0 + 1))
+                         if c.gt_body25_exists[j]])
+
+    flat, tilted = fit_people(model, people, cameras), fit_people(model, people, cameras, FitConfig(foot_flat_weight=0))
+    assert foot_error(flat) < foot_error(tilted) - 4.0, (foot_error(flat), foot_error(tilted))
+    assert np.median(np.abs(pitch(flat))) < 5.0 < np.median(np.abs(pitch(tilted)))
+    # an OpenPose person's feet are seen: the prior is zero there
+    seen, cam, _ = synthetic(model, 1, seed=8)
+    w = torch.tensor(np.r_[keypoint_weights(seen[0], FitConfig()), np.zeros(8)])[None]
+    fit = fit_people(model, seen, cam)[0]
+    objective = FitObjective(model, None, None, None, None, FitConfig())
+    assert torch.all(objective.foot_residuals(torch.tensor(fit.body25_3d)[None], w) == 0)
