@@ -33,7 +33,6 @@ from resihmr_blender.core.fit import FitConfig
 from resihmr_blender.core.rafo import RafoConfig
 from resihmr_blender.core.residuals import RESIDUAL_KINDS, distal_mask, residual_by_name
 from resihmr_blender.core.rotations import aa_to_matrix
-from resihmr_blender.core.settings import Settings
 from resihmr_blender.core.sequence import (
     Frame,
     Sequence,
@@ -42,6 +41,7 @@ from resihmr_blender.core.sequence import (
     fit_sequence,
     sequence_rafo,
 )
+from resihmr_blender.core.settings import Settings
 
 CYCLE_S = 1.1  # one gait cycle (two steps)
 MAX_TRAVEL_M = 1.2  # the walk's path length, whatever the clip's duration (the camera is fixed)
@@ -260,7 +260,8 @@ def evaluate(model, people: int, frames: int, seed: int, config: SequenceConfig 
         numbers = np.array(fit.frame_numbers())
         truth = walk["joints"][numbers]
         row = {"motion": motion, "person": i, "frames": frames, "fitted": len(fit.fitted), "seconds": seconds,
-               "cpu_seconds": cpu, "lambda_abs_err_seq": [abs(r.lam - walk["residuals"][r.kind]) for r in fit.residuals],
+               "cpu_seconds": cpu,
+               "lambda_abs_err_seq": [abs(r.lam - walk["residuals"][r.kind]) for r in fit.residuals],
                "kinds": [r.kind for r in fit.residuals],
                "intact_2d_px_seq": intact_2d_px(fit.body25_2d, walk, fit.fitted),
                "accel_err_mm_seq": accel_error_mm(fit.joints_3d, truth, numbers),

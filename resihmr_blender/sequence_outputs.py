@@ -1,7 +1,8 @@
 """Write a fitted clip's outputs (issue 16): result.json (`resihmr-sequence/1`), gait.csv, with overlay a contact
 sheet (contact_sheet.png) and an animated overlay (overlay.webp: every fitted frame drawn over a grey picture at
-the clip's timing) and, with glb/fbx, one avatar (built from the clip's shape, cut and sealed once from the shared λ) carrying the motion as an action
-(Blender, imported only when asked for). Every file is written atomically.
+the clip's timing) and, with glb/fbx, one avatar (built from the clip's shape, cut and sealed once from the
+shared λ) carrying the motion as an action (Blender, imported only when asked for). Every file is written
+atomically.
 """
 from __future__ import annotations
 
