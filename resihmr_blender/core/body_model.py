@@ -590,13 +590,14 @@ class BodyModel:
         return out
 
     def points_and_jacobian(self, betas: torch.Tensor, global_orient: torch.Tensor, body_pose: torch.Tensor,
-                            transl: torch.Tensor, joint_ids: tuple[int, ...] = ()):
+                            transl: torch.Tensor, joint_ids: tuple[int, ...] = (), camera_only: bool = False):
         """Posed BODY_25 points followed by the skeleton joints `joint_ids`, (B, P, 3), and their exact Jacobian
         (B, P, 3, D) with respect to x = [global_orient 3 | transl 3 | betas K | body_pose 63] (the fit's row).
 
         Written from rigid-body kinematics: turning joint k about a world axis ω moves every point it carries by
         ω × (p − p_k); for an axis-angle θ the world axes of its three components are G_parent · J_l(θ) (the
         SO(3) left Jacobian). Needs `has_analytic_jacobian()`; the same points as `joints_only(body_only=True)`.
+        `camera_only`: the Jacobian's first six columns only (global_orient, transl).
         """
         if not self.has_analytic_jacobian():
             raise ValueError("points_and_jacobian needs a body without pose correctives (use autograd instead)")
@@ -615,26 +616,35 @@ class BodyModel:
         q = torch.einsum("bjcd,bpjd->bpjc", g_rot, u[:, :, None] - rest[:, None]) + g_pos[:, None]
         points = torch.einsum("pj,bpjc->bpc", c["wt"], q) + transl[:, None]
         n_points = points.shape[1]
-        jac = torch.zeros(batch, n_points, 3, 6 + n_betas + 63, dtype=dtype)
+        n_turned = 1 if camera_only else 22  # joints whose rotation is differentiated
         # rotations of joints 0..21 (global_orient, then body_pose)
-        parent_rot = torch.cat([torch.eye(3, dtype=dtype).expand(batch, 1, 3, 3), g_rot[:, c["parents"][1:22]]], 1)
-        axes = parent_rot @ _left_jacobian(pose[:, :22])  # (B, 22, 3, 3): column i = world axis of component i
-        lever = torch.einsum("pjk,bpjc->bpkc", c["m"][:, :, :22], q) - c["a"][None, :, :22, None] * g_pos[:, None, :22]
-        # ω × L for each component: (B, P, 22, 3 components, 3 xyz)
-        turn = torch.linalg.cross(axes.transpose(-1, -2)[:, None], lever[:, :, :, None, :].expand(-1, -1, -1, 3, -1))
-        turn = turn.permute(0, 1, 4, 2, 3).reshape(batch, n_points, 3, 66)
-        jac[..., :3] = turn[..., :3]
-        jac[..., 6 + n_betas:] = turn[..., 3:]
-        jac[..., 3:6] = torch.eye(3, dtype=dtype)
+        parent_rot = torch.cat([torch.eye(3, dtype=dtype).expand(batch, 1, 3, 3),
+                                g_rot[:, c["parents"][1:n_turned]]], 1)
+        axes = parent_rot @ _left_jacobian(pose[:, :n_turned])  # (B, k, 3, 3): column i = world axis of component i
+        lever = torch.einsum("pjk,bpjc->bpkc", c["m"][:, :, :n_turned], q) \
+            - c["a"][None, :, :n_turned, None] * g_pos[:, None, :n_turned]
+        # ω × L for each component, as L · [ω]×ᵀ per joint (one batched product)
+        cross = torch.einsum("ixy,bkxc->bkyci", _LEVI_CIVITA.to(dtype), axes).reshape(batch, n_turned, 3, 9)
+        turn = (lever.transpose(1, 2) @ cross).reshape(batch, n_turned, n_points, 3, 3)  # (B, k, P, component, xyz)
+        turn = turn.permute(0, 2, 4, 1, 3).reshape(batch, n_points, 3, 3 * n_turned)
+        shift = torch.eye(3, dtype=dtype).expand(batch, n_points, 3, 3)
+        if camera_only:
+            return points, torch.cat([turn, shift], -1)
         # shape: rest joints and points move with β; a joint's position is the sum of its chain's rotated bones
         s_par = torch.cat([torch.zeros(1, 3, n_betas, dtype=dtype), s_j[c["parents"][1:]]], 0)
         bone = torch.cat([s_j[None, :1].expand(batch, -1, -1, -1),
                           g_rot[:, c["parents"][1:]] @ (s_j[1:] - s_par[1:])], 1)  # (B, n, 3, K)
         joint_d = torch.einsum("jm,bmck->bjck", c["anc"], bone)
-        jac[..., 6:6 + n_betas] = (torch.einsum("pj,bjcd,pdk->bpck", c["wt"], g_rot, su)
-                                   - torch.einsum("pj,bjcd,jdk->bpck", c["wt"], g_rot, s_j)
-                                   + torch.einsum("pj,bjck->bpck", c["wt"], joint_d))
+        shape = (torch.einsum("pj,bjcd,pdk->bpck", c["wt"], g_rot, su)
+                 - torch.einsum("pj,bjcd,jdk->bpck", c["wt"], g_rot, s_j)
+                 + torch.einsum("pj,bjck->bpck", c["wt"], joint_d))
+        jac = torch.cat([turn[..., :3], shift, shape, turn[..., 3:]], -1)
         return points, jac
+
+
+_LEVI_CIVITA = torch.zeros(3, 3, 3, dtype=torch.float64)
+for _i, _j, _k in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):
+    _LEVI_CIVITA[_i, _j, _k], _LEVI_CIVITA[_i, _k, _j] = 1.0, -1.0
 
 
 def _left_jacobian(rotvec: torch.Tensor) -> torch.Tensor:

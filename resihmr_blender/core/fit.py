@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from . import lbfgs, lm, priors
-from .body_model import JOINT_INDEX, BodyModel
+from .body_model import BODY25_SOURCES, JOINT_INDEX, JOINT_NAMES, BodyModel
 from .camera import Camera, depth_from_lengths
 from .keypoints import Person
 from .layouts import BODY25_INDEX
@@ -33,6 +33,9 @@ THIGH_SET = tuple(BODY25_INDEX[n] for n in ("RKnee", "LKnee"))
 SEGMENT_UPSTREAM = [JOINT_INDEX[k.upstream_joint] for k in RESIDUALS]
 SEGMENT_ANCHOR = [JOINT_INDEX[k.anchor_joint] for k in RESIDUALS]
 SEGMENT_JOINTS = tuple(SEGMENT_UPSTREAM + SEGMENT_ANCHOR)
+_BODY25_JOINTS = [name for kind, name in BODY25_SOURCES if kind == "joint"]
+SEGMENT_IN_BODY25 = ([BODY25_SOURCES.index(("joint", JOINT_NAMES[j])) for j in SEGMENT_JOINTS]
+                     if all(JOINT_NAMES[j] in _BODY25_JOINTS for j in SEGMENT_JOINTS) else None)
 FOOT_ANKLES = [BODY25_INDEX["LAnkle"], BODY25_INDEX["RAnkle"]]
 FOOT_POINTS = torch.tensor([[BODY25_INDEX[s + n] for n in ("BigToe", "SmallToe", "Heel")] for s in "LR"])
 FOOT_LENGTH_M = 0.25
@@ -304,11 +307,16 @@ class FitObjective:
         d = (dpts[:, FOOT_POINTS[:, :2], 1] - dpts[:, FOOT_POINTS[:, 2:], 1]) * k[..., None]
         return r.reshape(-1, 4), d.reshape(len(d), 4, -1)
 
-    def _rows_and_jacobian(self, x, focal, centre, kp, with_3d: bool = False):
+    def _rows_and_jacobian(self, x, focal, centre, kp, with_3d: bool = False, camera_only: bool = False):
         """`_project_rows` and its exact Jacobian (B, 33, 2, D), from the body's analytic point Jacobian;
-        `with_3d` adds the 3D points (B, P, 3) and their Jacobian (B, P, 3, D) (BODY_25 first)."""
+        `with_3d` adds the 3D points (B, P, 3) and their Jacobian (B, P, 3, D) (BODY_25 first); `camera_only`
+        differentiates global_orient and transl only (D = 6)."""
         orient, trans, shape, pose = self.unpack(x)
-        pts, dpts = self.model.points_and_jacobian(shape, orient, pose, trans, SEGMENT_JOINTS)
+        if SEGMENT_IN_BODY25 is not None:  # the segments' joints are BODY_25 points: no extra points to carry
+            pts, dpts = self.model.points_and_jacobian(shape, orient, pose, trans, camera_only=camera_only)
+            pts, dpts = torch.cat([pts, pts[:, SEGMENT_IN_BODY25]], 1), torch.cat([dpts, dpts[:, SEGMENT_IN_BODY25]], 1)
+        else:
+            pts, dpts = self.model.points_and_jacobian(shape, orient, pose, trans, SEGMENT_JOINTS, camera_only)
         z = pts[..., 2]
         inv_z = 1.0 / z.clamp(min=1e-3)
         proj = focal[:, None, None] * pts[..., :2] * inv_z[..., None] + centre[:, None, :]
@@ -404,23 +412,25 @@ class FitObjective:
         def join(v, rest):
             return torch.cat([v, rest], dim=1) if camera_only else v
 
-        def objective(v, kp, conf, focal, centre, scale, rest):
-            return self.cost(join(v, rest), conf, prior_weights)
+        def objective(v, kp, conf, focal, centre, scale, rest):  # on the rows LM passes (its active ones)
+            return FitObjective(self.model, kp, focal, centre, scale, self.config).cost(join(v, rest), conf,
+                                                                                          prior_weights)
 
         def irls(v, kp, conf, focal, centre, scale, rest):
-            r2 = self.squared_errors(join(v, rest))
+            r2 = FitObjective(self.model, kp, focal, centre, scale, self.config).squared_errors(join(v, rest))
             return sigma2**2 / (sigma2 + r2) ** 2  # Geman-McClure's rho'(r²), held fixed for one step
 
         def jacobian(v, kp, conf, focal, centre, scale, rest, psi):
             """All rows' residuals and their Jacobian at once (analytic; see BodyModel.points_and_jacobian)."""
-            pred, dpred, pts, dpts = self._rows_and_jacobian(join(v, rest), focal, centre, kp, with_3d=True)
+            pred, dpred, pts, dpts = self._rows_and_jacobian(join(v, rest), focal, centre, kp, with_3d=True,
+                                                             camera_only=camera_only)
             w = (torch.sqrt(conf * psi) / scale[:, None])[..., None]
             r = ((pred - kp) * w).reshape(v.shape[0], -1)
             jac = (dpred * w[..., None]).reshape(v.shape[0], r.shape[1], -1)
             if feet:  # linear in the points' heights: the same weights on their Jacobian rows
                 r_foot, j_foot = self.foot_residuals(pts[:, :25], conf, dpts[:, :25])
                 r, jac = torch.cat([r, r_foot], 1), torch.cat([jac, j_foot], 1)
-            return (jac[..., :6] if camera_only else jac), r
+            return jac, r
 
         rest = x[:, 6:] if camera_only else torch.zeros(x.shape[0], 0, dtype=x.dtype)
         v0 = x[:, :6] if camera_only else x

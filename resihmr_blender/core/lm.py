@@ -41,40 +41,45 @@ def minimize(residual_fn: Callable, objective_fn: Callable, reweight: Callable |
         keep_pairs, fixed_unit = keep[:, :, None] * keep[:, None, :], torch.diag_embed(1.0 - keep)
     in_dims = (0,) * (1 + len(data) + 1)
     for _ in range(iters):
-        weights = reweight(x, *data) if reweight is not None else torch.zeros(batch, 1, dtype=x.dtype)
+        # only the rows still moving are differentiated and solved (rows converge at different speeds)
+        idx = torch.nonzero(active)[:, 0]
+        if not len(idx):
+            break
+        xa, da = x[idx], tuple(d[idx] for d in data)
+        weights = reweight(xa, *da) if reweight is not None else torch.zeros(len(idx), 1, dtype=x.dtype)
         if jacobian_fn is not None:
-            jac, r = jacobian_fn(x, *data, weights)
+            jac, r = jacobian_fn(xa, *da, weights)
         else:
             with_value = lambda *a: (residual_fn(*a),) * 2  # noqa: E731  (Jacobian and value in one pass)
             differentiate = jacfwd if dim <= 8 else jacrev  # few parameters: forward mode is cheaper
-            jac, r = vmap(differentiate(with_value, has_aux=True), in_dims=in_dims)(x, *data, weights)
+            jac, r = vmap(differentiate(with_value, has_aux=True), in_dims=in_dims)(xa, *da, weights)
         with torch.no_grad():
             jtj = jac.transpose(1, 2) @ jac
             jtr = (jac.transpose(1, 2) @ r[..., None])[..., 0]
             if prior_fn is not None:
-                prior_jtr, prior_diag = prior_fn(x)
+                prior_jtr, prior_diag = prior_fn(xa)
                 jtr = jtr + prior_jtr
                 jtj = jtj + torch.diag_embed(prior_diag)
             if free is not None:  # fixed parameters: no gradient, a unit row and column, hence a zero step
-                jtr = jtr * keep
-                jtj = jtj * keep_pairs + fixed_unit
+                jtr = jtr * keep[idx]
+                jtj = jtj * keep_pairs[idx] + fixed_unit[idx]
             diag = torch.diagonal(jtj, dim1=1, dim2=2)
-            pending = active.clone()
+            cost_a, mu_a, active_a = cost[idx], mu[idx], active[idx]
+            pending = torch.ones(len(idx), dtype=torch.bool)
             for _attempt in range(4):  # raise the damping until the step lowers the true cost
-                system = jtj + mu[:, None, None] * torch.diag_embed(diag + 1e-6) + 1e-9 * eye
-                step = torch.linalg.solve(system, -jtr[..., None])[..., 0]
-                step[~pending] = 0.0
-                new_cost = objective_fn(x + step, *data)
-                better = (new_cost < cost) & torch.isfinite(new_cost) & pending
-                x = torch.where(better[:, None], x + step, x)
-                gain = (cost - new_cost).clamp(min=0)
-                mu = torch.where(better, (mu / 3.0).clamp(min=1e-7), torch.where(pending, mu * 4.0, mu))
-                active = active & ~(better & (gain <= rel_tol * (1.0 + cost.abs())))
-                cost = torch.where(better, new_cost, cost)
-                pending = pending & ~better
+                p = torch.nonzero(pending)[:, 0]
+                system = jtj[p] + mu_a[p, None, None] * torch.diag_embed(diag[p] + 1e-6) + 1e-9 * eye
+                step = torch.linalg.solve(system, -jtr[p, :, None])[..., 0]
+                new_cost = objective_fn(xa[p] + step, *(d[p] for d in da))
+                better = (new_cost < cost_a[p]) & torch.isfinite(new_cost)
+                gain = (cost_a[p] - new_cost).clamp(min=0)
+                moved = p[better]
+                xa[moved] = xa[moved] + step[better]
+                mu_a[p] = torch.where(better, (mu_a[p] / 3.0).clamp(min=1e-7), mu_a[p] * 4.0)
+                active_a[p[better & (gain <= rel_tol * (1.0 + cost_a[p].abs()))]] = False
+                cost_a[moved] = new_cost[better]
+                pending[moved] = False
                 if not bool(pending.any()):
                     break
-            active = active & (mu < 1e8)
-        if not bool(active.any()):
-            break
+            x[idx], cost[idx], mu[idx], active[idx] = xa, cost_a, mu_a, active_a & (mu_a < 1e8)
     return x
