@@ -16,8 +16,8 @@ scale of the photo; `mask_beside` finds `<stem>_mask.png` beside a keypoints fil
    ρ is the fit's Geman-McClure, distances are in percent of the person's 2D torso length like the keypoint
    residuals. Everything moves (orientation, translation, shape, pose). The residual limbs' own segments and
    everything distal to them are left out of both terms (their outline is RAFO's business), and so are the
-   outline points those parts were nearest to at the start. Batched like the fit, each person its own problem
-   (lbfgs.minimize keeps a history, a line search and a stop per row).
+   outline points those parts were nearest to at the start. Each person is its own problem, solved alone (see
+   refine_fits: batching would make a person's result depend on its batch at 1e-10).
 2. **The limb's tilt from its outline** (`limb_cues`): along the fitted residual segment (upstream joint ->
    annotated endpoint) the mask gives the stump's width 2r (perpendicular runs just before the endpoint) and how
    far its outline continues beyond the endpoint, e. A cylinder of radius r cut square and tilted θ out of the
@@ -345,7 +345,6 @@ def refine_fits(model: BodyModel, people: list[Person], fits: list[PersonFit], m
     scale = torch.tensor(scales, dtype=dtype)
     kp = torch.tensor(np.stack(kps), dtype=dtype)
     weights = torch.tensor(np.stack(ws), dtype=dtype)
-    objective = FitObjective(model, kp, focal, centre, scale, fit_config)
     prior = (fit_config.pose_weights[-1], fit_config.shape_weights[-1])
 
     # per-person images padded to one size (a row reads only its own pixels; padding is never sampled inside)
@@ -364,38 +363,58 @@ def refine_fits(model: BodyModel, people: list[Person], fits: list[PersonFit], m
     excl = torch.tensor(np.stack(excluded))
     out_w = (~excl[:, spread]).to(dtype)  # (n, S) vertices in the outside term
     out_w = out_w / out_w.sum(1, keepdim=True).clamp(min=1.0)
-    sigma2 = config.robust_sigma ** 2
     all_ids = torch.arange(model.num_vertices)
 
     x = torch.tensor(np.stack([_rows(fits[i], n_betas) for i in todo]), dtype=dtype)
     contour_pts, contour_keep = _contour_samples(views, config.contour_points, dtype)
-    for _round in range(config.rounds):
-        # the outline's pairs: each outline point's nearest projected vertex now (the residual limbs' vertices
-        # included, so that their outline points are recognised and left out)
-        with torch.no_grad():
-            uv_all = (_project(_posed_vertices(model, x, all_ids, n_betas), focal, centre)
-                      - origin[:, None]) * work_scale[:, None, None]
-            nearest = torch.cdist(contour_pts, uv_all).argmin(dim=2)  # (n, M)
-        pair_ok = contour_keep & ~torch.gather(excl, 1, nearest)
-        pair_w = pair_ok.to(dtype) / pair_ok.sum(1, keepdim=True).clamp(min=1).to(dtype)
-
-        def loss(v: torch.Tensor) -> torch.Tensor:
-            uv = (_project(_posed_vertices(model, v, spread, n_betas), focal, centre)
-                  - origin[:, None]) * work_scale[:, None, None]  # working px
-            r_out = (sample_bilinear(dist, uv) * to_units[:, None]) ** 2
-            paired = (_project(_posed_vertices(model, v, nearest, n_betas), focal, centre)
-                      - origin[:, None]) * work_scale[:, None, None]
-            r_cov = ((paired - contour_pts) ** 2).sum(-1) * (to_units ** 2)[:, None]
-            gm = lambda r2: sigma2 * r2 / (sigma2 + r2)  # noqa: E731
-            return (objective.cost(v, weights, prior) + config.outside_weight * (out_w * gm(r_out)).sum(1)
-                    + config.cover_weight * (pair_w * gm(r_cov)).sum(1))
-
-        x = lbfgs.minimize(loss, x, config.iterations)
+    # one person at a time: batched kernels sum in an order that depends on the batch's size, and L-BFGS turns
+    # those 1e-16 differences into 1e-10 ones; alone, a person's result is exactly what it is in any batch
+    # (and the per-person tensors are large enough that batching saved little: measured 0.3-0.6 s a person either way)
+    rows = []
+    for b in range(n):
+        one = slice(b, b + 1)
+        problem = FitObjective(model, kp[one], focal[one], centre[one], scale[one], fit_config)
+        xb = x[one]
+        for _round in range(config.rounds):
+            # the outline's pairs: each outline point's nearest projected vertex now (the residual limbs' vertices
+            # included, so that their outline points are recognised and left out)
+            with torch.no_grad():
+                uv_all = (_project(_posed_vertices(model, xb, all_ids, n_betas), focal[one], centre[one])
+                          - origin[one, None]) * work_scale[one, None, None]
+                nearest = torch.cdist(contour_pts[one], uv_all).argmin(dim=2)  # (1, M)
+            pair_ok = contour_keep[one] & ~torch.gather(excl[one], 1, nearest)
+            pair_w = pair_ok.to(dtype) / pair_ok.sum(1, keepdim=True).clamp(min=1).to(dtype)
+            xb = lbfgs.minimize(_stage_loss(model, problem, weights[one], prior, spread, nearest, dist[one],
+                                            focal[one], centre[one], origin[one], work_scale[one], to_units[one],
+                                            contour_pts[one], out_w[one], pair_w, config), xb, config.iterations)
+        rows.append(xb[0])
+    x = torch.stack(rows)
     elapsed = (time.perf_counter() - t0) / n
     out = list(fits)
     for b, i in enumerate(todo):
         out[i] = _refit(model, fits[i], x[b], weights[b], kp[b], elapsed, config)
     return out
+
+
+def _stage_loss(model, problem, weights, prior, spread, nearest, dist, focal, centre, origin, work_scale, to_units,
+                contour_pts, out_w, pair_w, config: SilhouetteConfig):
+    """The stage's objective for fit rows v: the fit's keypoints + priors, the outside and the outline terms."""
+    sigma2, n_betas = config.robust_sigma ** 2, model.num_betas
+
+    def gm(r2):
+        return sigma2 * r2 / (sigma2 + r2)
+
+    def loss(v: torch.Tensor) -> torch.Tensor:
+        uv = (_project(_posed_vertices(model, v, spread, n_betas), focal, centre)
+              - origin[:, None]) * work_scale[:, None, None]  # working px
+        r_out = (sample_bilinear(dist, uv) * to_units[:, None]) ** 2
+        paired = (_project(_posed_vertices(model, v, nearest, n_betas), focal, centre)
+                  - origin[:, None]) * work_scale[:, None, None]
+        r_cov = ((paired - contour_pts) ** 2).sum(-1) * (to_units ** 2)[:, None]
+        return (problem.cost(v, weights, prior) + config.outside_weight * (out_w * gm(r_out)).sum(1)
+                + config.cover_weight * (pair_w * gm(r_cov)).sum(1))
+
+    return loss
 
 
 def _contour_samples(views: list[MaskView], count: int, dtype) -> tuple[torch.Tensor, torch.Tensor]:
