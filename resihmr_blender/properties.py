@@ -134,6 +134,7 @@ class RESIHMR_PG_Limb(bpy.types.PropertyGroup):
 class RESIHMR_PG_Avatar(bpy.types.PropertyGroup):
     model_sha256: StringProperty(name="Body model SHA-256")
     fit_error_px: FloatProperty(name="Fit error", default=-1.0, subtype="PIXEL")
+    silhouette_source: StringProperty(name="Silhouette", description="The person mask the fit used (empty: none)")
     result_json: StringProperty(name="Result (JSON)", description="This avatar's result document (resihmr-result/1)")
     limbs: CollectionProperty(type=RESIHMR_PG_Limb)
     last_error: StringProperty(name="Last error")

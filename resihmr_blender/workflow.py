@@ -291,6 +291,8 @@ def apply(reconstruction, scene, person: int = 0, name: str = "ResiHMR"):
         _store_document(obj, document)
         obj.resihmr.fit_error_px = result.fit.fit_error_px
         obj.resihmr.model_sha256 = reconstruction.model_info.get("sha256") or ""
+        silhouette = document["people"][0].get("silhouette", {})
+        obj.resihmr.silhouette_source = silhouette.get("source", "") if silhouette.get("used") else ""
     except BaseException:
         remove_avatar(obj)
         raise

@@ -76,6 +76,9 @@ class RESIHMR_PT_Fit(_Panel, bpy.types.Panel):
         obj = _avatar(context)
         if obj is not None and obj.resihmr.fit_error_px >= 0:
             layout.label(text=f"{obj.name}: fit error {obj.resihmr.fit_error_px:.1f} px")
+            source = obj.resihmr.silhouette_source
+            layout.label(text=f"photo silhouette: {bpy.path.basename(source) if source else 'not used'}",
+                         icon="CHECKMARK" if source else "BLANK1")
 
 
 class RESIHMR_PT_Reconstruct(_Panel, bpy.types.Panel):
