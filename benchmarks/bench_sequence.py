@@ -315,10 +315,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--anchor", choices=("frame", "shared"), default=SequenceConfig.anchor)
-    parser.add_argument("--retilt", action="store_true", help="SequenceConfig.retilt (the stage after λ)")
+    parser.add_argument("--no-retilt", action="store_true", help="without SequenceConfig.retilt (the stage after λ)")
     parser.add_argument("--no-single", action="store_true", help="skip the single-frame fits")
     args = parser.parse_args()
-    config = SequenceConfig(anchor=args.anchor, retilt=args.retilt)
+    config = SequenceConfig(anchor=args.anchor, retilt=not args.no_retilt)
     torch.set_num_threads(args.threads)
     model = load_body_model()
     # fit_sequence takes one torch thread unless the settings ask for more
