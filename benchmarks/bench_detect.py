@@ -1,7 +1,7 @@
 """Detector hints on synthetic renders with known amputations and on real photos of intact people (reported,
 not asserted; tests/test_detect.py asserts the real photos).
 
-    python -m benchmarks.bench_detect [--people 60] [--seed 5]
+    python -m benchmarks.bench_detect [--people 60] [--seed 5] [--no-real | --real-only]
     python -m benchmarks.bench_detect --calibrate [--people 200] [--seed 1001]
 
 Synthetic: each person of the synthetic ground truth is rendered (flat-shaded, amputations cut and sealed) over
@@ -146,9 +146,9 @@ def synthetic(people: int, seed: int) -> None:
 def real_photos() -> None:
     photos = sorted(REAL_PHOTOS.glob("*.jpg"))
     print(f"\n## Real photos of intact people ({len(photos)}, {REAL_PHOTOS.relative_to(REAL_PHOTOS.parents[2])})\n")
-    print("| photo | people found | false suggestions (person used) | (other people) | limbs not judged "
-          "(person used) |")
-    print("|---|---:|---|---|---|")
+    print("| photo | people found | false suggestions (person used) | highest p(absent) (person used) | "
+          "(other people) | limbs not judged (person used) |")
+    print("|---|---:|---|---:|---|---|")
     main_total = other_total = detected = 0
     for photo in photos:
         image = read_image(photo)
@@ -156,7 +156,7 @@ def real_photos() -> None:
         try:
             found = detect(image, source=photo.name)
         except DetectError:
-            print(f"| {photo.name} | 0 | - | - | - |")
+            print(f"| {photo.name} | 0 | - | - | - | - |")
             continue
         detected += 1
         others = []
@@ -168,6 +168,7 @@ def real_photos() -> None:
         reasons = Counter(j.reason.split(":")[0].split(" (")[0] for j in found.limbs if not j.judged)
         print(f"| {photo.name} | {found.others + 1} | "
               f"{', '.join(f'{s.kind} ({s.score:.2f})' for s in found.suggestions) or 'none'} | "
+              f"{max([max(j.probabilities) for j in found.limbs if j.judged] or [0.0]):.2f} | "
               f"{', '.join(others) or 'none'} | {', '.join(f'{n} {r}' for r, n in reasons.items()) or 'none'} |")
     print(f"\nfalse suggestions: {main_total} on {detected} photos with a person found "
           f"({10 * main_total / max(detected, 1):.1f} per 10 photos) for the person used; {other_total} more "
@@ -180,12 +181,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=None, help="(default 5; 1001 with --calibrate)")
     parser.add_argument("--calibrate", action="store_true", help="fit hints.COEFFICIENTS and print them")
     parser.add_argument("--no-real", action="store_true", help="skip the real photos")
+    parser.add_argument("--real-only", action="store_true", help="only the real photos")
     args = parser.parse_args()
     print(f"(1-min load average {os.getloadavg()[0]:.1f} at the start)\n")
     if args.calibrate:
         calibrate(args.people or 200, 1001 if args.seed is None else args.seed)
         return
-    synthetic(args.people or 60, 5 if args.seed is None else args.seed)
+    if not args.real_only:
+        synthetic(args.people or 60, 5 if args.seed is None else args.seed)
     if not args.no_real:
         real_photos()
     print(f"\n(1-min load average {os.getloadavg()[0]:.1f} at the end)")

@@ -16,6 +16,7 @@ from resihmr_blender.detect import DetectError, detect, hints, limb_loss_hints, 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT / "examples" / "demo" / "photo_synthetic.png"
 REAL_PHOTOS = sorted((ROOT / "tests" / "data" / "real_photos").glob("*.jpg"))
+FAST = ["--no-silhouette"]  # these tests are about detection and its report, not the silhouette refinement
 
 
 def test_mapping_to_body25_derives_neck_and_mid_hip():
@@ -245,7 +246,7 @@ def test_missing_extra_is_explained(monkeypatch):
 def test_batch_detect_writes_keypoints_and_keeps_suggestions_apart(tmp_path, capsys):
     from resihmr_blender.cli import main
 
-    assert main(["run", str(PHOTO), "--detect", "--out", str(tmp_path), "--formats", "json"]) == 0
+    assert main(["run", str(PHOTO), "--detect", "--out", str(tmp_path), "--formats", "json", *FAST]) == 0
     written = json.loads((tmp_path / "photo_synthetic" / "keypoints.json").read_text())
     (suggestion,) = written["resihmr_suggestions"]
     assert suggestion["kind"] == "right_transradial" and 0.5 <= suggestion["probability"] <= 1.0
@@ -260,7 +261,7 @@ def test_batch_detect_writes_keypoints_and_keeps_suggestions_apart(tmp_path, cap
     assert limbs["right_arm"]["suggested"] == "right_transradial" and limbs["right_arm"]["p_absent"]["lower"] >= 0.5
     assert limbs["left_leg"]["judged"] is False and limbs["left_leg"]["reason"].startswith("foreshortened")
     assert main(["run", str(PHOTO), "--detect", "--accept-suggestions", "--out", str(tmp_path / "b"),
-                 "--formats", "json"]) == 0
+                 "--formats", "json", *FAST]) == 0
     result = json.loads((tmp_path / "b" / "photo_synthetic" / "result.json").read_text())
     assert {r["kind"] for r in result["people"][0]["residuals"]} == {"right_transradial"}
     assert result["detector"]["suggestions_applied"]
@@ -270,18 +271,18 @@ def test_batch_detect_on_a_real_photo_suggests_nothing_and_person_picks_another(
     from resihmr_blender.cli import main
 
     photo = ROOT / "tests" / "data" / "real_photos" / "apollo11_crew.jpg"
-    assert main(["run", str(photo), "--detect", "--out", str(tmp_path / "a"), "--formats", "json"]) == 0
+    assert main(["run", str(photo), "--detect", "--out", str(tmp_path / "a"), "--formats", "json", *FAST]) == 0
     first = json.loads((tmp_path / "a" / "apollo11_crew" / "keypoints.json").read_text())
     assert first["resihmr_suggestions"] == [] and first["resihmr_detector"]["people_found"] == 3
     assert "3 people in the image; fitting the most central, largest one" in capsys.readouterr().out
     assert main(["run", str(photo), "--detect", "--person", "2", "--out", str(tmp_path / "b"),
-                 "--formats", "json"]) == 0
+                 "--formats", "json", *FAST]) == 0
     other = json.loads((tmp_path / "b" / "apollo11_crew" / "keypoints.json").read_text())
     assert other["resihmr_detector"]["person"] == 2
     nose = [doc["people"][0]["pose_keypoints_2d"][0] for doc in (first, other)]
     assert abs(nose[0] - nose[1]) > 100  # another of the three astronauts
     assert main(["run", str(photo), "--detect", "--person", "3", "--out", str(tmp_path / "c"),
-                 "--formats", "json"]) == 1
+                 "--formats", "json", *FAST]) == 1
     assert "person 3 asked for, but only 3 found" in capsys.readouterr().out
 
 
@@ -293,7 +294,8 @@ def test_person_flag_fits_one_person_of_a_keypoints_file(tmp_path, capsys):
     data["image"]["path"] = str(PHOTO)
     path = tmp_path / "two.json"
     path.write_text(json.dumps(data))
-    assert main(["run", str(path), "--person", "1", "--out", str(tmp_path / "out"), "--formats", "json,overlay"]) == 0
+    assert main(["run", str(path), "--person", "1", "--out", str(tmp_path / "out"), "--formats", "json,overlay",
+                 *FAST]) == 0
     result = json.loads((tmp_path / "out" / "two" / "result.json").read_text())
     assert len(result["people"]) == 1 and "residuals" in result["people"][0]  # person 1 alone, fitted
     out = capsys.readouterr().out

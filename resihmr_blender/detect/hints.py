@@ -26,8 +26,9 @@ where the hand or foot would be, and how far the other side's outline reaches - 
 segment would give. The coefficients were fitted on synthetic renders of the embedded body with known
 amputations (`python -m benchmarks.bench_detect --calibrate`, on a seed apart from the benchmark's), so the
 probability is calibrated for people who, like those renders, have 1-3 amputated limbs each; where fewer people
-are amputees it overstates the chance. A limb is suggested when one of its segments reaches SUGGEST_AT; the
-level (above or below the elbow or knee) then comes from where the outline ends along the upper segment.
+are amputees it overstates the chance. A limb is suggested when one of its segments reaches SUGGEST_AT (0.6,
+not 0.5: intact people in real photos reach up to about 0.5, `python -m benchmarks.bench_detect`); the level
+(above or below the elbow or knee) then comes from where the outline ends along the upper segment.
 """
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ BORDER_MARGIN = 0.02  # of the image's longer side: a joint this near the border
 BEHIND_BY = 0.15  # metres behind the body part it lies over (MediaPipe's 3D landmarks) to be hidden by it
 OCCLUDER_COLOUR = 45.0  # RGB distance between the colour beyond the outline's end and beside the limb
 GAP = 0.1  # of the expected segment length: a break in the outline this short does not end it
+BAND = 0.1  # of the expected segment length: the outline this near across a segment's line counts as on it
 WHOLE = 0.9  # of the expected length: an outline reaching this far to a visible end joint shows the segment whole
 MIN_TORSO_PX = 80.0  # a smaller person's limbs are a few pixels wide in the mask: too small to judge
 # Another part of the body, against the torso's length in the picture: the torso's outline of shoulders and hips
@@ -73,14 +75,14 @@ TORSO_MARGIN, HEAD_RADIUS, LIMB_WIDTH = 0.175, 0.35, {"arm": 0.12, "leg": 0.18}
 # under ENDS_BELOW; a hand or foot is seen around the wrist or ankle at EXTREMITY_AT
 CONTINUES_AT, ENDS_BELOW, EXTREMITY_AT = 0.5, 0.1, 0.2
 LEVEL_AT = 0.9  # of a typical upper segment: an outline ending shorter along it puts the cut above the joint
-SUGGEST_AT = 0.5
+SUGGEST_AT = 0.6
 
 FEATURES = ("outline reach", "segment length", "outline along the segment", "outline at the end joint",
             "end joint visibility", "outline around the hand or foot", "the other side's outline reach")
 # Logistic model: p(absent) = 1 / (1 + exp(-(b0 + b . features))), from `python -m benchmarks.bench_detect
 # --calibrate` (200 renders, seed 1001); rerun it and paste its output here when the detector, the rules above
 # or the renders change.
-COEFFICIENTS = (6.378, -2.485, -4.595, 1.936, -0.637, -2.567, -0.983, 0.937)
+COEFFICIENTS = (6.448, -3.661, -4.44, 3.129, -0.617, -2.664, -1.081, 0.759)
 
 
 @dataclass
@@ -148,13 +150,18 @@ def _mask_at(mask: np.ndarray, point: np.ndarray) -> float:
 
 
 def _surface_end(mask: np.ndarray, start: np.ndarray, direction: np.ndarray, max_length: float,
-                 gap: float = 0.0) -> float:
+                 gap: float = 0.0, band: float = 0.0) -> float:
     """How far from `start` along `direction` the person's outline continues (pixels), stepping over gaps of up
-    to `gap` pixels (a joint drawn just off a thin limb, the mask's own ragged edge)."""
+    to `gap` pixels (a joint drawn just off a thin limb, the mask's own ragged edge); with `band`, a point counts
+    as on the outline when the outline is within `band` pixels of it across the line (MediaPipe's joints often
+    sit on a limb's edge, so the line between them runs along it)."""
+    normal = np.array([-direction[1], direction[0]])
+    offsets = (0.0, -band, band) if band > 0 else (0.0,)
     step, distance, last_on = 2.0, 0.0, 0.0
     while distance < max_length:
         distance += step
-        if _mask_at(mask, start + direction * distance) >= 0.5:
+        point = start + direction * distance
+        if any(_mask_at(mask, point + normal * o) >= 0.5 for o in offsets):
             last_on = distance
         elif distance - last_on > gap:
             break
@@ -206,11 +213,13 @@ def _arc(mask: np.ndarray, centre: np.ndarray, direction: np.ndarray, scale: flo
     return float(np.mean(hits))
 
 
-def _coverage(mask: np.ndarray, seg: _Segment) -> float:
-    """Share of the segment's picture that lies on the person's outline."""
+def _coverage(mask: np.ndarray, seg: _Segment, band: float = 0.0) -> float:
+    """Share of the segment's picture that lies on the person's outline (within `band` across it)."""
+    normal = np.array([-seg.direction[1], seg.direction[0]])
+    offsets = (0.0, -band, band) if band > 0 else (0.0,)
     n = max(int(seg.length / 2.0), 1)
-    return float(np.mean([_mask_at(mask, seg.start + seg.direction * seg.length * (i + 0.5) / n) >= 0.5
-                          for i in range(n)]))
+    return float(np.mean([any(_mask_at(mask, seg.start + seg.direction * seg.length * (i + 0.5) / n + normal * o)
+                              >= 0.5 for o in offsets) for i in range(n)]))
 
 
 def probability(x: np.ndarray) -> float:
@@ -374,7 +383,8 @@ def measure_limbs(lms: np.ndarray, mask: np.ndarray, world: np.ndarray | None = 
             segs = _segments(lms, chain, expected[limb], [0.0, 0.0])
             borders[limb] = _border(lms, chain, extremities, segs, width, height)
             if not borders[limb]:  # how far this side's outline reaches along its segments, for the other side
-                reaches[limb] = [min(_surface_end(mask, g.start, g.direction, g.expected, GAP * g.expected)
+                reaches[limb] = [min(_surface_end(mask, g.start, g.direction, g.expected, GAP * g.expected,
+                                                  BAND * g.expected)
                                      / g.expected, 1.0) for g in segs]
     out = []
     for limb, _, _, chain, extremities in LIMBS:
@@ -402,20 +412,22 @@ def measure_limbs(lms: np.ndarray, mask: np.ndarray, world: np.ndarray | None = 
             torso, kind = _torso_length(lms), limb.split("_")[1]
             entry.upper_typical = max(TYPICAL_RATIO[kind] * torso, other[0])
             entry.upper_reach = _surface_end(mask, segments[0].start, segments[0].direction, entry.upper_typical,
-                                             GAP * segments[0].expected)
+                                             GAP * segments[0].expected, BAND * segments[0].expected)
             entry.past_middle = _arc(mask, segments[0].end, segments[0].direction, segments[1].expected)
             entry.extremity = _arc(mask, segments[1].end, segments[1].direction, segments[1].expected)
             other_reach = reaches.get(OTHER[limb], [1.0, 1.0])  # the other side cut by the frame: no evidence
             for k, seg in enumerate(segments):
-                entry.reach.append(_surface_end(mask, seg.start, seg.direction, seg.expected, GAP * seg.expected))
+                entry.reach.append(_surface_end(mask, seg.start, seg.direction, seg.expected, GAP * seg.expected,
+                                                BAND * seg.expected))
                 entry.mask_end.append(_mask_at(mask, seg.end))
                 visibility = float(lms[chain[k + 1], 3])
                 extremity = entry.extremity if k == 1 else 1.0  # a hand or foot ends only the lower segment
                 seen_whole = (entry.reach[k] >= WHOLE * seg.expected and entry.mask_end[k] >= 0.5
                               and visibility >= HIDDEN_BELOW and extremity >= EXTREMITY_AT)
+                coverage = _coverage(mask, seg, BAND * seg.expected)
                 entry.x.append(None if seen_whole or explained[k] else
-                               features(entry.reach[k], seg.length, _coverage(mask, seg), entry.mask_end[k],
-                                        visibility, seg.expected, extremity, other_reach[k]))
+                               features(entry.reach[k], seg.length, coverage, entry.mask_end[k], visibility,
+                                        seg.expected, extremity, other_reach[k]))
             if entry.x[1] is None:
                 entry.x[0] = None  # a lower segment seen whole hangs from an upper one that is there
         out.append(entry)
