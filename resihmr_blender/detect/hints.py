@@ -442,9 +442,11 @@ def _suggest(lms: np.ndarray, limb: str, kinds: tuple[str, str], chain, entry: _
     k_scored = int(probs[1] > probs[0])
     seg, names = entry.segments[k_scored], SEGMENT_NAMES[limb.split("_")[1]]
     joint = JOINT_NAMES[chain[k_scored + 1]]
+    reach = entry.reach[k_scored]
+    outline = (f"the body outline ends {reach:.0f} px along the {names[k_scored]}" if reach < seg.expected else
+               f"the body outline runs the whole {reach:.0f} px along the {names[k_scored]}")
     reasons = [f"p(absent) {probs[k_scored]:.2f} for the {names[k_scored]}",
-               f"the body outline ends {entry.reach[k_scored]:.0f} px along the {names[k_scored]}, where an intact "
-               f"one is at least {seg.expected:.0f} px long",
+               f"{outline}, where an intact one is at least {seg.expected:.0f} px long",
                f"the {names[k_scored]} is {seg.length:.0f} px long in the picture",
                f"the outline under the {joint}: {entry.mask_end[k_scored]:.2f}; its visibility "
                f"{lms[chain[k_scored + 1], 3]:.2f}"]
@@ -454,13 +456,16 @@ def _suggest(lms: np.ndarray, limb: str, kinds: tuple[str, str], chain, entry: _
     if k_scored == 1:
         reasons.append(f"the outline around the {joint}, where the {'hand' if 'arm' in limb else 'foot'} would "
                        f"be: {entry.extremity:.2f}")
-    short_upper = entry.upper_reach < LEVEL_AT * entry.upper_typical or entry.past_middle < ENDS_BELOW
-    level = 0 if k_scored == 0 or short_upper else 1
+    short_upper = entry.upper_reach < LEVEL_AT * entry.upper_typical
+    ends_at_middle = entry.past_middle < ENDS_BELOW
+    level = 0 if k_scored == 0 or short_upper or ends_at_middle else 1
     if level == 0:
         end = entry.segments[0].start + entry.segments[0].direction * min(entry.upper_reach, entry.reach[0])
-        if k_scored == 1:
+        if short_upper:
             reasons.append(f"the outline along the {names[0]} ends {entry.upper_reach:.0f} px from the "
                            f"{JOINT_NAMES[chain[0]]}, short of a typical {names[0]} ({entry.upper_typical:.0f} px)")
+        if ends_at_middle:
+            reasons.append(f"nothing of the {names[1]} beyond the {JOINT_NAMES[chain[1]]}: the outline ends there")
     else:
         end = seg.start + seg.direction * min(entry.reach[1], seg.length)
     return Suggestion(kinds[level], (float(end[0]), float(end[1])), probs[k_scored], reasons)
