@@ -628,8 +628,10 @@ class _ClipProblem:
         proj, body25 = self.project(self._x(rows, betas), self.focal, self.centre, self.kp)
         return ((proj - self.kp) ** 2).sum(-1) / self.scale[:, None] ** 2, body25
 
-    def cost(self, rows, betas) -> torch.Tensor:
-        r2, body25 = self.data(rows, betas)
+    def cost(self, rows, betas, points: bool = False):
+        """The objective; with `points`, also the projected model points (T, 33, 2)."""
+        proj, body25 = self.project(self._x(rows, betas), self.focal, self.centre, self.kp)
+        r2 = ((proj - self.kp) ** 2).sum(-1) / self.scale[:, None] ** 2
         value = (self.w * (self.sigma2 * r2 / (self.sigma2 + r2))).sum()
         pose = rows[:, 6:]
         value = value + self.pose_w * priors.pose_l2(pose - self.mean).sum() \
@@ -641,7 +643,7 @@ class _ClipProblem:
                 s = torch.tensor(starts)
                 combo = sum(c * q[s + i] for i, c in enumerate(coefs))
                 value = value + weight * (combo ** 2).sum()
-        return value
+        return (value, proj) if points else value
 
     def _jacobians(self, rows, betas, free):
         """Per frame: the weighted data residuals (66,) and the scaled 3D points (75,), with their Jacobians
@@ -709,23 +711,29 @@ class _ClipProblem:
         return diag, off[0], off[1], grad
 
     def gauss_newton(self, rows, betas, iters: int, free: torch.Tensor | None = None):
-        """`free`: the columns of every frame's row that move (default all)."""
+        """`free`: the columns of every frame's row that move (default all). A step is taken when it lowers the
+        objective and moves no frame's body keypoints by more than half the robust scale on average (a trust
+        region in the image): a longer step can lower the objective by leaving the data term's basin altogether
+        (every keypoint saturated, the temporal terms smaller), which a seated person's jittery first depths did
+        (all frames 270 px off)."""
         free = torch.arange(rows.shape[1]) if free is None else free
         mu = 1e-3
         with torch.no_grad():
-            cost = self.cost(rows, betas)
+            cost, points = self.cost(rows, betas, points=True)
+        reach = 0.5 * self.cfg.robust_sigma
         for _ in range(iters):
             diag, off1, off2, grad = self._normal_equations(rows, betas, free)
             improved = False
-            for _attempt in range(5):
+            for _attempt in range(8):
                 damped = diag + mu * torch.diag_embed(torch.diagonal(diag, dim1=1, dim2=2) + 1e-6)
                 step = torch.zeros_like(rows)
                 step[:, free] = _solve_banded(damped, off1, off2, -grad)
                 with torch.no_grad():
-                    new_cost = self.cost(rows + step, betas)
-                if torch.isfinite(new_cost) and new_cost < cost:
+                    new_cost, new_points = self.cost(rows + step, betas, points=True)
+                moved = (torch.linalg.norm(new_points[:, :25] - points[:, :25], dim=-1) / self.scale[:, None]).mean(1)
+                if torch.isfinite(new_cost) and new_cost < cost and float(moved.max()) <= reach:
                     gain = float(cost - new_cost)
-                    rows, cost, mu, improved = rows + step, new_cost, max(mu / 3.0, 1e-7), True
+                    rows, cost, points, mu, improved = rows + step, new_cost, new_points, max(mu / 3.0, 1e-7), True
                     break
                 mu *= 4.0
             if not improved or gain <= 1e-4 * (1.0 + float(cost)):
