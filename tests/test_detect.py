@@ -74,14 +74,14 @@ def test_no_hint_on_a_whole_body():
 def test_a_limb_whose_outline_ends_is_suggested_and_the_rules_stop_the_rest():
     lms, mask, world = _straight_person()
     image = np.full((400, 400, 3), 200, np.uint8)
-    mask[150:380, 230:260] = 0.0  # the left forearm (x 240) is not there: the outline ends at the elbow
+    mask[170:380, 230:260] = 0.0  # the left forearm (x 240) is cut half-way: the outline ends 30 px below the elbow
     lms[15, 3] = 0.3  # MediaPipe's guess of the missing wrist: over the background, low visibility
     (suggestion,) = limb_loss_hints(lms, mask, world, image)  # nothing hides it: judged, and lost
     assert suggestion.kind == "left_transradial" and suggestion.score >= 0.5
-    assert abs(suggestion.endpoint[1] - 150) <= 4  # where the outline ends
-    # the same picture cut by the frame just below that elbow: the rest may be outside it
-    assert limb_loss_hints(lms, mask[:160], world, image[:160]) == []
-    judged = {j.limb: j for j in hints.judge_limbs(lms, mask[:160], world, image[:160])}
+    assert abs(suggestion.endpoint[1] - 170) <= 4  # where the outline ends
+    # the same picture cut by the frame just below where the outline ends: the rest may be outside it
+    assert limb_loss_hints(lms, mask[:180], world, image[:180]) == []
+    judged = {j.limb: j for j in hints.judge_limbs(lms, mask[:180], world, image[:180])}
     assert judged["left_arm"].reason == "it reaches the image border"
     # something else (not the background around the limb) right where the forearm would go: hidden
     covered = image.copy()

@@ -71,8 +71,9 @@ MIN_TORSO_PX = 80.0  # a smaller person's limbs are a few pixels wide in the mas
 # widened by TORSO_MARGIN, the head's radius around the nose, the half-width of an arm and of a leg
 TORSO_MARGIN, HEAD_RADIUS, LIMB_WIDTH = 0.175, 0.35, {"arm": 0.12, "leg": 0.18}
 # Shares of the outline on the half-circles beyond a joint (_arc): the limb's outline goes on past the elbow or
-# knee (something there could hide the rest) at CONTINUES_AT; it stops there (nothing of a lower segment left)
-# under ENDS_BELOW; a hand or foot is seen around the wrist or ankle at EXTREMITY_AT
+# knee (something there could hide the rest) at CONTINUES_AT; it stops there (nothing of a lower segment left,
+# other parts of the body not counted) under ENDS_BELOW; a hand or foot is seen around the wrist or ankle at
+# EXTREMITY_AT
 CONTINUES_AT, ENDS_BELOW, EXTREMITY_AT = 0.5, 0.1, 0.2
 LEVEL_AT = 0.9  # of a typical upper segment: an outline ending shorter along it puts the cut above the joint
 SUGGEST_AT = 0.6
@@ -204,12 +205,14 @@ def features(reach: float, length: float, coverage: float, mask_end: float, visi
                      extremity, other_reach])
 
 
-def _arc(mask: np.ndarray, centre: np.ndarray, direction: np.ndarray, scale: float) -> float:
+def _arc(mask: np.ndarray, centre: np.ndarray, direction: np.ndarray, scale: float, skip=None) -> float:
     """Share of the person's outline on half-circles around `centre` facing `direction` (within 80 degrees,
-    at 0.3 and 0.5 of `scale`): about 0 where a limb ends there in free space."""
+    at 0.3 and 0.5 of `scale`): about 0 where a limb ends there in free space. Points where `skip(point)` holds
+    do not count as outline."""
     base = np.arctan2(direction[1], direction[0])
-    hits = [_mask_at(mask, centre + r * scale * np.array([np.cos(base + a), np.sin(base + a)])) >= 0.5
-            for r in (0.3, 0.5) for a in np.radians(np.arange(-80, 81, 10))]
+    points = [centre + r * scale * np.array([np.cos(base + a), np.sin(base + a)])
+              for r in (0.3, 0.5) for a in np.radians(np.arange(-80, 81, 10))]
+    hits = [_mask_at(mask, q) >= 0.5 and not (skip is not None and skip(q)) for q in points]
     return float(np.mean(hits))
 
 
@@ -413,7 +416,10 @@ def measure_limbs(lms: np.ndarray, mask: np.ndarray, world: np.ndarray | None = 
             entry.upper_typical = max(TYPICAL_RATIO[kind] * torso, other[0])
             entry.upper_reach = _surface_end(mask, segments[0].start, segments[0].direction, entry.upper_typical,
                                              GAP * segments[0].expected, BAND * segments[0].expected)
-            entry.past_middle = _arc(mask, segments[0].end, segments[0].direction, segments[1].expected)
+            # what is left below the elbow or knee: the outline beyond it, not counting other parts of the body
+            # (the other leg beside a stump)
+            entry.past_middle = _arc(mask, segments[0].end, segments[0].direction, segments[1].expected,
+                                     lambda q: _over_other_part(lms, chain, q))
             entry.extremity = _arc(mask, segments[1].end, segments[1].direction, segments[1].expected)
             other_reach = reaches.get(OTHER[limb], [1.0, 1.0])  # the other side cut by the frame: no evidence
             for k, seg in enumerate(segments):
