@@ -241,8 +241,9 @@ def test_pose_following_skips_rejected_limbs(model):
 def test_several_starts_keep_the_best_basin_per_person(model):
     """Each person keeps the start with the lowest final objective; people do not influence each other's pick."""
     people, cameras, _ = synthetic(model, 3, seed=11)
-    one = {s: fit_people(model, people, cameras, FitConfig(starts=(s,))) for s in ("facing", "turned")}
-    both = fit_people(model, people, cameras, FitConfig(starts=("facing", "turned")))
+    plain = {"retry_starts": (), "retries": ()}  # the starts alone, no retries
+    one = {s: fit_people(model, people, cameras, FitConfig(starts=(s,), **plain)) for s in ("facing", "turned")}
+    both = fit_people(model, people, cameras, FitConfig(starts=("facing", "turned"), **plain))
     for i, fit in enumerate(both):
         errors = {s: one[s][i].fit_error_px for s in one}
         assert fit.fit_error_px <= min(errors.values()) + 0.05, (i, errors, fit.fit_error_px)
@@ -306,11 +307,12 @@ def test_wrong_minima_are_left_by_other_hypotheses(model):
         return [float((np.linalg.norm(f.body25_2d - c.keypoints.body25[:, :2], axis=-1)
                        * (c.gt_body25_exists & (c.keypoints.body25[:, 2] >= 0.5))).max()) for f, c in zip(fits, cases)]
 
-    plain = fit_people(model, people, cameras, FitConfig(retry_starts=(), retries=()))
+    plain = fit_people(model, people, cameras, FitConfig(starts=("facing", "turned"), retry_starts=(), retries=()))
     ours = fit_people(model, people, cameras)
     assert min(worst(plain)) > 40.0 and all(f.hypothesis in ("facing", "turned") for f in plain)
     assert max(worst(ours)) < 25.0, worst(ours)
-    assert ours[0].hypothesis == "lean_fwd" and ours[1].hypothesis.endswith("+crouched"), [f.hypothesis for f in ours]
+    assert ours[0].hypothesis.startswith("lean_fwd") and ours[1].hypothesis.endswith("+crouched"), [
+        f.hypothesis for f in ours]
     for f, p, c in zip(ours, plain, cases):  # closer to the truth too, not only to the keypoints
         truth = lambda fit: np.linalg.norm(fit.body25_2d - c.gt_body25_2d, axis=-1)[c.gt_body25_exists].mean()  # noqa: E731
         assert truth(f) < truth(p) - 3.0

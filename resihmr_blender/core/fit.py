@@ -63,24 +63,26 @@ class FitConfig:
     # second thread's hand-offs cost more than they save (64 people, load average 4.4: 0.054 s per person with
     # one thread, 0.21 s with two), as for the sequence fit
     num_threads: int = 0
-    # Initial orientations tried per person, the best kept by the final objective (data + priors): "facing" is the
-    # one the left/right order of the keypoints suggests, "turned" the half turn about the vertical (left/right
-    # swapped by a detector, or a person seen from the back), "lean_fwd"/"lean_back" the torso pitched ±25°
-    # towards/away from the camera (the depth ambiguity a 2D torso cannot settle). Measured on 64 synthetic people
-    # (3 px noise): intact error 5.54 px with one start, 5.12 with facing+turned, 5.09 with all four; the worst
-    # torso shift between declaring a residual limb or not went from 41 to 25 cm. Two starts cost 2x the fit time,
-    # four 4x: the default takes the two.
-    starts: tuple[str, ...] = ("facing", "turned")
-    # Wrong minima (issue 15 item 4): a person whose best start still lies more than retry_px from an input
-    # keypoint of confidence >= 0.5 on an arm or leg tries each of `retries` (LIMB_POSES) on the far limbs, from its
-    # best fit, and keeps whichever hypothesis has the lowest objective (data + priors)
-    retry_px: float = 15.0
+    # Initial orientations, the best kept by the final objective (data + priors): "facing" is the one the
+    # left/right order of the keypoints suggests, "turned" the half turn about the vertical (left/right swapped by
+    # a detector, or a person seen from the back), "lean_fwd"/"lean_back" the torso pitched ±25° towards/away from
+    # the camera (the depth ambiguity a 2D torso cannot settle; a crouch). `starts` are tried for everyone;
+    # `retry_starts` only by people whose best fit still lies more than retry_px from a used input keypoint of
+    # confidence >= 0.5, who then also try each limb pose of `retries` (LIMB_POSES) on their far arms and legs
+    # (`retry_rounds` rounds), keeping whichever hypothesis has the lowest objective (issue 15 item 4).
+    # Measured (fit alone; synthetic 128 / foreign 100 people; intact px over the points the input gave; CPU ms
+    # per person, load average ~10): both starts for everyone, retries beyond 15 px: 3.40 / 3.76 px, 33 / 40 ms;
+    # the same beyond 7 px: 3.35 / 3.52 px, 37 / 47 ms; "turned" only as a retry, beyond 7 px (the default):
+    # 3.36 / 3.52 px, 30 / 44 ms. No person ends > 25 px from a confident keypoint in any of them (6 / 10 with
+    # two starts and no retries).
+    starts: tuple[str, ...] = ("facing",)
+    retry_starts: tuple[str, ...] = ("turned", "lean_fwd", "lean_back")
+    retry_px: float = 7.0
+    retry_rounds: int = 2
+    retries: tuple[str, ...] = ("flexed", "crouched", "kneeling", "forward", "crossed", "back")
     # FitObjective.foot_residuals, with the pose prior (stages 2-3). Measured (fit alone, intact error on COCO
     # inputs, synthetic / foreign): 0: 7.59 / 9.26 px; 10: 8.21 / 7.76; 30: 8.10 / 7.73; 100: 8.01 / 7.83
     foot_flat_weight: float = 30.0
-    retry_starts: tuple[str, ...] = ("lean_fwd", "lean_back")
-    retry_rounds: int = 2
-    retries: tuple[str, ...] = ("flexed", "crouched", "kneeling", "forward", "crossed", "back")
 
 
 @dataclass
