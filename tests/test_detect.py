@@ -192,9 +192,9 @@ def test_real_photos_of_intact_people_get_at_most_one_false_suggestion_in_ten(re
     """Intact people cut by the frame, hidden behind objects, animals and each other, seated, foreshortened: at
     most 1 limb-loss suggestion per 10 photos for the person detect() uses (the README's promise; none today),
     tests/data/real_photos/SOURCES.md."""
-    assert len(REAL_PHOTOS) >= 17
+    assert len(REAL_PHOTOS) >= 16
     found = [(name, image, people) for name, image, people in real_people if people]
-    assert len(found) >= 16, f"MediaPipe found people in only {len(found)} of {len(REAL_PHOTOS)} photos"
+    assert len(found) >= 15, f"MediaPipe found people in only {len(found)} of {len(REAL_PHOTOS)} photos"
     false = [(name, s.kind, round(s.score, 2), s.reasons) for name, image, people in found
              for s in limb_loss_hints(people[0].landmarks, people[0].mask, people[0].world, image)]
     assert 10 * len(false) <= len(found), f"{len(false)} false suggestions on {len(found)} photos: {false}"
