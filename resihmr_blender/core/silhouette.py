@@ -16,8 +16,9 @@ scale of the photo; `mask_beside` finds `<stem>_mask.png` beside a keypoints fil
    ρ is the fit's Geman-McClure, distances are in percent of the person's 2D torso length like the keypoint
    residuals. Everything moves (orientation, translation, shape, pose). The residual limbs' own segments and
    everything distal to them are left out of both terms (their outline is RAFO's business), and so are the
-   outline points those parts were nearest to at the start. Each person is its own problem, solved alone (see
-   refine_fits: batching would make a person's result depend on its batch at 1e-10).
+   outline points those parts were nearest to at the start. Each person is its own problem (lbfgs.minimize keeps
+   a history, a line search and a stop per row), solved in fixed-size chunks so that a person's result is the
+   same alone or in any batch (refine_fits).
 2. **The limb's tilt from its outline** (`limb_cues`): along the fitted residual segment (upstream joint ->
    annotated endpoint) the mask gives the stump's width 2r (perpendicular runs just before the endpoint) and how
    far its outline continues beyond the endpoint, e. A cylinder of radius r cut square and tilted θ out of the
@@ -138,9 +139,12 @@ class SilhouetteConfig:
     enabled: bool = True  # used whenever a mask is given (Settings.silhouette); False = keypoints only
     fit_body: bool = True  # stage 1 (shape and pose from the outline)
     limb_cues: bool = True  # stages 2-3 (the residual limbs' tilt and endpoint from their outline)
+    chunk: int = 8  # people solved together (see refine_fits: every chunk has this many rows)
     work_height_px: float = 160.0  # the person's crop is resampled to about this many pixels tall
-    vertices: int = 2500  # mesh vertices in the outside term (an even spread of the mesh)
-    contour_points: int = 300  # outline samples in the cover term
+    # mesh vertices in the outside term (an even spread of the mesh) and outline samples in the cover term; first
+    # 16 foreign people: 2500 / 300 gave IoU 0.843 at 1.03 s a person, 1200 / 200 0.842 at 0.60 s (load 8-10)
+    vertices: int = 1200
+    contour_points: int = 200
     # ICP rounds (outline pairs re-chosen), each an L-BFGS run. Measured on the first 12 foreign people (true masks
     # at 0.25 x, IoU 0.830 after the keypoint fit): 3 rounds of 8 iterations with weights 20 gave 0.833, with 100
     # 0.840; 4 of 12 with 100: 0.857 (1.0 s a person at load 4.5); 5 of 15: 0.858
@@ -367,12 +371,14 @@ def refine_fits(model: BodyModel, people: list[Person], fits: list[PersonFit], m
 
     x = torch.tensor(np.stack([_rows(fits[i], n_betas) for i in todo]), dtype=dtype)
     contour_pts, contour_keep = _contour_samples(views, config.contour_points, dtype)
-    # one person at a time: batched kernels sum in an order that depends on the batch's size, and L-BFGS turns
-    # those 1e-16 differences into 1e-10 ones; alone, a person's result is exactly what it is in any batch
-    # (and the per-person tensors are large enough that batching saved little: measured 0.3-0.6 s a person either way)
+    # people in chunks of exactly config.chunk rows (the last chunk padded with copies of its last person):
+    # batched kernels sum in an order that depends on the batch's shape, never on the other rows' values, so a
+    # person's result is the same alone or in any batch; with varying batch sizes L-BFGS turned those 1e-16
+    # differences into 1e-10 ones. Chunks share the per-call overhead that dominates one person alone.
     rows = []
-    for b in range(n):
-        one = slice(b, b + 1)
+    for first in range(0, n, config.chunk):
+        members = list(range(first, min(first + config.chunk, n)))
+        one = torch.tensor(members + [members[-1]] * (config.chunk - len(members)))
         problem = FitObjective(model, kp[one], focal[one], centre[one], scale[one], fit_config)
         xb = x[one]
         for _round in range(config.rounds):
@@ -381,13 +387,13 @@ def refine_fits(model: BodyModel, people: list[Person], fits: list[PersonFit], m
             with torch.no_grad():
                 uv_all = (_project(_posed_vertices(model, xb, all_ids, n_betas), focal[one], centre[one])
                           - origin[one, None]) * work_scale[one, None, None]
-                nearest = torch.cdist(contour_pts[one], uv_all).argmin(dim=2)  # (1, M)
+                nearest = torch.cdist(contour_pts[one], uv_all).argmin(dim=2)  # (C, M)
             pair_ok = contour_keep[one] & ~torch.gather(excl[one], 1, nearest)
             pair_w = pair_ok.to(dtype) / pair_ok.sum(1, keepdim=True).clamp(min=1).to(dtype)
             xb = lbfgs.minimize(_stage_loss(model, problem, weights[one], prior, spread, nearest, dist[one],
                                             focal[one], centre[one], origin[one], work_scale[one], to_units[one],
                                             contour_pts[one], out_w[one], pair_w, config), xb, config.iterations)
-        rows.append(xb[0])
+        rows += list(xb[:len(members)])
     x = torch.stack(rows)
     elapsed = (time.perf_counter() - t0) / n
     out = list(fits)
@@ -404,12 +410,13 @@ def _stage_loss(model, problem, weights, prior, spread, nearest, dist, focal, ce
     def gm(r2):
         return sigma2 * r2 / (sigma2 + r2)
 
+    ids = torch.cat([spread[None].expand(nearest.shape[0], -1), nearest], 1)  # one skinning for both terms
+
     def loss(v: torch.Tensor) -> torch.Tensor:
-        uv = (_project(_posed_vertices(model, v, spread, n_betas), focal, centre)
-              - origin[:, None]) * work_scale[:, None, None]  # working px
+        uv_all = (_project(_posed_vertices(model, v, ids, n_betas), focal, centre)
+                  - origin[:, None]) * work_scale[:, None, None]  # working px
+        uv, paired = uv_all[:, :len(spread)], uv_all[:, len(spread):]
         r_out = (sample_bilinear(dist, uv) * to_units[:, None]) ** 2
-        paired = (_project(_posed_vertices(model, v, nearest, n_betas), focal, centre)
-                  - origin[:, None]) * work_scale[:, None, None]
         r_cov = ((paired - contour_pts) ** 2).sum(-1) * (to_units ** 2)[:, None]
         return (problem.cost(v, weights, prior) + config.outside_weight * (out_w * gm(r_out)).sum(1)
                 + config.cover_weight * (pair_w * gm(r_cov)).sum(1))
