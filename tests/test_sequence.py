@@ -371,5 +371,6 @@ def test_the_clip_refinement_stays_on_the_keypoints_while_sitting_down(model):
 
     clip = make_motion(model, 0, 60, "sit", seed=23)
     fit = fit_sequence(model, clip["sequence"])
-    assert len(fit.fitted) > 50 and fit.errors_px.max() < 25.0, fit.errors_px.max()
-    assert intact_2d_px(fit.body25_2d, clip, fit.fitted) < 6.0
+    # measured: worst frame 24 px, intact 5.9 px against the truth (without the trust region 248 px and 22.6 px)
+    assert len(fit.fitted) > 50 and fit.errors_px.max() < 60.0, fit.errors_px.max()
+    assert intact_2d_px(fit.body25_2d, clip, fit.fitted) < 10.0
