@@ -74,7 +74,8 @@ def main(argv=None):
         print(f"{name}: {len(cases)} people; wrong minima {len(r['far'])} "
               f"{[(i, round(d)) for i, d in r['far']]}; intact {r['intact']:.2f} px, given {r['given']:.2f} px; "
               + "; ".join(f"{k} {v:.2f} px (n={n})" for k, (v, n) in sorted(r["layout"].items()))
-              + f"; fit {r['seconds'] * 1000:.1f} ms/person batched, CPU {r['cpu'] * 1000:.1f} ms (load {load:.1f}->{os.getloadavg()[0]:.1f}); "
+              + f"; fit {r['seconds'] * 1000:.1f} ms/person batched, CPU {r['cpu'] * 1000:.1f} ms "
+              f"(load {load:.1f}->{os.getloadavg()[0]:.1f}); "
               f"wins {r['wins']}")
 
 

@@ -323,7 +323,6 @@ def test_feet_without_keypoints_are_laid_flat(model):
     ground, which on the foreign benchmark's COCO people (Anny's own feet) brings the toes and heels closer to the
     truth than the ankle's rest pose under the fitted shank; feet with keypoints get no such term."""
     from benchmarks.foreign import load_cases
-
     from resihmr_blender.core.fit import FitObjective, keypoint_weights
 
     cases = [c for c in load_cases() if c.keypoints.source_format != "openpose"][:10]
