@@ -348,3 +348,17 @@ def test_feet_without_keypoints_are_laid_flat(model):
     fit = fit_people(model, seen, cam)[0]
     objective = FitObjective(model, None, None, None, None, FitConfig())
     assert torch.all(objective.foot_residuals(torch.tensor(fit.body25_3d)[None], w) == 0)
+
+
+def test_retried_people_fit_the_same_alone_and_in_a_batch(model):
+    """Which people retry (and with which starts and limb poses) depends on each person alone: a person's fit,
+    and the hypothesis that won, are the same alone as in a batch where others retry differently."""
+    from benchmarks.foreign import load_cases
+
+    cases = [load_cases()[i] for i in (19, 45, 0)]  # two limb retries after a turned start, one plain
+    batch = fit_people(model, [c.keypoints for c in cases], [c.fit_camera for c in cases])
+    assert len({f.hypothesis for f in batch}) == 3 and sum("+" in f.hypothesis for f in batch) == 2
+    for c, together in zip(cases, batch):
+        alone = fit_people(model, [c.keypoints], [c.fit_camera])[0]
+        assert alone.hypothesis == together.hypothesis
+        assert np.abs(alone.body25_3d - together.body25_3d).max() < 1e-9
