@@ -1,9 +1,12 @@
 """SMPLify-X-style staged fit of SMPL-X to intact 2D body keypoints (paper eq. 1-2), batched over people.
 
-Stages (L-BFGS, strong-Wolfe line search), joints-only forward inside every loop:
+Stages (Levenberg-Marquardt with the body's analytic Jacobian by default, FitConfig.solver), joints-only forward
+inside every loop:
 1. global orientation + translation on the torso, from a similar-triangles depth initialisation;
 2. body pose + shape with decreasing prior weights and a robust (Geman-McClure) reprojection term on the
-   confidence-weighted keypoints.
+   confidence-weighted keypoints, plus a flat-foot prior for feet the input does not show;
+then people still far from a confident keypoint retry other starts and limb poses (FitConfig.retry_*, the
+winner in PersonFit.hypothesis), and 3. each residual endpoint turns its own segment and nothing else.
 Keypoints distal to a declared residual limb are ignored (weight 0) even when a detector reports them with
 high confidence: detectors hallucinate missing limbs. Hands and face are not fitted yet (BODY_25 only).
 """
