@@ -24,11 +24,15 @@ MAX_FIT_ERROR_TORSO = 0.25  # mean reprojection error above a quarter of the 2D 
 
 
 def body_height(model: BodyModel, betas: np.ndarray) -> float:
-    """Standing height of the rest (T-pose) mesh with these shape coefficients, in metres."""
+    """Standing height of the rest (T-pose) mesh with these shape coefficients, in metres.
+
+    Only the vertical coordinate of the shaped template is needed (the rest pose moves no vertex off the
+    head-to-feet span), so no skinning: ~100x cheaper than a full forward pass, which mattered per person in batch.
+    """
+    betas = torch.as_tensor(np.asarray(betas, dtype=np.float64)[: model.num_betas], dtype=model.dtype)
     with torch.no_grad():
-        verts = model.forward(betas=torch.tensor(np.asarray(betas, dtype=np.float64)[None], dtype=model.dtype)
-                              ).vertices[0].double().numpy()
-    return float(np.ptp(verts[:, 1]))
+        y = model.v_template[:, 1] + model.shapedirs[:, 1, : betas.shape[0]] @ betas
+    return float(y.max() - y.min())
 
 
 def check(model: BodyModel, betas: np.ndarray, joints_3d: np.ndarray, fit_error_px: float,
