@@ -47,6 +47,7 @@ CYCLE_S = 1.1  # one gait cycle (two steps)
 MAX_TRAVEL_M = 1.2  # the walk's path length, whatever the clip's duration (the camera is fixed)
 REACH_CYCLE_S = 2.4  # right arm out and back, then the left
 MOTIONS = ("walk", "sit", "reach")
+ALIASES = {"walking": "walk", "sitting": "sit", "sitting down": "sit", "reaching": "reach"}
 
 
 def walk_pose(phase: float) -> np.ndarray:
@@ -210,6 +211,37 @@ def true_ends(walk, kind: str, numbers: np.ndarray) -> tuple[np.ndarray, np.ndar
     return walk["camera"].project_np(end), end - jt
 
 
+def torso_yaw_deg(joints: np.ndarray) -> np.ndarray:
+    """(T,) the torso's turn about the camera's vertical, degrees (0: facing the camera), from (T, 55, 3) joints:
+    its forward direction is (person's left) x (up), left from the shoulders and hips, up from pelvis to neck."""
+    j = lambda name: joints[:, JOINT_INDEX[name]]  # noqa: E731
+    left = j("left_shoulder") + j("left_hip") - j("right_shoulder") - j("right_hip")
+    forward = np.cross(left, j("neck") - j("pelvis"))
+    return np.degrees(np.arctan2(forward[:, 0], -forward[:, 2]))
+
+
+def body_errors(walk, fit, truth: np.ndarray) -> dict:
+    """Where the clip's λ error comes from: per limb the fitted segment's length against the truth's (relative,
+    the median over frames; the envelope divides by it), per clip the torso's yaw error (deg, mean over frames:
+    the depth a 2D torso cannot settle) and the pelvis' travel along the body's forward direction (m, fitted vs
+    true: a walker goes forward, so a mirrored yaw shows as little travel along it)."""
+    out = {"segment_length_rel_err": []}
+    for r in fit.residuals:
+        limb = residual_by_name(r.kind)
+        a, u = JOINT_INDEX[limb.anchor_joint], JOINT_INDEX[limb.upstream_joint]
+        fitted = np.median(np.linalg.norm(fit.joints_3d[:, u] - fit.joints_3d[:, a], axis=1))
+        out["segment_length_rel_err"].append(float(fitted / np.linalg.norm(truth[:, u] - truth[:, a], axis=1).mean()
+                                                   - 1.0))
+    out["yaw_err_deg"] = float(abs(torso_yaw_deg(fit.joints_3d).mean() - torso_yaw_deg(truth).mean()))
+
+    def travel(joints):
+        yaw = np.radians(torso_yaw_deg(joints).mean())
+        return float(np.dot(joints[-1, 0] - joints[0, 0], [math.sin(yaw), 0.0, -math.cos(yaw)]))
+
+    out["travel_forward_m"] = [travel(fit.joints_3d), travel(truth)]
+    return out
+
+
 VARIANTS = {"envelope/frame": ("envelope", "frame"), "envelope/shared": ("envelope", "shared"),
             "rafo/frame": ("rafo", "frame"), "rafo/shared": ("rafo", "shared")}
 
@@ -265,7 +297,7 @@ def evaluate(model, people: int, frames: int, seed: int, config: SequenceConfig 
                "kinds": [r.kind for r in fit.residuals],
                "intact_2d_px_seq": intact_2d_px(fit.body25_2d, walk, fit.fitted),
                "accel_err_mm_seq": accel_error_mm(fit.joints_3d, truth, numbers),
-               "variants": rafo_variants(model, walk, fit)}
+               "variants": rafo_variants(model, walk, fit), **body_errors(walk, fit, truth)}
         if single:
             ends: dict = {}
             lams, joints, body2d, ok = single_frame_fits(model, walk, fit.fitted, ends)
@@ -275,7 +307,8 @@ def evaluate(model, people: int, frames: int, seed: int, config: SequenceConfig 
             row["ends_single"] = single_ends(walk, ends, numbers)
         rows_out.append(row)
         brief = {k: v for k, v in row.items() if k not in ("variants", "lambda_abs_err_single", "ends_single")}
-        print(json.dumps({k: (np.round(v, 4).tolist() if k.startswith(("lambda", "intact", "accel", "sec", "cpu"))
+        print(json.dumps({k: (np.round(v, 4).tolist() if k.startswith(("lambda", "intact", "accel", "sec", "cpu",
+                                                                           "segment", "yaw", "travel"))
                               else v) for k, v in brief.items()}), flush=True)
     return {"rows": rows_out}
 
@@ -286,7 +319,14 @@ def summary(rows: list[dict]) -> dict:
            "intact_2d_px_sequence": float(np.mean([r["intact_2d_px_seq"] for r in rows])),
            "accel_err_mm_sequence": float(np.nanmean([r["accel_err_mm_seq"] for r in rows])),
            "fit_seconds_mean": float(np.mean([r["seconds"] for r in rows])),
-           "fit_cpu_seconds_mean": float(np.mean([r["cpu_seconds"] for r in rows]))}
+           "fit_cpu_seconds_mean": float(np.mean([r["cpu_seconds"] for r in rows])),
+           "segment_length_abs_rel_err": float(np.mean([abs(e) for r in rows for e in r["segment_length_rel_err"]])),
+           "yaw_err_deg_mean": float(np.mean([r["yaw_err_deg"] for r in rows]))}
+    # the clips whose torso yaw is off by more than 20° (mirrored or pulled towards facing the camera) apart
+    off = [r["yaw_err_deg"] > 20.0 for r in rows]
+    for name, keep in (("yaw_within_20deg", False), ("yaw_off_20deg", True)):
+        errors = [e for r, o in zip(rows, off) if o == keep for e in r["lambda_abs_err_seq"]]
+        out[f"lambda_mae_sequence_{name}"] = [float(np.mean(errors)) if errors else None, sum(o == keep for o in off)]
     if "lambda_abs_err_single" in rows[0]:
         out.update(lambda_mae_single=float(np.mean([e for r in rows for e in r["lambda_abs_err_single"]])),
                    intact_2d_px_single=float(np.mean([r["intact_2d_px_single"] for r in rows])),
@@ -324,7 +364,11 @@ def main() -> None:
     # fit_sequence takes one torch thread unless the settings ask for more
     settings = Settings(fit=FitConfig(num_threads=args.threads)) if args.threads != 1 else None
     report = {"motions": {}}
-    for motion in [m.strip() for m in args.motions.split(",") if m.strip()]:
+    motions = [ALIASES.get(m.strip(), m.strip()) for m in args.motions.split(",") if m.strip()]
+    unknown = [m for m in motions if m not in MOTIONS]
+    if unknown:
+        parser.error(f"--motions: unknown {', '.join(unknown)}; known: {', '.join(MOTIONS)} (or {', '.join(ALIASES)})")
+    for motion in motions:
         result = evaluate(model, args.people, args.frames, args.seed, config, not args.no_single, motion)
         report["motions"][motion] = summary(result["rows"])
     if args.long:
