@@ -9,10 +9,12 @@ frames (the photo pipeline on each frame alone), the per-frame intact 2D error o
 error of the 3D body joints, mm/frame², against the truth's) of both; per way of taking λ and the anchor (the
 envelope or eq. 3-5 summed; one anchor per frame or one offset per limb in its bone frame) the λ MAE, the
 endpoint's error against the true endpoint's projection over every fitted frame (px) and the stump vector
-(upstream joint -> tip) against the truth's (mm); and the time (wall and CPU) of a 300-frame walk.
+(upstream joint -> tip) against the truth's (mm); where the clip's λ error comes from (per limb the fitted
+segment's length against the truth's, per clip the torso's yaw error and travel along the body's forward, λ MAE of
+the clips with yaw within / off 20°); and the time (wall and CPU) of a 300-frame walk.
 Targets (issue 16): λ MAE ≤ 0.5x single-frame, jitter ≤ 0.3x, 300 frames ≤ 30 s on 2 cores.
 
-    python -m benchmarks.bench_sequence [--people 4] [--frames 60] [--motions walk,sit,reach] [--long 300]
+    python -m benchmarks.bench_sequence [--people 4] [--frames 60] [--motions walking,sitting,reaching] [--long 300]
         [--threads 1] [--seed 11]
 """
 from __future__ import annotations
