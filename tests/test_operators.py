@@ -9,18 +9,11 @@ import numpy as np
 import pytest
 import trimesh
 
-import resihmr_blender
-
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "demo"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def registered():
-    bpy.ops.wm.read_homefile(use_empty=True)
-    resihmr_blender.register()
-    yield
-    resihmr_blender.unregister()
+pytestmark = pytest.mark.usefixtures("registered_addon")
 
 
 @pytest.fixture()

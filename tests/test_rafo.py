@@ -116,12 +116,12 @@ def grad_at(p, anchor, lam, alpha, mu):
     return np.concatenate([ga[0].numpy(), gl.numpy()])
 
 
-def test_the_written_out_gradient_is_the_gradient_of_eq_4():
-    gen = torch.Generator().manual_seed(0)
-    n = 64
-    f64 = dict(dtype=torch.float64, generator=gen)
+def _random_rows(seed: int, behind_camera: bool = False, n: int = 64):
+    """n random RAFO rows (anchor, λ, then eq. 4's other inputs) and the generator's keyword arguments."""
+    f64 = dict(dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
     anchor = (torch.randn(n, 3, **f64) * 0.3 + torch.tensor([0.0, 0.0, 3.0], dtype=torch.float64))
-    anchor[0, 2] = -0.5  # behind the camera: the depth clamp has zero gradient
+    if behind_camera:
+        anchor[0, 2] = -0.5  # behind the camera: the depth clamp has zero gradient
     anchor.requires_grad_(True)
     lam = torch.rand(n, **f64).requires_grad_(True)
     anchor_init = anchor.detach() + 0.05 * torch.randn(n, 3, **f64)
@@ -129,6 +129,11 @@ def test_the_written_out_gradient_is_the_gradient_of_eq_4():
     target = torch.rand(n, 2, **f64) * 1000
     focal, centre = torch.rand(n, **f64) * 1000 + 1000, torch.full((n, 2), 500.0, dtype=torch.float64)
     alpha, mu = torch.rand(n, **f64) * 1e3, torch.rand(n, **f64) * 1e5
+    return anchor, lam, (anchor_init, upstream, target, focal, centre, alpha, mu), f64
+
+
+def test_the_written_out_gradient_is_the_gradient_of_eq_4():
+    anchor, lam, (anchor_init, upstream, target, focal, centre, alpha, mu), _ = _random_rows(0, behind_camera=True)
     loss, g_anchor, g_lam = rafo_loss_and_grad(anchor, lam, anchor_init, upstream, target, focal, centre, alpha, mu)
     auto_anchor, auto_lam = torch.autograd.grad(
         rafo_loss(anchor, lam, anchor_init, upstream, target, focal, centre, alpha, mu).sum(), [anchor, lam])
@@ -192,19 +197,10 @@ def test_strong_wolfe_line_search_per_row():
 
 
 def test_the_written_out_gradient_holds_with_the_tilt_term():
-    gen = torch.Generator().manual_seed(1)
-    n = 64
-    f64 = dict(dtype=torch.float64, generator=gen)
-    anchor = (torch.randn(n, 3, **f64) * 0.3 + torch.tensor([0.0, 0.0, 3.0], dtype=torch.float64)).requires_grad_()
-    lam = torch.rand(n, **f64).requires_grad_(True)
-    anchor_init = anchor.detach() + 0.05 * torch.randn(n, 3, **f64)
-    upstream = anchor.detach() + 0.4 * torch.randn(n, 3, **f64)
-    target = torch.rand(n, 2, **f64) * 1000
-    focal, centre = torch.rand(n, **f64) * 1000 + 1000, torch.full((n, 2), 500.0, dtype=torch.float64)
-    alpha, mu = torch.rand(n, **f64) * 1e3, torch.rand(n, **f64) * 1e5
+    anchor, lam, args, f64 = _random_rows(1)
+    n = anchor.shape[0]
     weight = torch.rand(n, **f64) * 500 * (torch.arange(n) % 3 > 0)  # a third of the rows without a cue
     tilt = (weight, torch.rand(n, **f64))
-    args = (anchor_init, upstream, target, focal, centre, alpha, mu)
     loss, g_anchor, g_lam = rafo_loss_and_grad(anchor, lam, *args, tilt)
     auto_anchor, auto_lam = torch.autograd.grad(rafo_loss(anchor, lam, *args, tilt).sum(), [anchor, lam])
     assert torch.allclose(g_anchor, auto_anchor, rtol=1e-10, atol=1e-8)

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-import resihmr_blender
 from resihmr_blender.core.body_model import load_body_model
 from resihmr_blender.core.camera import Camera
 from resihmr_blender.core.image import write_png
@@ -20,12 +19,7 @@ from resihmr_blender.core.raster import silhouette
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "demo"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def registered():
-    bpy.ops.wm.read_homefile(use_empty=True)
-    resihmr_blender.register()
-    yield
-    resihmr_blender.unregister()
+pytestmark = pytest.mark.usefixtures("registered_addon")
 
 
 @pytest.fixture()
