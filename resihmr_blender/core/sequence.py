@@ -11,7 +11,7 @@ Fitting (`fit_sequence`), all on the CPU and batched over frames. As in the phot
 intact keypoints alone place the body; residual endpoints only turn their segment's upstream joint, which moves
 only the limb's ignored distal part, so declaring a residual limb never moves an intact joint of any frame:
 1. key frames (every `key_every`-th usable frame) get the photo fit of their intact keypoints (fit.fit_people:
-   two starts, staged LM);
+   the facing start, retries of other starts and limb poses where a keypoint stays far, staged LM);
 2. the frames between them are fitted from the previous frame's result (warm start, one start, a few LM
    iterations), all segments between key frames at once, one frame step after the other;
 3. a joint refinement over the whole clip: one shape shared by every frame, every frame's pose, the same
@@ -258,7 +258,7 @@ def read_sequence(folder: str | os.PathLike, person: int = 0, fps: float = 30.0,
 
 @dataclass
 class SequenceConfig:
-    key_every: int = 20  # a photo fit (two starts, staged) on every n-th usable frame
+    key_every: int = 20  # a photo fit (fit.fit_people with its retries) on every n-th usable frame
     warm_iters: int = 4  # LM iterations for a frame started from the previous frame's result
     refine_iters: int = 4  # Gauss-Newton iterations of the joint refinement, before the shape (0: none)
     final_iters: int = 2  # ... and after it
