@@ -24,8 +24,15 @@ from .keypoints import KeypointsFile, Person
 from .rafo import RafoConfig, ResidualError, ResidualResult, limb_problems, pose_following_anchors, solve
 from .result_json import person_json, result_document
 from .settings import Settings
-from .silhouette import (PersonMask, SilhouetteConfig, SilhouetteReport, limb_cue, limb_radius_m, refine_fits,
-                         tilt_weight)
+from .silhouette import (
+    PersonMask,
+    SilhouetteConfig,
+    SilhouetteReport,
+    limb_cue,
+    limb_radius_m,
+    refine_fits,
+    tilt_weight,
+)
 
 # (stage, fraction of the whole run done) — stages: "fit", "rafo", "mesh", "done". A callback may raise
 # Cancelled to stop the run between stages.
