@@ -35,14 +35,9 @@ from resihmr_blender.core.fit import FitConfig
 from resihmr_blender.core.rafo import RafoConfig
 from resihmr_blender.core.residuals import RESIDUAL_KINDS, distal_mask, residual_by_name
 from resihmr_blender.core.rotations import aa_to_matrix
-from resihmr_blender.core.sequence import (
-    Frame,
-    Sequence,
-    SequenceConfig,
-    bone_rotations,
-    fit_sequence,
-    sequence_rafo,
-)
+from resihmr_blender.core.sequence import SequenceConfig, fit_sequence
+from resihmr_blender.core.sequence_frames import Frame, Sequence
+from resihmr_blender.core.sequence_rafo import bone_rotations, sequence_rafo
 from resihmr_blender.core.settings import Settings
 
 CYCLE_S = 1.1  # one gait cycle (two steps)

@@ -27,7 +27,7 @@ def reconstruction_of(fit, model, settings):
     once from the shared λ: what workflow.apply builds the avatar from."""
     from .core.keypoints import KeypointsFile
     from .core.pipeline import Reconstruction, build_meshes, model_info
-    from .core.sequence import reference_result
+    from .core.sequence_document import reference_result
 
     result = reference_result(fit, model)
     meshes = build_meshes(model, [result], pose=True)
@@ -44,7 +44,7 @@ def world_motion(fit, model) -> tuple[np.ndarray, np.ndarray]:
     import torch
 
     from .core.rotations import aa_to_matrix, matrix_to_axis_angle
-    from .core.sequence import motion
+    from .core.sequence_document import motion
     from .mesh.frames import M
 
     poses, transl, _ = motion(fit)
@@ -59,7 +59,7 @@ def world_motion(fit, model) -> tuple[np.ndarray, np.ndarray]:
 def write_sequence_outputs(out_dir: Path, fit, model, settings, formats, root: Path | None = None,
                            protect=(), export: ExportChoices | None = None) -> list[Path]:
     from .core.pipeline import model_info
-    from .core.sequence import gait_csv, sequence_document
+    from .core.sequence_document import gait_csv, sequence_document
 
     out_dir, export = Path(out_dir), export or ExportChoices()
     for name in planned(formats):
@@ -72,7 +72,7 @@ def write_sequence_outputs(out_dir: Path, fit, model, settings, formats, root: P
     if "overlay" in formats:
         with _writing("contact_sheet.png"):
             from .core.image import write_png
-            from .core.sequence import contact_sheet
+            from .core.sequence_document import contact_sheet
 
             picture, shown = contact_sheet(fit, model, rec.meshes[0])
             write_png(out_dir / "contact_sheet.png", picture)
@@ -97,12 +97,12 @@ def write_sequence_outputs(out_dir: Path, fit, model, settings, formats, root: P
 
 
 def write_overlay_video(path: Path, fit, model, mesh) -> list[int]:
-    """The animated overlay (core/sequence.overlay_video) as an animated WebP, written atomically; returns the
+    """The animated overlay (core/sequence_document.overlay_video) as an animated WebP, written atomically; returns the
     frame numbers it shows."""
     from PIL import Image
 
     from .core.atomic import atomic_path
-    from .core.sequence import overlay_video
+    from .core.sequence_document import overlay_video
 
     pictures, numbers, durations = overlay_video(fit, model, mesh)
     images = [Image.fromarray(p) for p in pictures]
@@ -150,7 +150,8 @@ def run_sequence_command(args, settings, safe_name, debug: bool = False) -> int:
 
     from .core.body_model import load_body_model
     from .core.fit import FitError
-    from .core.sequence import SequenceError, fit_sequence, frame_files, read_sequence
+    from .core.sequence import fit_sequence
+    from .core.sequence_frames import SequenceError, frame_files, read_sequence
     from .outputs import one_line
 
     def fail(message: str, status: int, exc: BaseException | None = None) -> int:
@@ -207,7 +208,8 @@ def load_sequence(context, folder: str, fps: float = 30.0, person: int = 0,
     """The sidebar's *Load sequence*: read and fit the clip, build its one avatar (replacing the avatar called
     ResiHMR) playing the motion from frame 0. Everything is read and fitted before the scene changes.
     Returns (mesh object, SequenceFit)."""
-    from .core.sequence import SequenceError, fit_sequence, read_sequence
+    from .core.sequence import fit_sequence
+    from .core.sequence_frames import SequenceError, read_sequence
     from .errors import UserError
     from .mesh.animation import apply_motion
     from .preferences import resolve_body_model

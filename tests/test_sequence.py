@@ -13,15 +13,9 @@ from benchmarks.bench_sequence import accel_error_mm, make_walk, single_frame_fi
 from resihmr_blender.cli import main
 from resihmr_blender.core.body_model import JOINT_INDEX, load_body_model
 from resihmr_blender.core.residuals import RESIDUAL_KINDS
-from resihmr_blender.core.sequence import (
-    MISSING_FILE,
-    NOT_FOUND,
-    SequenceError,
-    fit_sequence,
-    gait_csv,
-    read_sequence,
-    sequence_document,
-)
+from resihmr_blender.core.sequence import fit_sequence
+from resihmr_blender.core.sequence_document import gait_csv, sequence_document
+from resihmr_blender.core.sequence_frames import MISSING_FILE, NOT_FOUND, SequenceError, read_sequence
 
 SIZE = (1000, 1000)
 
@@ -143,7 +137,7 @@ def test_shared_lambda_beats_single_frames_on_a_short_walk(model):
     from resihmr_blender.core.fit import FitConfig
     from resihmr_blender.core.rafo import RafoConfig
     from resihmr_blender.core.residuals import residual_by_name
-    from resihmr_blender.core.sequence import bone_rotations, sequence_rafo
+    from resihmr_blender.core.sequence_rafo import bone_rotations, sequence_rafo
 
     people = [seq.frames[i].person for i in fit.fitted]
     people[3].residual[:, 2] = 0.0  # no endpoint on this frame
