@@ -29,10 +29,10 @@ shared by all frames and one anchor per frame (rafo.rafo_loss), or with Sequence
 anchor offset per limb for the clip, fixed in its upstream joint's bone frame (measured worse, see there). The
 shared λ itself comes by default from what
 only a clip can tell: a stump of one length seen at changing tilts projects to at most its length, so the upper
-envelope of its projected lengths gives it (_envelope_lambda; measured 3x closer than eq. 3-5 with λ free, which
-is kept in the result as lambda_rafo_sum); eq. 3-5 summed then place every frame's anchor at that λ. Acceptance
-per frame (the endpoint's reprojection error below the threshold) and overall (the median over the frames that
-show it).
+envelope of its projected lengths gives it (sequence_rafo._envelope_lambda; measured 3x closer than eq. 3-5 with
+λ free, which is kept in the result as lambda_rafo_sum); eq. 3-5 summed then place every frame's anchor at that
+λ. Acceptance per frame (the endpoint's reprojection error below the threshold) and overall (the median over the
+frames that show it).
 Endpoints given on some frames only: the frames in between still ignore the limb's distal keypoints, and their
 endpoint is tracked along the fitted segment at the shared λ (marked `tracked`).
 
@@ -91,7 +91,8 @@ class SequenceConfig:
     acceleration_weight: float = 2.0
     max_gap: int = 1  # frames further apart than this are not linked by the temporal terms
     # the shared λ: "envelope" (the shortest stump reaching the frames' endpoints, at this percentile of the
-    # projected lengths) or "rafo" (eq. 3-5 summed with λ free); see _envelope_lambda for the measurements
+    # projected lengths) or "rafo" (eq. 3-5 summed with λ free); see sequence_rafo._envelope_lambda for the
+    # measurements
     lambda_from: str = "envelope"
     envelope_percentile: float = 75.0
     # the anchors of eq. 4: "frame" (one per frame) or "shared" (one offset per limb for the clip, in the bone
