@@ -414,10 +414,10 @@ def test_second_sigint_or_sigterm_stops_at_once(good, tmp_path, signals, code, w
     out = tmp_path / "out"
     run = Run(inputs, out)
     run.wait_until(lambda: any(line.startswith("running ") for line in run.lines))
-    time.sleep(0.5)  # fitting the first person
+    time.sleep(0.05)  # into the first file; the fit takes ~0.2 s now, so both signals must come well before it ends
     for k, signum in enumerate(signals):
         if k:
-            time.sleep(0.3)
+            time.sleep(0.02)
         run.proc.send_signal(signum)
     status, stdout, stderr = run.finish(timeout=120)
     assert status == code, (stdout, stderr)
