@@ -283,6 +283,12 @@ class FitObjective:
         the projected residual segment (upstream joint -> anchor joint) at the endpoint's distance from the
         upstream joint, so the segment points through the endpoint without presuming where along it the limb
         ends (that is RAFO's λ). `with_3d` also returns the BODY_25 points in 3D (B, 25, 3)."""
+        rows, out = self.project_output(x, focal, centre, kp)
+        return (rows, out.body25) if with_3d else rows
+
+    def project_output(self, x, focal, centre, kp):
+        """(_project_rows' rows, the joints-only forward output they came from): for callers that need the 3D
+        joints of the same evaluation (the sequence fit's temporal terms)."""
         orient, trans, shape, pose = self.unpack(x)
         out = self.model.joints_only(betas=shape, global_orient=orient, body_pose=pose, transl=trans, body_only=True)
         body = _project(out.body25, focal, centre)
@@ -295,8 +301,7 @@ class FitObjective:
         # joint, with no gradient, whenever the segment points away)
         t = (torch.linalg.norm(target - start, dim=-1)
              / torch.linalg.norm(axis, dim=-1).clamp(min=1e-6)).clamp(0.0, 1.0)
-        rows = torch.cat([body, start + t[..., None] * axis], dim=1)
-        return (rows, out.body25) if with_3d else rows
+        return torch.cat([body, start + t[..., None] * axis], dim=1), out
 
     def foot_residuals(self, pts, weights, dpts=None):
         """Flat-foot prior residuals (B, 4): each toe's height above its heel (camera y, in foot lengths) times

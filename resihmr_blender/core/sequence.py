@@ -365,30 +365,13 @@ def _retilt(model: BodyModel, x, kp, w, focal, centre, scale, numbers, fit_cfg: 
     return torch.cat([rows[:, :6], betas.expand(n, -1), rows[:, 6:]], 1)
 
 
-class _Kept:
-    """The body model, keeping its last joints_only output: the data term is the photo fit's own
-    (FitObjective._project_rows, which runs the forward) and the temporal terms read that same forward's 3D
-    points, so one forward serves both."""
-
-    def __init__(self, model: BodyModel):
-        self.model, self.last = model, None
-
-    def __getattr__(self, name):
-        return getattr(self.model, name)
-
-    def joints_only(self, **params):
-        self.last = self.model.joints_only(**params)
-        return self.last
-
-
 class _ClipProblem:
     """The joint objective of a clip: per frame the fit's robust data term and priors (fit.FitObjective), plus
     temporal terms Σ w ||Σ_i c_i Q_t+i||² on the frames' 3D BODY_25 points Q (in percent of the torso)."""
 
     def __init__(self, model, kp, w, focal, centre, scale, to_units, terms, fit_cfg: FitConfig, tips=None):
         self.tips = tips  # (8,) λ per residual kind: endpoints pull the stump's tip (see _retilt), else None
-        self.kept = _Kept(model)
-        self.objective = FitObjective(self.kept, kp, focal, centre, scale, fit_cfg)
+        self.objective = FitObjective(model, kp, focal, centre, scale, fit_cfg)
         self.model, self.kp, self.w, self.focal, self.centre, self.scale = model, kp, w, focal, centre, scale
         self.to_units, self.terms, self.cfg = to_units, terms, fit_cfg
         self.sigma2 = fit_cfg.robust_sigma ** 2
@@ -404,8 +387,7 @@ class _ClipProblem:
 
     def project(self, x, focal, centre, kp):
         """(the 33 model points matching the targets, the same forward's 3D BODY_25 points)."""
-        proj = self.objective._project_rows(x, focal, centre, kp)
-        out, self.kept.last = self.kept.last, None
+        proj, out = self.objective.project_output(x, focal, centre, kp)  # one forward for data and temporal terms
         if self.tips is not None:
             start, end = out.joints[:, SEGMENT_UPSTREAM], out.joints[:, SEGMENT_ANCHOR]
             tip = end + self.tips[None, :, None] * (start - end)
