@@ -111,6 +111,11 @@ class PersonFit:
         return {"betas": self.betas, "expression": self.expression, "global_orient": self.global_orient,
                 "body_pose": self.body_pose, "transl": self.transl}
 
+    def row(self, n_betas: int | None = None) -> np.ndarray:
+        """These parameters as one row of FitObjective's layout [global_orient 3 | transl 3 | betas | body_pose 63]
+        (the first n_betas shape coefficients, all by default): a later stage starts from the fit with it."""
+        return np.concatenate([self.global_orient, self.transl, self.betas[:n_betas], self.body_pose])
+
 
 def keypoint_weights(person: Person, config: FitConfig) -> np.ndarray:
     """Confidence weights for BODY_25, zero where unavailable, unconfident or distal to a residual limb."""

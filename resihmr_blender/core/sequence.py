@@ -156,10 +156,6 @@ def _declared(person: Person, flags: np.ndarray, min_confidence: float) -> Perso
                   source_format=person.source_format)
 
 
-def _rows_of(fit: PersonFit) -> np.ndarray:
-    return np.concatenate([fit.global_orient, fit.transl, fit.betas, fit.body_pose])
-
-
 def fit_sequence(model: BodyModel, sequence: Sequence, settings=None, config: SequenceConfig | None = None,
                  progress=None) -> SequenceFit:
     """One shape, one λ per residual limb, a pose per usable frame (see the module docstring). Torch threads:
@@ -224,7 +220,7 @@ def _fit_sequence(model: BodyModel, sequence: Sequence, settings, config: Sequen
                           fit_cfg)
     x = torch.zeros(n, 6 + model.num_betas + 63, dtype=dtype)
     for k, fit in zip(keys, key_fits):
-        x[k] = torch.tensor(_rows_of(fit), dtype=dtype)
+        x[k] = torch.tensor(fit.row(), dtype=dtype)
     shared = np.median(np.stack([f.betas for f in key_fits]), axis=0)
     timings["key_frames"] = time.perf_counter() - t0
 

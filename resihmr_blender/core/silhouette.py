@@ -48,7 +48,7 @@ import torch
 from . import lbfgs
 from .body_model import JOINT_INDEX, BodyModel
 from .camera import Camera
-from .fit import FitConfig, FitObjective, PersonFit, keypoint_weights
+from .fit import FitConfig, FitObjective, PersonFit, _project, keypoint_weights
 from .keypoints import Person
 from .residuals import RESIDUALS, residual_by_name
 
@@ -310,15 +310,6 @@ def _posed_vertices(model: BodyModel, x: torch.Tensor, ids: torch.Tensor, n_beta
     return (blend_rot @ pts[..., None])[..., 0] + blend_trans + transl[:, None, :]
 
 
-def _project(points: torch.Tensor, focal: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
-    z = points[..., 2:3].clamp(min=1e-3)
-    return focal[:, None, None] * points[..., :2] / z + centre[:, None, :]
-
-
-def _rows(fit: PersonFit, n_betas: int) -> np.ndarray:
-    return np.concatenate([fit.global_orient, fit.transl, fit.betas[:n_betas], fit.body_pose])
-
-
 def refine_fits(model: BodyModel, people: list[Person], fits: list[PersonFit], masks: list[PersonMask | None],
                 config: SilhouetteConfig | None = None, fit_config: FitConfig | None = None) -> list[PersonFit]:
     """Stage 1 for every person with a mask (the others are returned as they are), all in one batch."""
@@ -375,7 +366,7 @@ def refine_fits(model: BodyModel, people: list[Person], fits: list[PersonFit], m
     out_w = out_w / out_w.sum(1, keepdim=True).clamp(min=1.0)
     all_ids = torch.arange(model.num_vertices)
 
-    x = torch.tensor(np.stack([_rows(fits[i], n_betas) for i in todo]), dtype=dtype)
+    x = torch.tensor(np.stack([fits[i].row(n_betas) for i in todo]), dtype=dtype)
     contour_pts, contour_keep = _contour_samples(views, config.contour_points, dtype)
     # people in chunks of exactly config.chunk rows (the last chunk padded with copies of its last person):
     # batched kernels sum in an order that depends on the batch's shape, never on the other rows' values, so a
