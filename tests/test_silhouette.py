@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +17,8 @@ from resihmr_blender.core.camera import Camera
 from resihmr_blender.core.fit import fit_people
 from resihmr_blender.core.image import write_png
 from resihmr_blender.core.keypoints import KeypointsFile
-from resihmr_blender.core.keypoints_io import write_keypoints
-from resihmr_blender.core.pipeline import PersonFailure, reconstruct, run
+from resihmr_blender.core.keypoints_io import read_keypoints, write_keypoints
+from resihmr_blender.core.pipeline import PersonFailure, Reconstruction, reconstruct, run, run_many
 from resihmr_blender.core.raster import mask_iou, silhouette
 from resihmr_blender.core.result_json import person_json
 from resihmr_blender.core.settings import Settings
@@ -33,6 +34,7 @@ from resihmr_blender.core.silhouette import (
 )
 
 QUARTER = 0.25
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "demo"
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +140,16 @@ def test_each_person_is_its_own_problem_with_masks(model, cases):
     assert np.abs(both.fit.body_pose - alone.fit.body_pose).max() < 1e-9
     assert np.abs(both.fit.betas - alone.fit.betas).max() < 1e-9
     assert [r.lam for r in both.residuals] == pytest.approx([r.lam for r in alone.residuals], abs=1e-9)
+
+
+def test_a_mask_of_the_wrong_shape_is_its_files_error_not_the_batchs(model):
+    """In one batch, the file whose mask is not the picture's shape gets its MaskError; the other file is fitted
+    (without its mask entry being consulted) and keeps its place in the list."""
+    demo = read_keypoints(str(EXAMPLE / "keypoints.json"))
+    wrong = PersonMask(np.ones((10, 40), np.float32), "wrong.png")  # 4:1, the demo's photo is 9:16
+    done = run_many(model, [demo, demo], Settings(), masks=[wrong, None])
+    assert isinstance(done[0], MaskError) and "wrong.png" in str(done[0])
+    assert isinstance(done[1], Reconstruction) and len(done) == 2
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from .rafo import RafoConfig, ResidualError, ResidualResult, limb_problems, pose
 from .result_json import person_json, result_document
 from .settings import Settings
 from .silhouette import (
+    MaskError,
     PersonMask,
     SilhouetteConfig,
     SilhouetteReport,
@@ -251,21 +252,22 @@ def run(model: BodyModel, kfile: KeypointsFile, settings: Settings | None = None
 
 def run_many(model: BodyModel, kfiles: list[KeypointsFile], settings: Settings | None = None,
              batch_size: int = 64, progress: Progress | None = None,
-             masks: list[PersonMask | None] | None = None) -> list[Reconstruction | FitError]:
+             masks: list[PersonMask | None] | None = None) -> list[Reconstruction | FitError | MaskError]:
     """`run` for many files, their people fitted together in batches of `batch_size` (each person and each
-    residual limb is still its own problem). A file whose camera cannot be decided gives its FitError; `masks`
-    holds one photo mask (or None) per file."""
+    residual limb is still its own problem). A file whose camera cannot be decided gives its FitError, one whose
+    mask is not the picture's shape its MaskError; `masks` holds one photo mask (or None) per file."""
     settings = settings or Settings()
     masks = list(masks) if masks is not None and settings.silhouette.enabled else [None] * len(kfiles)
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
-    cameras: list[Camera | FitError] = []
+    cameras: list[Camera | FitError | MaskError] = []
     for kfile, mask in zip(kfiles, masks):
         try:
-            cameras.append(camera_for(kfile, settings))
+            camera = camera_for(kfile, settings)
             if mask is not None:
-                mask.scale_for(cameras[-1])
-        except FitError as exc:
+                mask.scale_for(camera)  # a mask of another picture's shape is this file's error, not the batch's
+            cameras.append(camera)
+        except (FitError, MaskError) as exc:
             cameras.append(exc)
     flat = [(f, p) for f, kfile in enumerate(kfiles) if isinstance(cameras[f], Camera)
             for p in range(len(kfile.people))]
@@ -280,7 +282,7 @@ def run_many(model: BodyModel, kfiles: list[KeypointsFile], settings: Settings |
     out: list[Reconstruction | FitError] = []
     for f, kfile in enumerate(kfiles):
         camera = cameras[f]
-        if isinstance(camera, FitError):
+        if not isinstance(camera, Camera):
             out.append(camera)
             continue
         indices = list(range(len(kfile.people)))
