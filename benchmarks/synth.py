@@ -31,6 +31,7 @@ from resihmr_blender.core.keypoints_io import read_keypoints, write_keypoints
 from resihmr_blender.core.layouts import BODY25_INDEX, BODY25_NAMES, COCO17_TO_BODY25
 from resihmr_blender.core.residuals import LIMBS, RESIDUAL_KINDS, RESIDUALS, distal_mask, residual_by_name
 from resihmr_blender.core.rotations import aa_to_matrix, matrix_to_axis_angle, rot
+from resihmr_blender.core.stump import descendants, dominant_joint
 
 IMAGE_SIZES: tuple[tuple[int, int], ...] = ((1080, 1920), (1920, 1080), (1000, 1000))  # (width, height)
 FOCAL_DIAGONAL_RANGE = (0.8, 1.6)  # focal length / image diagonal
@@ -436,18 +437,11 @@ def true_silhouette(model: BodyModel, person: SyntheticPerson, camera: Camera) -
     with torch.no_grad():
         verts = model.forward(**params).vertices[0].double().numpy()
     faces = np.asarray(model.faces)
-    dominant = model.weights.argmax(dim=1).numpy()
+    dominant = dominant_joint(model.weights.numpy())
     keep = np.ones(len(faces), bool)
     for name in person.residuals:
-        kind = residual_by_name(name)
-        top = JOINT_INDEX[kind.upstream_joint]
-        below = np.zeros(len(model.parents), bool)
-        for j in range(len(model.parents)):
-            p = j
-            while p >= 0 and p != top:
-                p = model.parents[p]
-            below[j] = p == top
+        below = np.isin(dominant, descendants(JOINT_INDEX[residual_by_name(name).upstream_joint], model.parents))
         axis = person.gt_upstream_3d[name] - person.gt_anchor_3d[name]
-        beyond = below[dominant] & ((verts - person.gt_endpoint_3d[name]) @ axis < 0.0)
+        beyond = below & ((verts - person.gt_endpoint_3d[name]) @ axis < 0.0)
         keep &= ~beyond[faces].any(axis=1)
     return silhouette(verts, faces[keep], camera)

@@ -51,6 +51,7 @@ from .camera import Camera
 from .fit import FitConfig, FitObjective, PersonFit, _project, keypoint_weights
 from .keypoints import Person
 from .residuals import RESIDUALS, residual_by_name
+from .stump import descendants, dominant_joint
 
 MASK_SUFFIX = "_mask.png"
 
@@ -266,20 +267,11 @@ def sample_bilinear(images: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
 def residual_region(model: BodyModel, person: Person) -> np.ndarray:
     """(V,) bool: vertices of the residual limbs' segments and everything distal to them (their dominant joint is
     the residual kind's upstream joint or one of its descendants)."""
-    dominant = model.weights.argmax(dim=1).numpy()
-    parents = model.parents
+    dominant = dominant_joint(model.weights.numpy())
     out = np.zeros(model.num_vertices, bool)
     for k, kind in enumerate(RESIDUALS):
-        if person.residual[k, 2] <= 0:
-            continue
-        top = JOINT_INDEX[kind.upstream_joint]
-        below = np.zeros(len(parents), bool)
-        for j in range(len(parents)):
-            p = j
-            while p >= 0 and p != top:
-                p = parents[p]
-            below[j] = p == top
-        out |= below[dominant]
+        if person.residual[k, 2] > 0:
+            out |= np.isin(dominant, descendants(JOINT_INDEX[kind.upstream_joint], model.parents))
     return out
 
 
