@@ -244,7 +244,7 @@ def _expected_lengths(lms: np.ndarray, kind: str) -> tuple[float, float] | None:
     """Lower bounds of an intact segment's length in the picture, from the torso (None: torso not seen)."""
     if min(lms[[11, 12, 23, 24], 3]) < HIDDEN_BELOW:
         return None
-    torso = float(np.linalg.norm(0.5 * (lms[11, :2] + lms[12, :2]) - 0.5 * (lms[23, :2] + lms[24, :2])))
+    torso = _torso_length(lms)
     if torso < MIN_TORSO_PX:
         return None
     return TORSO_RATIO[(kind, 0)] * torso, TORSO_RATIO[(kind, 1)] * torso
