@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -471,10 +472,18 @@ def fit_people(model: BodyModel, people: list[Person], cameras: list[Camera],
                config: FitConfig | None = None) -> list[PersonFit | FitError]:
     """Fit every person at once. Returns a PersonFit, or the FitError saying why one could not be fitted."""
     config = config or FitConfig()
-    previous = torch.get_num_threads()
-    torch.set_num_threads(config.num_threads or 1)
-    try:
+    with torch_threads(config.num_threads or 1):
         return _fit_people(model, people, cameras, config)
+
+
+@contextmanager
+def torch_threads(n: int):
+    """torch's thread count set to n inside, the caller's restored afterwards (the fits run on one thread: their
+    batches are small and on a shared 2-core machine a second thread made them slower, not faster)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
     finally:
         torch.set_num_threads(previous)
 

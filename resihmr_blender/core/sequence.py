@@ -61,6 +61,7 @@ from .fit import (
     check_person,
     fit_people,
     keypoint_weights,
+    torch_threads,
 )
 from .keypoints import Person
 from .residuals import RESIDUAL_KINDS, RESIDUALS
@@ -161,12 +162,8 @@ def fit_sequence(model: BodyModel, sequence: Sequence, settings=None, config: Se
     """One shape, one λ per residual limb, a pose per usable frame (see the module docstring). Torch threads:
     the settings' number, else one — the per-frame batches are small and on a shared 2-core machine two threads
     made a 300-frame clip 5.5x slower (168 s against 31 s at load average 4-6)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads((settings.fit.num_threads if settings is not None else 0) or 1)
-    try:
+    with torch_threads((settings.fit.num_threads if settings is not None else 0) or 1):
         return _fit_sequence(model, sequence, settings, config, progress)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _fit_sequence(model: BodyModel, sequence: Sequence, settings, config: SequenceConfig | None,
