@@ -14,7 +14,6 @@ import os
 import time
 
 import numpy as np
-import torch
 
 from resihmr_blender.core.body_model import load_body_model
 from resihmr_blender.core.fit import FitConfig, FitError, fit_people
@@ -43,7 +42,7 @@ def study(model, cases, cameras, batch: int, config: FitConfig) -> dict:
         off = np.linalg.norm(fit.body25_2d[confident] - case.keypoints.body25[confident, :2], axis=-1)
         if (off > 25.0).any():
             far.append((i, float(off.max())))
-        wins[getattr(fit, "hypothesis", "?")] += 1
+        wins[fit.hypothesis] += 1
     mean = lambda parts: float(np.concatenate(parts).mean()) if parts else float("nan")  # noqa: E731
     return {"far": far, "intact": mean(all_err), "given": mean(given_err), "seconds": seconds, "cpu": cpu,
             "layout": {k: (mean(v), len(v)) for k, v in layout.items()}, "wins": dict(wins), "fits": fits}
@@ -55,11 +54,10 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--foreign-people", type=int, default=100)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads of the fit (0: the fit's own, one)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
     model = load_body_model()
-    config = FitConfig()
+    config = FitConfig(num_threads=args.threads)  # fit_people sets the threads itself: a global setting is undone
     benches = []
     if args.people:
         data = synth.make_dataset(args.people, seed=args.seed, model=model, noise_px=3.0)
