@@ -419,9 +419,7 @@ def generate(n: int, seed: int = HELD_OUT_SEED, noise_px: float = 3.0, coco_shar
                 axis = obs["upstream"][kind_name] - obs["anchor"][kind_name]
                 beyond = limb & ((verts - obs["endpoint"][kind_name]) @ axis < 0.0)
                 keep &= ~beyond[faces].any(axis=1)
-            small = Camera(max(1, round(camera.width * MASK_SCALE)), max(1, round(camera.height * MASK_SCALE)),
-                           camera.focal_length * MASK_SCALE,
-                           (camera.principal_point[0] * MASK_SCALE, camera.principal_point[1] * MASK_SCALE))
+            small = camera.scaled(MASK_SCALE)
             mask = silhouette(verts, faces[keep], small)
             person = obs["person"]
             k8 = lambda key: np.stack([obs[key].get(k, np.zeros(3)) for k in RESIDUAL_KINDS])  # noqa: E731

@@ -159,11 +159,6 @@ def evaluate(targets: list[Target], metrics: dict[str, float]) -> list[Verdict]:
 # Measuring
 
 
-def small_camera(camera: Camera, scale: float) -> Camera:
-    return Camera(max(1, round(camera.width * scale)), max(1, round(camera.height * scale)),
-                  camera.focal_length * scale, (camera.principal_point[0] * scale, camera.principal_point[1] * scale))
-
-
 def mask_of(model, params: dict, cuts: list, camera: Camera) -> np.ndarray:
     mesh = build_mesh(model, params, cuts, pose=True)
     return silhouette(mesh.posed_vertices, mesh.faces, camera)
@@ -267,7 +262,7 @@ def _run(n_people: int, seed: int, noise: float, iou_scale: float, timing_people
 
     part = score_cases(model, dataset, cameras, ours, trusting, synth_mask, iou_scale)
     if silhouette:
-        masks = [_mask_of_truth(synth.true_silhouette(model, p, small_camera(p.camera, MASK_SCALE)),
+        masks = [_mask_of_truth(synth.true_silhouette(model, p, p.camera.scaled(MASK_SCALE)),
                                 "synth.true_silhouette") for p in dataset]
         _with_silhouette(model, part, dataset, cameras, masks, synth_mask, iou_scale, batch)
     metrics = dict(part.pop("metrics"))
@@ -350,7 +345,7 @@ def score_cases(model, cases, cameras, ours, trusting, gt_mask, iou_scale: float
             skipped += 1
             continue
         scale = iou_scale if iou_scale is not None else gt.mask_scale
-        small = small_camera(cam, scale)
+        small = cam.scaled(scale)
         gt_mask_small = gt_mask(gt, small)
 
         s = scores["ours"]

@@ -54,6 +54,12 @@ class Camera:
         points = np.asarray(points, dtype=np.float64)
         return self.focal_length * points[..., :2] / points[..., 2:3] + np.asarray(self.principal_point)
 
+    def scaled(self, s: float) -> Camera:
+        """The same view in a picture s times the size (the small camera that masks and thumbnails are drawn with):
+        the size rounded, at least one pixel; focal length and principal point scaled exactly."""
+        return Camera(max(1, round(self.width * s)), max(1, round(self.height * s)), self.focal_length * s,
+                      (self.principal_point[0] * s, self.principal_point[1] * s))
+
     def to_json(self) -> dict:
         return {"focal_length_px": float(self.focal_length), "principal_point": [float(c) for c in
                                                                                  self.principal_point],

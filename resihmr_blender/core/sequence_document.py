@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from .body_model import JOINT_INDEX, BodyModel
-from .camera import Camera
 from .keypoints import Person
 from .residuals import RESIDUALS
 from .sequence import SequenceFit
@@ -183,8 +182,7 @@ def frame_pictures(fit: SequenceFit, model: BodyModel, mesh, rows, width: int, c
 
     cam = fit.camera
     s = width / cam.width
-    small = Camera(max(1, round(cam.width * s)), max(1, round(cam.height * s)), cam.focal_length * s,
-                   (cam.principal_point[0] * s, cam.principal_point[1] * s))
+    small = cam.scaled(s)
     scale = np.array([s, s, 1.0])
     rows, dt, pictures = list(rows), model.dtype, []
     for first in range(0, len(rows), chunk):
