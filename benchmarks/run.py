@@ -76,6 +76,7 @@ SPEED_METRICS: dict[str, str] = {
 # measured here for ResiHMR only ("ours.<field>", "foreign.ours.<field>")
 EXTRA_FIELDS: dict[str, str] = {
     "intact_given_mpjpe_px": "intact 2D MPJPE (px) over the existing BODY_25 points the input gave",
+    "input_noise_px": "the input's own error: mean distance (px) of those input keypoints from the truth",
     "lambda_coverage": "share of residual limbs whose true λ lies inside RAFO's λ interval",
     "lambda_interval_width": "mean width of RAFO's λ interval",
     "far_from_input": "people whose fitted BODY_25 is > 25 px from an existing input keypoint of confidence ≥ 0.5",
@@ -328,7 +329,7 @@ def score_cases(model, cases, cameras, ours, trusting, gt_mask, iou_scale: float
     trusting = trusting if baselines else [None] * len(ours)
     cues_used = [0, 0]  # residual limbs whose outline gave a cue, of those with a mask
     scores = {m: MethodScores() for m in METHODS}
-    given_errors, cover_by_kind, widths, limbs = [], {}, [], []
+    given_errors, input_errors, cover_by_kind, widths, limbs = [], [], {}, [], []
     joint_errors: dict[int, list[float]] = {}
     far = 0
     by_family: dict[str, MethodScores] = {}
@@ -358,6 +359,7 @@ def score_cases(model, cases, cameras, ours, trusting, gt_mask, iou_scale: float
         s.add_keypoints(errors, halluc)
         given = gt.gt_body25_exists & (gt.keypoints.body25[:, 2] > 0)
         given_errors.append(np.linalg.norm(res.body25_2d[given] - gt.gt_body25_2d[given], axis=-1))
+        input_errors.append(np.linalg.norm(gt.keypoints.body25[given, :2] - gt.gt_body25_2d[given], axis=-1))
         confident = gt.gt_body25_exists & (gt.keypoints.body25[:, 2] >= 0.5)
         far += bool((np.linalg.norm(res.body25_2d[confident] - gt.keypoints.body25[confident, :2], axis=-1)
                      > 25.0).any())
@@ -402,6 +404,7 @@ def score_cases(model, cases, cameras, ours, trusting, gt_mask, iou_scale: float
     metrics = {f"{m}.{f}": v for m, sc in scores.items() for f, v in sc.summary().items()}
     covered = [c for v in cover_by_kind.values() for c in v]
     metrics["ours.intact_given_mpjpe_px"] = mean_or_nan(given_errors)
+    metrics["ours.input_noise_px"] = mean_or_nan(input_errors)
     metrics["ours.lambda_coverage"] = mean_or_nan(covered)
     metrics["ours.lambda_interval_width"] = mean_or_nan(widths)
     metrics["ours.far_from_input"] = float(far)
@@ -515,6 +518,7 @@ def side_by_side(report: dict) -> list[str]:
     both = [("", report)] + ([(FOREIGN_PREFIX, f)] if f else [])
     rows = [("intact MPJPE, all existing BODY_25 points (px)", "ours.intact_mpjpe_px", 2),
             ("intact MPJPE, the points the input gave (px)", "ours.intact_given_mpjpe_px", 2),
+            ("the input's own error on those points (px)", "ours.input_noise_px", 2),
             ("residual-endpoint MPJPE (px)", "ours.residual_mpjpe_px", 2),
             ("λ MAE", "ours.lambda_mae", 3),
             ("λ interval coverage (true λ inside)", "ours.lambda_coverage", 3),

@@ -100,19 +100,21 @@ def test_every_limb_converges_to_a_stationary_point():
     for p, r in zip(limbs, results):
         if not (config.lambda_min < r.lam < config.lambda_max):
             continue
-        g0 = grad_at(p, r.anchor_init_3d, config.lambda_init, r.alpha, r.mu)
-        g = grad_at(p, r.anchor_3d, r.lam, r.alpha, r.mu)
+        tilt = config.tilt_terms([p])[0]  # what RAFO minimises: eq. 4 and the tilt prior
+        g0 = grad_at(p, r.anchor_init_3d, config.lambda_init, r.alpha, r.mu, tilt)
+        g = grad_at(p, r.anchor_3d, r.lam, r.alpha, r.mu, tilt)
         ppm = p.camera.focal_length / p.anchor_init[2]
         seg_px = ppm * np.linalg.norm(p.upstream - p.anchor_init)
         scaled, scaled0 = g / [ppm, ppm, ppm, seg_px], g0 / [ppm, ppm, ppm, seg_px]  # pixels
         assert np.abs(scaled).max() <= 1e-4 * max(1.0, np.abs(scaled0).max()), (scaled, scaled0)
 
 
-def grad_at(p, anchor, lam, alpha, mu):
+def grad_at(p, anchor, lam, alpha, mu, tilt=None):
     def t(v):  # one row
         return torch.tensor(np.asarray(v, dtype=np.float64))[None]
     _, ga, gl = rafo_loss_and_grad(t(anchor), t(lam), t(p.anchor_init), t(p.upstream), t(p.target),
-                                   t(p.camera.focal_length), t(p.camera.principal_point), t(alpha), t(mu))
+                                   t(p.camera.focal_length), t(p.camera.principal_point), t(alpha), t(mu),
+                                   None if tilt is None else (t(tilt[0]), t(tilt[1])))
     return np.concatenate([ga[0].numpy(), gl.numpy()])
 
 
@@ -242,3 +244,40 @@ def test_the_tilt_cue_settles_lambda_where_the_endpoint_alone_cannot():
     without = lambda_intervals(rows[0], rows[1], loss(None), *geometry, *common)[0]
     assert with_cue[1] - with_cue[0] < without[1] - without[0]
     assert off.lam == plain.lam and off.lam_interval == plain.lam_interval
+
+
+def test_the_line_search_returns_the_loss_of_the_step_it_returns():
+    """A row still growing its step when the evaluations run out keeps its last evaluated step with that step's
+    loss (it once returned the next, unevaluated step with the previous step's loss, and L-BFGS then stalled on a
+    loss it never had)."""
+    def loss_and_grad(x):  # (x − 30)² per row: the minimum far beyond the first trial step
+        return ((x - 30.0) ** 2).sum(-1), 2.0 * (x - 30.0)
+
+    x = torch.zeros(3, 1, dtype=torch.float64)
+    d = torch.ones(3, 1, dtype=torch.float64)
+    f0, g0 = loss_and_grad(x)
+    for evals in (1, 2, 3):
+        t, f, g = _strong_wolfe(loss_and_grad, x, d, f0, g0, torch.ones(3, dtype=torch.bool), evals)
+        f_at, g_at = loss_and_grad(x + t[:, None] * d)
+        assert bool((t > 0).all()) and torch.equal(f, f_at) and torch.equal(g, g_at)
+
+
+def test_the_tilt_prior_takes_lambda_to_a_typical_tilt_and_the_interval_spans_the_hypotheses():
+    """A shank tilted 35° towards the camera (sin 0.57), the fit's anchor in the image plane: eq. 4 alone keeps the
+    anchor where it is and reads the endpoint's short image as a short stump; the tilt prior turns the segment to a
+    typical tilt and λ moves towards the truth. The interval holds the λ of a low and of a steep tilt."""
+    cam = Camera(1000, 1000, 2000.0)
+    upstream, length, lam_true = np.array([0.0, 0.0, 3.0]), 0.4, 0.3
+    t = np.radians(35.0)
+    anchor_true = upstream - length * np.array([0.0, -np.cos(t), np.sin(t)])
+    target = cam.project_np(anchor_true + lam_true * (upstream - anchor_true))
+    base = LimbProblem(RESIDUALS[5], upstream - length * np.array([0.0, -1.0, 0.0]), upstream, target, cam, 3.0)
+    off = solve([base], RafoConfig(tilt_prior_sd=0.0))[0]
+    on = solve([base])[0]
+    assert abs(on.lam - lam_true) < 0.8 * abs(off.lam - lam_true) and on.reproj_error_px < 1.0
+    ray = np.array([*(target - cam.principal_point) / cam.focal_length, 1.0])
+    tilt = abs((upstream - on.anchor_3d) @ ray) / np.linalg.norm(upstream - on.anchor_3d) / np.linalg.norm(ray)
+    assert 0.2 < tilt < RafoConfig().tilt_prior_sin + 0.05  # the anchor turned from the image plane to a typical tilt
+    assert off.lam_hypotheses == {} and set(on.lam_hypotheses) == {"0.07", "0.67"}
+    low, steep = on.lam_hypotheses["0.07"], on.lam_hypotheses["0.67"]
+    assert steep < on.lam < low and on.lam_interval[0] <= steep and low <= on.lam_interval[1]

@@ -36,6 +36,9 @@ def residual_json(r, measurements: dict | None = None) -> dict:
              "residual_length_m": round(r.residual_length_m, 6)}
     if r.lam_interval is not None:  # RAFO's evidence (rafo.lambda_intervals); a λ set by hand keeps it
         entry["lambda_interval"] = _finite(r.lam_interval)
+    if r.lam_hypotheses:  # λ were the segment tilted low or steep (rafo.RafoConfig.tilt_hypotheses)
+        entry["lambda_hypotheses"] = [{"sin_tilt": float(sin), "lambda": round(float(lam), 6)}
+                                      for sin, lam in r.lam_hypotheses.items()]
     entry.update(measurements or {})
     return entry
 
@@ -49,7 +52,9 @@ def residual_result(entry: dict):
     return ResidualResult(kind=entry["kind"], lam=float(entry["lambda"]),
                           reproj_error_px=float(entry["reproj_error_px"]), accepted=bool(entry["accepted"]),
                           alpha=float("nan"), mu=float("nan"), **arr,
-                          lam_interval=tuple(entry["lambda_interval"]) if "lambda_interval" in entry else None)
+                          lam_interval=tuple(entry["lambda_interval"]) if "lambda_interval" in entry else None,
+                          lam_hypotheses={f"{h['sin_tilt']:g}": float(h["lambda"])
+                                          for h in entry.get("lambda_hypotheses", [])})
 
 
 def fit_params(person: dict) -> dict[str, np.ndarray]:
