@@ -59,11 +59,13 @@ if __name__ == "__main__" and not __package__:  # run as a script (real Blender'
     _argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
     sys.exit(_main(_argv))
 
+# (after the script case above: run as a script, a relative import has no package to come from)
+from .exit_status import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE  # noqa: E402
+
 AVAILABLE_FORMATS = ("json", "overlay", "mask", "blend", "glb", "fbx")  # outputs.FORMATS
 DETECTED_MASK = "keypoints_mask.png"  # --detect: MediaPipe's person mask beside keypoints.json
 EXAMPLE_DIR = Path(__file__).resolve().parents[1] / "examples"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 TEMP_MARK = ".resihmr-tmp"  # core.atomic.TEMP_MARK (not imported: this module stays light to import)
 NOT_INPUTS = ("ground_truth.json",)  # the examples' answers, beside their keypoints
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .core.atomic import write_text_atomic
+from .exit_status import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from .outputs import ExportChoices, _writing, check_target, quiet_blender
 
 SEQUENCE_ACTION = "sequence_motion"
@@ -135,9 +136,6 @@ def _write_avatar(out_dir: Path, rec, fit, model, formats, export: ExportChoices
                 written.append(export_avatar_file(obj, path, fmt, animation=True, pose=export.pose,
                                                   preset=export.preset, influences=export.influences))
     return written
-
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2  # cli.py's
 
 
 def run_sequence_command(args, settings, safe_name, debug: bool = False) -> int:

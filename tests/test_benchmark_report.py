@@ -101,7 +101,7 @@ def test_targets_file_is_complete_and_known():
         assert t.metric in bench.metric_names() and t.comparator in OPS
     assert {t.id for t in targets} >= {"residual-vs-proxy", "residual-px", "intact-px", "lambda-mae",
                                        "single-person-time", "batched-throughput", "iou-vs-trusting"}
-    assert "forearms" in next(t.notes for t in targets if t.id == "lambda-mae")  # the λ explanation is kept
+    assert "TRUE tilt" in next(t.notes for t in targets if t.id == "lambda-mae")  # the λ explanation is kept
 
 
 @pytest.mark.parametrize("body, message", [

@@ -36,10 +36,8 @@ THIGH_SET = tuple(BODY25_INDEX[n] for n in ("RKnee", "LKnee"))
 # joints spanning each residual kind's segment, in RESIDUALS order (all among the fit's 25 body joints)
 SEGMENT_UPSTREAM = [JOINT_INDEX[k.upstream_joint] for k in RESIDUALS]
 SEGMENT_ANCHOR = [JOINT_INDEX[k.anchor_joint] for k in RESIDUALS]
-SEGMENT_JOINTS = tuple(SEGMENT_UPSTREAM + SEGMENT_ANCHOR)
-_BODY25_JOINTS = [name for kind, name in BODY25_SOURCES if kind == "joint"]
-SEGMENT_IN_BODY25 = ([BODY25_SOURCES.index(("joint", JOINT_NAMES[j])) for j in SEGMENT_JOINTS]
-                     if all(JOINT_NAMES[j] in _BODY25_JOINTS for j in SEGMENT_JOINTS) else None)
+# their places among the BODY_25 points (every segment joint is one: shoulders, elbows, wrists, hips, knees, ankles)
+SEGMENT_IN_BODY25 = [BODY25_SOURCES.index(("joint", JOINT_NAMES[j])) for j in SEGMENT_UPSTREAM + SEGMENT_ANCHOR]
 FOOT_ANKLES = [BODY25_INDEX["LAnkle"], BODY25_INDEX["RAnkle"]]
 FOOT_POINTS = torch.tensor([[BODY25_INDEX[s + n] for n in ("BigToe", "SmallToe", "Heel")] for s in "LR"])
 FOOT_LENGTH_M = 0.25
@@ -323,28 +321,25 @@ class FitObjective:
         d = (dpts[:, FOOT_POINTS[:, :2], 1] - dpts[:, FOOT_POINTS[:, 2:], 1]) * k[..., None]
         return r.reshape(-1, 4), d.reshape(len(d), 4, -1)
 
-    def _rows_and_jacobian(self, x, focal, centre, kp, with_3d: bool = False, camera_only: bool = False):
-        """`_project_rows` and its exact Jacobian (B, 33, 2, D), from the body's analytic point Jacobian;
-        `with_3d` adds the 3D points (B, P, 3) and their Jacobian (B, P, 3, D) (BODY_25 first); `camera_only`
-        differentiates global_orient and transl only (D = 6)."""
+    def _rows_and_jacobian(self, x, focal, centre, kp, camera_only: bool = False):
+        """`_project_rows` and its exact Jacobian (B, 33, 2, D), from the body's analytic point Jacobian, with the
+        BODY_25 points in 3D (B, 25, 3) and their Jacobian (B, 25, 3, D); `camera_only` differentiates
+        global_orient and transl only (D = 6)."""
         orient, trans, shape, pose = self.unpack(x)
-        if SEGMENT_IN_BODY25 is not None:  # the segments' joints are BODY_25 points: no extra points to carry
-            pts, dpts = self.model.points_and_jacobian(shape, orient, pose, trans, camera_only=camera_only)
-            pts, dpts = torch.cat([pts, pts[:, SEGMENT_IN_BODY25]], 1), torch.cat([dpts, dpts[:, SEGMENT_IN_BODY25]], 1)
-        else:
-            pts, dpts = self.model.points_and_jacobian(shape, orient, pose, trans, SEGMENT_JOINTS, camera_only)
+        pts, dpts = self.model.points_and_jacobian(shape, orient, pose, trans, camera_only=camera_only)
         z = pts[..., 2]
         inv_z = 1.0 / z.clamp(min=1e-3)
-        proj = focal[:, None, None] * pts[..., :2] * inv_z[..., None] + centre[:, None, :]
+        body = focal[:, None, None] * pts[..., :2] * inv_z[..., None] + centre[:, None, :]
         f_z = focal[:, None] * inv_z
         dproj_dp = torch.zeros(*pts.shape[:2], 2, 3, dtype=x.dtype)
         dproj_dp[..., 0, 0] = dproj_dp[..., 1, 1] = f_z
         # depth: −f·x/z²; nothing where the depth is clamped (as in _project)
         dproj_dp[..., :, 2] = -(f_z * inv_z * (z >= 1e-3))[..., None] * pts[..., :2]
-        dproj = dproj_dp @ dpts  # (B, P, 2, D)
+        d_body = dproj_dp @ dpts  # (B, 25, 2, D)
+        # the segments' joints are BODY_25 points: projected and differentiated once, then picked
         n = len(SEGMENT_UPSTREAM)
-        body, start, end = proj[:, :25], proj[:, 25:25 + n], proj[:, 25 + n:]
-        d_body, d_start, d_end = dproj[:, :25], dproj[:, 25:25 + n], dproj[:, 25 + n:]
+        start, end = body[:, SEGMENT_IN_BODY25[:n]], body[:, SEGMENT_IN_BODY25[n:]]
+        d_start, d_end = d_body[:, SEGMENT_IN_BODY25[:n]], d_body[:, SEGMENT_IN_BODY25[n:]]
         axis, to_target = end - start, kp[:, 25:] - start
         length = torch.linalg.norm(axis, dim=-1)
         dist = torch.linalg.norm(to_target, dim=-1)
@@ -359,7 +354,7 @@ class FitObjective:
         dt = inside[..., None] * (d_dist / safe - dist[..., None] * d_length / safe**2)
         d_point = d_start + t[..., None, None] * d_axis + axis[..., None] * dt[..., None, :]
         rows, d_rows = torch.cat([body, start + t[..., None] * axis], 1), torch.cat([d_body, d_point], 1)
-        return (rows, d_rows, pts, dpts) if with_3d else (rows, d_rows)
+        return rows, d_rows, pts, dpts
 
     def squared_errors(self, x):
         """(B, 33) squared reprojection errors in (percent of torso length)²."""
@@ -438,13 +433,12 @@ class FitObjective:
 
         def jacobian(v, kp, conf, focal, centre, scale, rest, psi):
             """All rows' residuals and their Jacobian at once (analytic; see BodyModel.points_and_jacobian)."""
-            pred, dpred, pts, dpts = self._rows_and_jacobian(join(v, rest), focal, centre, kp, with_3d=True,
-                                                             camera_only=camera_only)
+            pred, dpred, pts, dpts = self._rows_and_jacobian(join(v, rest), focal, centre, kp, camera_only)
             w = (torch.sqrt(conf * psi) / scale[:, None])[..., None]
             r = ((pred - kp) * w).reshape(v.shape[0], -1)
             jac = (dpred * w[..., None]).reshape(v.shape[0], r.shape[1], -1)
             if feet:  # linear in the points' heights: the same weights on their Jacobian rows
-                r_foot, j_foot = self.foot_residuals(pts[:, :25], conf, dpts[:, :25])
+                r_foot, j_foot = self.foot_residuals(pts, conf, dpts)
                 r, jac = torch.cat([r, r_foot], 1), torch.cat([jac, j_foot], 1)
             return jac, r
 
