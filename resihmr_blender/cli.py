@@ -741,10 +741,7 @@ def detect_to_file(job: Job, accept: bool, person: int | None = None):
     report: each limb's probability of being absent or why it was not judged), return the file."""
     import json
 
-    import numpy as np
-
     from .core.atomic import write_text_atomic
-    from .core.image import write_png
     from .core.keypoints import KeypointsFile
     from .core.keypoints_io import read_keypoints, write_keypoints
     from .core.residuals import RESIDUAL_KINDS
@@ -768,8 +765,7 @@ def detect_to_file(job: Job, accept: bool, person: int | None = None):
                                         "reasons": s.reasons, "applied": accept} for s in found.suggestions]
     document["resihmr_detector"] = {**found.report(), "suggestions_applied": accept}
     write_text_atomic(target, json.dumps(document, indent=1) + "\n")
-    if found.mask is not None:  # MediaPipe's person segmentation: the photo silhouette's mask (mask_beside finds it)
-        write_png(job.out_dir / DETECTED_MASK, (np.clip(found.mask, 0.0, 1.0) * 255).round().astype(np.uint8))
+    found.write_mask(job.out_dir / DETECTED_MASK)  # the photo silhouette's mask (mask_for finds it)
     for s in found.suggestions:
         print(f"    suggestion for {job.name}: {s.kind} at ({s.endpoint[0]:.0f}, {s.endpoint[1]:.0f}) px, "
               f"p(absent) {s.score:.2f}: {'; '.join(s.reasons[1:3])} "

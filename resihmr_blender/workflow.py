@@ -493,11 +493,7 @@ def detect_photo(scene, out_folder: str):
     target.parent.mkdir(parents=True, exist_ok=True)
     write_keypoints(target, KeypointsFile(path=None, people=[found.person], image_path=photo,
                                           image_width=found.width, image_height=found.height))
-    if found.mask is not None and (np.asarray(found.mask) >= 0.5).any():  # the photo silhouette's mask
-        from .core.image import write_png
-
-        write_png(target.parent / (Path(photo).stem + DETECTED_MASK_SUFFIX),
-                  (np.clip(found.mask, 0.0, 1.0) * 255).round().astype(np.uint8))
+    found.write_mask(target.parent / (Path(photo).stem + DETECTED_MASK_SUFFIX))  # the photo silhouette's mask
     load_keypoints(scene, str(target))
     for s in found.suggestions:
         entry = state.residuals[RESIDUAL_KINDS.index(s.kind)]

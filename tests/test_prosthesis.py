@@ -425,6 +425,10 @@ def test_sidebar_operators_one_undo_step_each():
         assert limb.terminal == "hook" and dimensions(avatar)["right_transradial"]["terminal"] == "hook"
         bpy.context.view_layer.objects.active = device_for(avatar, "right_transradial")  # clicked in the viewport
         assert bpy.ops.resihmr.toggle_cover(kind="right_transradial") == {"FINISHED"}
+        # the sidebar shows the device's avatar, so its other buttons act on that avatar too (selection.py)
+        assert bpy.ops.resihmr.export_result.poll() and bpy.ops.resihmr.toggle_pose.poll()
+        bpy.context.view_layer.objects.active = None
+        assert not bpy.ops.resihmr.export_result.poll() and not bpy.ops.resihmr.toggle_pose.poll()
         bpy.context.view_layer.objects.active = avatar
         assert limb.cover and "cover" in dimensions(avatar)["right_transradial"]["parts"]
         assert dimensions(avatar)["right_transradial"]["terminal"] == "hook"  # the other settings kept

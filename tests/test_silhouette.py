@@ -129,17 +129,25 @@ def test_silhouette_stage_brings_the_fit_onto_the_true_mask(model, cases):
 
 
 def test_each_person_is_its_own_problem_with_masks(model, cases):
-    """A person fitted with its mask alone or beside others gets the same body and λ (to 1e-9)."""
+    """A person fitted with its mask alone or beside others gets the same body and λ: the silhouette stage exactly
+    (from the same keypoint fit), the whole pipeline to 1e-7 (the keypoint fit's LM solves differ by ~1e-13
+    between batch sizes, and the stage's 8 rounds of L-BFGS grow that to ~1e-8; people that shared anything
+    would differ by 1e-3 and more)."""
     chosen = cases[4:7]
     people, cameras = [c.keypoints for c in chosen], [c.fit_camera for c in chosen]
     masks = [true_mask(c) for c in chosen]
+    fits = fit_people(model, people, cameras)
+    stage_together = refine_fits(model, people, fits, masks)[1]
+    stage_alone = refine_fits(model, people[1:2], fits[1:2], masks[1:2])[0]
+    assert np.array_equal(stage_together.body_pose, stage_alone.body_pose)
+    assert np.array_equal(stage_together.betas, stage_alone.betas)
     together = reconstruct(model, people, cameras, masks=masks)
     alone = reconstruct(model, people[1:2], cameras[1:2], masks=masks[1:2])[0]
     both = together[1]
     assert not isinstance(both, PersonFailure)
-    assert np.abs(both.fit.body_pose - alone.fit.body_pose).max() < 1e-9
-    assert np.abs(both.fit.betas - alone.fit.betas).max() < 1e-9
-    assert [r.lam for r in both.residuals] == pytest.approx([r.lam for r in alone.residuals], abs=1e-9)
+    assert np.abs(both.fit.body_pose - alone.fit.body_pose).max() < 1e-7
+    assert np.abs(both.fit.betas - alone.fit.betas).max() < 1e-7
+    assert [r.lam for r in both.residuals] == pytest.approx([r.lam for r in alone.residuals], abs=1e-7)
 
 
 def test_a_mask_of_the_wrong_shape_is_its_files_error_not_the_batchs(model):

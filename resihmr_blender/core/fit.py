@@ -390,8 +390,6 @@ class FitObjective:
     def _solve_lm(self, x, weights, prior_weights, iters, camera_only, free=None):
         sigma2, limit_w = self.sigma2, self.config.limit_weight
         pose_w, shape_w = prior_weights if prior_weights is not None else (0.0, 0.0)
-        l2 = priors.L2_WEIGHTS.to(x.dtype)
-        mean = priors.POSE_MEAN.to(x.dtype)
 
         feet = prior_weights is not None and self.config.foot_flat_weight > 0
 
@@ -409,15 +407,7 @@ class FitObjective:
             _, _, shape, pose = self.unpack(v)
             s0, p0 = 6, 6 + self.n_betas
             jtr[:, s0:p0], diag[:, s0:p0] = shape_w * shape, shape_w
-            jtr[:, p0:], diag[:, p0:] = pose_w * l2 * (pose - mean), pose_w * l2
-            # the cost uses w·hinge², i.e. residual sqrt(w)·hinge: J^T r = w·(x − bound), J^T J = w where violated
-            idx = p0 + priors.LIMIT_INDEX
-            values = v[:, idx]
-            low, high = priors.LIMIT_LOW.to(v.dtype), priors.LIMIT_HIGH.to(v.dtype)
-            below, above = values < low, values > high
-            excess = torch.where(below, values - low, torch.where(above, values - high, torch.zeros_like(values)))
-            jtr.index_add_(1, idx, limit_w * excess)
-            diag.index_add_(1, idx, limit_w * (below | above).to(v.dtype))
+            jtr[:, p0:], diag[:, p0:] = priors.pose_gradient_and_curvature(pose, pose_w, limit_w)
             return jtr, diag
 
         def join(v, rest):
@@ -431,9 +421,12 @@ class FitObjective:
             r2 = FitObjective(self.model, kp, focal, centre, scale, self.config).squared_errors(join(v, rest))
             return sigma2**2 / (sigma2 + r2) ** 2  # Geman-McClure's rho'(r²), held fixed for one step
 
-        def jacobian(v, kp, conf, focal, centre, scale, rest, psi):
-            """All rows' residuals and their Jacobian at once (analytic; see BodyModel.points_and_jacobian)."""
+        def jacobian(v, kp, conf, focal, centre, scale, rest):
+            """All rows' residuals and their Jacobian at once (analytic; see BodyModel.points_and_jacobian),
+            weighed by their IRLS weights at the same point."""
             pred, dpred, pts, dpts = self._rows_and_jacobian(join(v, rest), focal, centre, kp, camera_only)
+            r2 = ((pred - kp) ** 2).sum(-1) / scale[:, None] ** 2
+            psi = sigma2**2 / (sigma2 + r2) ** 2  # as irls()
             w = (torch.sqrt(conf * psi) / scale[:, None])[..., None]
             r = ((pred - kp) * w).reshape(v.shape[0], -1)
             jac = (dpred * w[..., None]).reshape(v.shape[0], r.shape[1], -1)

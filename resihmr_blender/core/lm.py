@@ -27,8 +27,10 @@ def minimize(residual_fn: Callable, objective_fn: Callable, reweight: Callable |
     prior_fn(X) -> (J^T r (B, D), diag(J^T J) (B, D)) of separable prior residuals (each depends on one
     parameter), added analytically so the Jacobian only spans the data residuals.
     free: (B, D) bool, the parameters each row may change (None: all); the others keep their values exactly.
-    jacobian_fn(X, *data, weights) -> (J (B, R, D), r (B, R)): the batch's Jacobian and residuals at once, in
-    place of differentiating residual_fn row by row (an analytic Jacobian is several times cheaper).
+    jacobian_fn(X, *data) -> (J (B, R, D), r (B, R)): the batch's Jacobian and residuals at once, in place of
+    differentiating residual_fn row by row (an analytic Jacobian is several times cheaper); it weighs its
+    residuals itself (`reweight` is then not called: the IRLS weights come from the same evaluation, where a
+    separate call would evaluate the model twice at the same point).
     """
     x = x0.detach().clone()
     batch, dim = x.shape
@@ -47,10 +49,10 @@ def minimize(residual_fn: Callable, objective_fn: Callable, reweight: Callable |
         if not len(idx):
             break
         xa, da = x[idx], tuple(d[idx] for d in data)
-        weights = reweight(xa, *da) if reweight is not None else torch.zeros(len(idx), 1, dtype=x.dtype)
         if jacobian_fn is not None:
-            jac, r = jacobian_fn(xa, *da, weights)
+            jac, r = jacobian_fn(xa, *da)
         else:
+            weights = reweight(xa, *da) if reweight is not None else torch.zeros(len(idx), 1, dtype=x.dtype)
             with_value = lambda *a: (residual_fn(*a),) * 2  # noqa: E731  (Jacobian and value in one pass)
             differentiate = jacfwd if dim <= 8 else jacrev  # few parameters: forward mode is cheaper
             jac, r = vmap(differentiate(with_value, has_aux=True), in_dims=in_dims)(xa, *da, weights)

@@ -74,6 +74,22 @@ def joint_limit_residuals(body_pose: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.relu(low - values), torch.relu(values - high)], dim=1)
 
 
+def pose_gradient_and_curvature(body_pose: torch.Tensor, pose_weight: float, limit_weight: float):
+    """Gauss-Newton's view of the pose priors, pose_weight · pose_l2(body_pose − POSE_MEAN) + limit_weight ·
+    joint_limit_penalty(body_pose), both separable per column: (J^T r, diagonal of J^T J), each (B, 63). The
+    hinge counts where a value lies beyond its limit (its residual is sqrt(w)·excess there, nothing inside)."""
+    dtype = body_pose.dtype
+    l2 = L2_WEIGHTS.to(dtype)
+    grad = pose_weight * l2 * (body_pose - POSE_MEAN.to(dtype))
+    curvature = (pose_weight * l2).expand_as(body_pose).clone()
+    values = body_pose[:, LIMIT_INDEX]
+    low, high = LIMIT_LOW.to(dtype), LIMIT_HIGH.to(dtype)
+    excess = torch.where(values < low, values - low, torch.where(values > high, values - high, 0.0))
+    grad.index_add_(1, LIMIT_INDEX, limit_weight * excess)
+    curvature.index_add_(1, LIMIT_INDEX, limit_weight * (excess != 0).to(dtype))
+    return grad, curvature
+
+
 def pose_l2(body_pose: torch.Tensor) -> torch.Tensor:
     """Weighted L2 pull towards the rest pose. (B, 63) -> (B,)."""
     return (L2_WEIGHTS.to(body_pose.dtype) * body_pose**2).sum(dim=1)

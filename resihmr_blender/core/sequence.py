@@ -172,6 +172,10 @@ def _fit_sequence(model: BodyModel, sequence: Sequence, settings, config: Sequen
 
     settings = settings or Settings()
     config = config or SequenceConfig()
+    if config.lambda_from not in ("envelope", "rafo"):  # before the fit: a typo costs no minute of fitting
+        raise SequenceError(f"lambda_from must be 'envelope' or 'rafo', got {config.lambda_from!r}")
+    if config.anchor not in ("frame", "shared"):
+        raise SequenceError(f"anchor must be 'frame' or 'shared', got {config.anchor!r}")
     fit_cfg, rafo_cfg = settings.fit, settings.rafo
     report = progress or (lambda stage, fraction: None)
     timings: dict[str, float] = {}
@@ -245,23 +249,18 @@ def _fit_sequence(model: BodyModel, sequence: Sequence, settings, config: Sequen
     timings["refine"] = time.perf_counter() - t2
     report("rafo", 0.8)
 
-    orient, transl, betas_t, pose = x[:, :3], x[:, 3:6], x[0, 6:6 + model.num_betas], x[:, 6 + model.num_betas:]
-    with torch.no_grad():
-        out = model.joints_only(betas=betas_t.expand(n, -1), global_orient=orient, body_pose=pose, transl=transl)
-    joints = out.joints.numpy().astype(np.float64)
-    body2d = camera.project_np(out.body25.numpy())
+    betas_t = x[0, 6:6 + model.num_betas]
+    out, joints, body2d, rotations = _clip_pose(model, camera, x, betas_t)
     used = (w[:, :25] > 0).numpy()
     err = np.linalg.norm(body2d - kp[:, :25].numpy(), axis=-1)
     errors = np.array([err[t][used[t]].mean() for t in range(n)])
+
+    def clip_rafo(joints, rotations, warnings):
+        return sequence_rafo(people, joints, camera, errors, rafo_cfg, fit_cfg.min_confidence, flags, warnings,
+                             numbers, config.envelope_percentile, config.lambda_from, rotations, config.anchor)
+
     t3 = time.perf_counter()
-    if config.lambda_from not in ("envelope", "rafo"):
-        raise SequenceError(f"lambda_from must be 'envelope' or 'rafo', got {config.lambda_from!r}")
-    if config.anchor not in ("frame", "shared"):
-        raise SequenceError(f"anchor must be 'frame' or 'shared', got {config.anchor!r}")
-    rotations = bone_rotations(orient.numpy(), pose.numpy(), model.parents)
-    residuals = sequence_rafo(people, joints, camera, errors, rafo_cfg, fit_cfg.min_confidence, flags,
-                              sequence.warnings, numbers, config.envelope_percentile, config.lambda_from,
-                              rotations, config.anchor)
+    residuals = clip_rafo(joints, rotations, sequence.warnings)
     timings["rafo"] = time.perf_counter() - t3
     if config.retilt and residuals:
         t4 = time.perf_counter()
@@ -269,17 +268,10 @@ def _fit_sequence(model: BodyModel, sequence: Sequence, settings, config: Sequen
         for r in residuals:
             lams[RESIDUAL_KINDS.index(r.kind)] = r.lam
         x = _retilt(model, x, kp, w, focal, centre, scale, numbers, fit_cfg, config, lams)
-        orient, transl, pose = x[:, :3], x[:, 3:6], x[:, 6 + model.num_betas:]
-        with torch.no_grad():
-            out = model.joints_only(betas=betas_t.expand(n, -1), global_orient=orient, body_pose=pose,
-                                    transl=transl)
-        joints = out.joints.numpy().astype(np.float64)
-        body2d = camera.project_np(out.body25.numpy())
-        rotations = bone_rotations(orient.numpy(), pose.numpy(), model.parents)
-        residuals = sequence_rafo(people, joints, camera, errors, rafo_cfg, fit_cfg.min_confidence, flags,
-                                  [], numbers, config.envelope_percentile, config.lambda_from, rotations,
-                                  config.anchor)
+        out, joints, body2d, rotations = _clip_pose(model, camera, x, betas_t)
+        residuals = clip_rafo(joints, rotations, [])  # (the warnings were said once)
         timings["retilt"] = time.perf_counter() - t4
+    orient, transl, pose = x[:, :3], x[:, 3:6], x[:, 6 + model.num_betas:]
     timings["total"] = time.perf_counter() - t0
     report("done", 1.0)
     return SequenceFit(sequence=sequence, camera=camera, fitted=fitted, betas=betas_t.numpy().astype(np.float64),
@@ -287,6 +279,17 @@ def _fit_sequence(model: BodyModel, sequence: Sequence, settings, config: Sequen
                        transl=transl.numpy().astype(np.float64), joints_3d=joints,
                        body25_3d=out.body25.numpy().astype(np.float64), body25_2d=body2d, used=used,
                        errors_px=errors, residuals=residuals, reference_length_px=lengths, timings_s=timings)
+
+
+def _clip_pose(model: BodyModel, camera: Camera, x: torch.Tensor, betas: torch.Tensor):
+    """The clip posed at rows x with one shape: (the joints-only output, joints (n, 55, 3) camera frame,
+    BODY_25 pixels (n, 25, 2), bone rotations)."""
+    orient, transl, pose = x[:, :3], x[:, 3:6], x[:, 6 + model.num_betas:]
+    with torch.no_grad():
+        out = model.joints_only(betas=betas.expand(len(x), -1), global_orient=orient, body_pose=pose,
+                                transl=transl)
+    return (out, out.joints.numpy().astype(np.float64), camera.project_np(out.body25.numpy()),
+            bone_rotations(orient.numpy(), pose.numpy(), model.parents))
 
 
 def _refine(model: BodyModel, x: torch.Tensor, betas: torch.Tensor, kp, w, focal, centre, scale, numbers,
@@ -371,7 +374,6 @@ class _ClipProblem:
         self.pose_w = fit_cfg.pose_weights[-1]
         self.shape_w = fit_cfg.shape_weights[-1]
         self.mean = priors.POSE_MEAN.to(kp.dtype)
-        self.l2 = priors.L2_WEIGHTS.to(kp.dtype)
 
     @staticmethod
     def _x(rows, betas):
@@ -444,17 +446,10 @@ class _ClipProblem:
             grad = (jr.transpose(1, 2) @ r[..., None])[..., 0]
             off = [torch.zeros(max(n - k, 0), d, d, dtype=rows.dtype) for k in (1, 2)]
             # priors on the pose (separable: diagonal only), over the whole row, then its free columns
-            pose = rows[:, 6:]
             prior_grad = torch.zeros_like(rows)
             prior_hess = torch.zeros_like(rows)
-            prior_grad[:, 6:] = self.pose_w * self.l2 * (pose - self.mean)
-            prior_hess[:, 6:] = self.pose_w * self.l2
-            values = pose[:, priors.LIMIT_INDEX]
-            low, high = priors.LIMIT_LOW.to(pose.dtype), priors.LIMIT_HIGH.to(pose.dtype)
-            excess = torch.where(values < low, values - low, torch.where(values > high, values - high, 0.0))
-            lim = 6 + priors.LIMIT_INDEX
-            prior_grad.index_add_(1, lim, self.cfg.limit_weight * excess)
-            prior_hess.index_add_(1, lim, self.cfg.limit_weight * (excess != 0).to(rows.dtype))
+            prior_grad[:, 6:], prior_hess[:, 6:] = priors.pose_gradient_and_curvature(rows[:, 6:], self.pose_w,
+                                                                                    self.cfg.limit_weight)
             grad += prior_grad[:, free]
             diag += torch.diag_embed(prior_hess[:, free])
             for weight, coefs, starts in self.terms:

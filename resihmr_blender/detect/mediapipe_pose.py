@@ -65,6 +65,16 @@ class Detection:
     world: np.ndarray | None = None  # (33, 3) MediaPipe's metric landmarks
     image: np.ndarray | None = field(default=None, repr=False)  # the RGB photo the limbs were judged on
 
+    def write_mask(self, path) -> bool:
+        """MediaPipe's person segmentation as the photo silhouette's mask PNG (white = person, core/silhouette.py
+        reads it), when it shows the person at all; True when written."""
+        if self.mask is None or not (np.asarray(self.mask) >= 0.5).any():
+            return False
+        from ..core.image import write_png
+
+        write_png(path, (np.clip(self.mask, 0.0, 1.0) * 255).round().astype(np.uint8))
+        return True
+
     def report(self) -> dict:
         """What the detector concluded, for keypoints.json and result.json."""
         return {"person": self.index, "people_found": self.others + 1,

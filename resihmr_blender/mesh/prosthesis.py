@@ -17,10 +17,10 @@ import numpy as np
 from ..core.body_model import JOINT_NAMES
 from ..core.prosthesis import Prosthesis, ProsthesisError, default_terminal, fit_prosthesis
 from ..core.residuals import residual_by_name
+from ..selection import DEVICE_TAG
 from .build import _grouped
 from .frames import blender_to_body, body_to_blender
 
-DEVICE_TAG = "resihmr_prosthesis"  # on a device object: the residual kind it is fitted to
 TERMINAL_PROP = "resihmr_terminal"
 COVER_PROP = "resihmr_cover"
 DIMENSIONS_PROP = "resihmr_dimensions"

@@ -6,8 +6,8 @@ from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from .. import workflow
+from ..selection import active_avatar
 from .base import ResihmrOperator
-from .reconstruct import active_avatar
 
 PRESETS = [("web", "Web (GLB)", "three.js, Babylon, model viewers"), ("unity", "Unity (FBX)", "Y up, -Z forward"),
            ("unreal", "Unreal (FBX)", "Z up, centimetre-free scale"), ("glb", "GLB", "plain glTF binary"),

@@ -5,21 +5,13 @@ from __future__ import annotations
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from ..mesh.prosthesis import DEVICE_TAG, set_device
+from ..mesh.prosthesis import set_device
+from ..selection import active_avatar
 from .base import ResihmrOperator, UserError
-from .reconstruct import active_avatar
-
-
-def avatar_or_device_owner(context):
-    """The active avatar, also when one of its prostheses is the active object (clicked in the viewport)."""
-    obj = context.active_object
-    if obj is not None and obj.get(DEVICE_TAG) and obj.parent is not None:
-        return next((c for c in obj.parent.children if c.get("resihmr_avatar") and c.type == "MESH"), None)
-    return active_avatar(context)
 
 
 def _limb(context, kind: str):
-    obj = avatar_or_device_owner(context)
+    obj = active_avatar(context)
     limb = next((x for x in obj.resihmr.limbs if x.kind == kind), None) if obj is not None else None
     if limb is None:
         raise UserError(f"the active avatar has no residual limb {kind!r}")
@@ -33,7 +25,7 @@ class _LimbOperator(ResihmrOperator):
 
     @classmethod
     def poll(cls, context):
-        return avatar_or_device_owner(context) is not None
+        return active_avatar(context) is not None
 
 
 class RESIHMR_OT_ToggleProsthesis(_LimbOperator, bpy.types.Operator):

@@ -5,18 +5,8 @@ import bpy
 
 from .. import workflow
 from ..mesh.prosthesis import refit_prostheses
+from ..selection import active_avatar
 from .base import ResihmrOperator, UserError
-
-
-def active_avatar(context):
-    """The avatar the user selected (its mesh, or its armature): never a guess, so a cube being active never
-    makes an operator act on some avatar elsewhere in the scene."""
-    obj = context.active_object
-    if obj is not None and obj.type == "ARMATURE":
-        obj = next((c for c in obj.children if c.get("resihmr_avatar") and c.type == "MESH"), None)
-    if obj is not None and obj.get("resihmr_avatar") and obj.type == "MESH":
-        return obj
-    return None
 
 
 class RESIHMR_OT_CutResiduals(ResihmrOperator, bpy.types.Operator):

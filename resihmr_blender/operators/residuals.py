@@ -69,7 +69,7 @@ class RESIHMR_OT_PlaceEndpoint(ResihmrOperator, bpy.types.Operator):
 
     def _live_avatar(self, context):
         """The active avatar when it has this residual limb (its stump follows the mouse), else None."""
-        from .reconstruct import active_avatar
+        from ..selection import active_avatar
 
         obj = active_avatar(context)
         kind = context.scene.resihmr.residuals[self.index].kind

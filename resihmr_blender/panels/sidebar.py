@@ -4,15 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-
-def _avatar(context):
-    """The active avatar's mesh object (its armature or one of its prostheses selected counts), else None."""
-    obj = context.active_object
-    if obj is not None and obj.get("resihmr_prosthesis") and obj.parent is not None:
-        obj = obj.parent
-    if obj is not None and obj.type == "ARMATURE":
-        obj = next((c for c in obj.children if c.get("resihmr_avatar") and c.type == "MESH"), None)
-    return obj if obj is not None and obj.type == "MESH" and obj.get("resihmr_avatar") else None
+from ..selection import active_avatar
 
 
 class _Panel:
@@ -73,7 +65,7 @@ class RESIHMR_PT_Fit(_Panel, bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         layout.operator("resihmr.fit", icon="PLAY")
-        obj = _avatar(context)
+        obj = active_avatar(context)
         if obj is not None and obj.resihmr.fit_error_px >= 0:
             layout.label(text=f"{obj.name}: fit error {obj.resihmr.fit_error_px:.1f} px")
             source = obj.resihmr.silhouette_source
@@ -87,7 +79,7 @@ class RESIHMR_PT_Reconstruct(_Panel, bpy.types.Panel):
 
     def draw(self, context):
         layout = self.layout
-        obj = _avatar(context)
+        obj = active_avatar(context)
         if obj is None:
             layout.label(text="Select an avatar (run Fit)", icon="INFO")
             return
@@ -114,7 +106,7 @@ class RESIHMR_PT_Measurements(_Panel, bpy.types.Panel):
     bl_order = 4
 
     def draw(self, context):
-        obj = _avatar(context)
+        obj = active_avatar(context)
         if obj is None:
             self.layout.label(text="No avatar selected", icon="INFO")
             return
@@ -135,7 +127,7 @@ class RESIHMR_PT_Prosthesis(_Panel, bpy.types.Panel):
     bl_order = 5
 
     def draw(self, context):
-        obj = _avatar(context)
+        obj = active_avatar(context)
         if obj is None or not len(obj.resihmr.limbs):
             self.layout.label(text="No residual limb on the selected avatar", icon="INFO")
             return
