@@ -6,6 +6,7 @@ package beside it).
                  [--threshold PX] [--batch-size N] [--workers N] [--resume] [--detect] [--person N] [--debug]
                  [--mask FILE] [--no-silhouette]
     run --sequence FRAMES_DIR --out DIR [--fps 30] [--person N] [--image-size WxH] [--formats json,glb,fbx]
+                 [--detect [--accept-suggestions]]
     demo [--out DIR]
 
 INPUT is a keypoints file (DESIGN §3.4) or a folder searched for them (hidden files skipped, symlinked folders
@@ -427,8 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "order); of a photo with --detect, person N of the people found, ranked from the most "
                           "central, largest, fully visible one (0, the default)")
     run.add_argument("--sequence", default=None, metavar="DIR",
-                     help="a video's OpenPose per-frame files (<video>_<frame>_keypoints.json): one avatar with one "
-                          "shape and λ for the clip and its motion; writes result.json, gait.csv (+ glb/fbx)")
+                     help="a video's OpenPose per-frame files (<video>_<frame>_keypoints.json), or with --detect its "
+                          "frame images: one avatar with one shape and λ for the clip and its motion; writes "
+                          "result.json, gait.csv (+ glb/fbx)")
     run.add_argument("--fps", type=positive_float, default=30.0, help="--sequence: the video's frame rate")
     run.add_argument("--executor", choices=("local", "ray"), default="local",
                      help="ray: one task per input on a Ray cluster (pip install .[ray]); see --address")

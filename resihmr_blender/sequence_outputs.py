@@ -58,7 +58,8 @@ def world_motion(fit, model) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_sequence_outputs(out_dir: Path, fit, model, settings, formats, root: Path | None = None,
-                           protect=(), export: ExportChoices | None = None) -> list[Path]:
+                           protect=(), export: ExportChoices | None = None, extra: dict | None = None) -> list[Path]:
+    """Every output of one clip in out_dir; `extra` joins result.json (the detector's report with --detect)."""
     from .core.pipeline import model_info
     from .core.sequence_document import gait_csv, sequence_document
 
@@ -81,6 +82,7 @@ def write_sequence_outputs(out_dir: Path, fit, model, settings, formats, root: P
             video_frames = write_overlay_video(out_dir / "overlay.webp", fit, model, rec.meshes[0])
     with _writing("result.json"):
         document = sequence_document(fit, model_info(model), measurements)
+        document.update(extra or {})
         if shown is not None:
             document["contact_sheet_frames"] = shown  # contact_sheet.png's tiles, row by row
             document["overlay_video_frames"] = video_frames  # overlay.webp's frames, in order
@@ -164,22 +166,48 @@ def run_sequence_command(args, settings, safe_name, debug: bool = False) -> int:
         return fail(f"--sequence takes one folder; also given: {' '.join(args.inputs)}", EXIT_USAGE)
     formats = [f.strip() for f in args.formats.split(",") if f.strip() in ("json", "overlay", "glb", "fbx")]
     folder = Path(args.sequence)
+    detect = getattr(args, "detect", False)
     try:
-        _, files = frame_files(folder)
+        if detect:  # frame images: MediaPipe writes the per-frame files first
+            from .detect.frames import frame_images
+
+            _, files = frame_images(folder)
+        else:
+            _, files = frame_files(folder)
         model = load_body_model(args.model)
     except (SequenceError, OSError, ValueError) as exc:
         return fail(one_line(exc), EXIT_USAGE, exc)
     out_dir = Path(args.out) / safe_name(Path(os.path.abspath(folder)).name, "sequence")
     t0 = time.perf_counter()
+    extra = {}
+    if detect:
+        from .detect.frames import detect_frames
+        from .detect.mediapipe_pose import DetectError
+
+        print(f"detecting {len(files)} frame(s) of {folder} -> {out_dir / 'keypoints'}", flush=True)
+        try:
+            found = detect_frames(folder, out_dir / "keypoints", person=args.person or 0,
+                                  accept=args.accept_suggestions,
+                                  progress=lambda text: print(f"    {text}", flush=True))
+        except (ValueError, OSError, DetectError) as exc:
+            return fail(one_line(exc), EXIT_FAILED, exc)
+        for kind, n in found.votes.items():
+            state = "declared" if kind in found.declared else (
+                "not declared: fewer than half the frames" if args.accept_suggestions and n < 0.5 * found.found
+                else "not applied: --accept-suggestions declares it")
+            print(f"    suggestion {kind} on {n} of {found.found} frame(s): {state}", flush=True)
+        extra["detector"] = found.report()
+        folder = found.folder
     try:
-        sequence = read_sequence(folder, person=args.person or 0, fps=args.fps, image_size=args.image_size)
+        sequence = read_sequence(folder, person=0 if detect else args.person or 0, fps=args.fps,
+                                 image_size=args.image_size)
         print(f"sequence {folder}: {len(sequence.frames)} frame(s), {len(sequence.usable())} with the person "
               f"-> {out_dir}", flush=True)
         fit = fit_sequence(model, sequence, settings)
         written = write_sequence_outputs(out_dir, fit, model, settings, formats, root=Path(args.out),
                                          protect=list(files.values()),
                                          export=ExportChoices(pose=args.pose, preset=args.preset,
-                                                              influences=args.influences))
+                                                              influences=args.influences), extra=extra)
     except (SequenceError, FitError) as exc:
         return fail(one_line(exc), EXIT_FAILED, exc)
     except Exception as exc:  # never a traceback for the user; --debug shows it

@@ -352,3 +352,62 @@ def test_several_people_use_the_largest_and_report_the_others():
     assert other.index == 1 and other.person.body25[BODY25_INDEX["Nose"], 0] > 800
     with pytest.raises(DetectError, match="person 2 asked for, but only 2 found"):
         detect(image.astype(np.uint8), person=2, source="two.png")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A video's frames as images (run --sequence DIR --detect)
+
+
+def _still_clip(folder: Path, frames: int = 6) -> list[Path]:
+    """The example photo moved 3 px per frame (a person standing still before a panning camera)."""
+    from resihmr_blender.core.image import write_png
+
+    photo = read_image(str(PHOTO))
+    folder.mkdir()
+    paths = []
+    for k in range(frames):
+        paths.append(folder / f"frame_{k + 1:04d}.png")
+        write_png(paths[-1], np.ascontiguousarray(np.roll(photo, 3 * k, axis=1)))  # the wrapped edge is background
+    return paths
+
+
+def test_a_sequence_of_frame_images_is_detected_voted_and_fitted(tmp_path, capsys):
+    """MediaPipe on every frame, the per-frame files written under the output, one clip fit: the forearm the hints
+    suggest on every frame becomes the clip's residual limb with --accept-suggestions (an endpoint on every frame
+    and one λ); without it the suggestion is only reported. The frame images are left as they were."""
+    from resihmr_blender.cli import main
+
+    frames = _still_clip(tmp_path / "clip")
+    before = [p.read_bytes() for p in frames]
+    out = tmp_path / "out"
+    assert main(["run", "--sequence", str(frames[0].parent), "--detect", "--accept-suggestions", "--out", str(out),
+                 "--formats", "json"]) == 0
+    result = json.loads((out / "clip" / "result.json").read_text())
+    detector = result["detector"]
+    assert detector["frames"] == detector["frames_with_person"] == 6
+    assert detector["declared"] == ["right_transradial"] and detector["suggested_on_frames"]["right_transradial"] >= 3
+    written = sorted((out / "clip" / "keypoints").glob("clip_*_keypoints.json"))
+    assert [int(p.name.split("_")[1]) for p in written] == [1, 2, 3, 4, 5, 6]
+    assert result["frames_fitted"] == 6 and [r["kind"] for r in result["residuals"]] == ["right_transradial"]
+    (limb,) = result["residuals"]
+    assert 0.0 < limb["lambda"] < 1.0 and limb["frames_shown"] >= 3
+    # the person stands still: the clip's frames agree on the body (the camera pans 3 px a frame)
+    neck_hip_x = np.array([f["joints_2d_body25"] for f in result["frames"]])[:, [1, 8], 0].mean(1)
+    assert np.all(np.abs(np.diff(neck_hip_x) - 3.0) < 3.0), neck_hip_x
+    assert [p.read_bytes() for p in frames] == before
+    assert "suggestion right_transradial on" in capsys.readouterr().out
+    assert main(["run", "--sequence", str(frames[0].parent), "--detect", "--out", str(tmp_path / "plain"),
+                 "--formats", "json"]) == 0
+    plain = json.loads((tmp_path / "plain" / "clip" / "result.json").read_text())
+    assert plain["residuals"] == [] and plain["detector"]["declared"] == []
+    assert "not applied: --accept-suggestions declares it" in capsys.readouterr().out
+
+
+def test_a_folder_without_frame_images_is_one_line(tmp_path, capsys):
+    from resihmr_blender.cli import main
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("x")
+    assert main(["run", "--sequence", str(tmp_path / "empty"), "--detect", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "no frame images" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
