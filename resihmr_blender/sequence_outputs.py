@@ -193,7 +193,7 @@ def run_sequence_command(args, settings, safe_name, debug: bool = False) -> int:
             return fail(one_line(exc), EXIT_FAILED, exc)
         for kind, n in found.votes.items():
             state = "declared" if kind in found.declared else (
-                "not declared: fewer than half the frames" if args.accept_suggestions and n < 0.5 * found.found
+                "not declared: on half the frames or fewer" if args.accept_suggestions
                 else "not applied: --accept-suggestions declares it")
             print(f"    suggestion {kind} on {n} of {found.found} frame(s): {state}", flush=True)
         extra["detector"] = found.report()

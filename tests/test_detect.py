@@ -411,3 +411,21 @@ def test_a_folder_without_frame_images_is_one_line(tmp_path, capsys):
     assert main(["run", "--sequence", str(tmp_path / "empty"), "--detect", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "no frame images" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_real_two_frame_clip_is_fitted_from_its_images(tmp_path, capsys):
+    """Two real frames (tests/data/real_clip/SOURCES.md): the intact man found on both, followed, fitted as one
+    clip; the hints' false "missing upper arm" on the second frame alone is reported, not made a residual limb
+    (a majority of frames declares one); his fitted keypoints stay on MediaPipe's."""
+    from resihmr_blender.cli import main
+
+    clip = ROOT / "tests" / "data" / "real_clip"
+    assert main(["run", "--sequence", str(clip), "--detect", "--accept-suggestions", "--out", str(tmp_path),
+                 "--formats", "json"]) == 0
+    result = json.loads((tmp_path / "real_clip" / "result.json").read_text())
+    assert result["detector"]["frames_with_person"] == 2 and result["detector"]["declared"] == []
+    assert all(n < 2 for n in result["detector"]["suggested_on_frames"].values())
+    assert "not declared: on half the frames or fewer" in capsys.readouterr().out
+    assert result["frames_fitted"] == 2 and result["residuals"] == []
+    for frame in result["frames"]:
+        assert frame["status"] == "ok" and frame["fit_error_px"] < 10.0, frame.get("fit_error_px")
