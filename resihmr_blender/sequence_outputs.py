@@ -140,6 +140,22 @@ def _write_avatar(out_dir: Path, rec, fit, model, formats, export: ExportChoices
     return written
 
 
+def _print_detected(done: int, total: int, found: int) -> None:
+    if done % 10 == 0 or done == total:
+        print(f"    detected {done} of {total} frame(s), a person on {found}", flush=True)
+
+
+def suggestion_lines(found) -> list[str]:
+    """What the vote over a clip's frames made of each limb-loss suggestion (detect/frames.py), one line each."""
+    lines = []
+    for kind, n in found.votes.items():
+        state = "declared" if kind in found.declared else (
+            "not declared: on half the frames or fewer" if found.accepted
+            else "not applied: accept the suggestions to declare it")
+        lines.append(f"suggestion {kind} on {n} of {found.found} frame(s): {state}")
+    return lines
+
+
 def run_sequence_command(args, settings, safe_name, debug: bool = False) -> int:
     """`run --sequence DIR --out OUT [--fps 30] [--person N]`: one clip -> OUT/<folder name>/ (cli.py hands over
     its parsed flags, its settings and its folder-name rule). Exit status as `run`: 0 written, 1 the clip could
@@ -187,15 +203,11 @@ def run_sequence_command(args, settings, safe_name, debug: bool = False) -> int:
         print(f"detecting {len(files)} frame(s) of {folder} -> {out_dir / 'keypoints'}", flush=True)
         try:
             found = detect_frames(folder, out_dir / "keypoints", person=args.person or 0,
-                                  accept=args.accept_suggestions,
-                                  progress=lambda text: print(f"    {text}", flush=True))
+                                  accept=args.accept_suggestions, progress=_print_detected)
         except (ValueError, OSError, DetectError) as exc:
             return fail(one_line(exc), EXIT_FAILED, exc)
-        for kind, n in found.votes.items():
-            state = "declared" if kind in found.declared else (
-                "not declared: on half the frames or fewer" if args.accept_suggestions
-                else "not applied: --accept-suggestions declares it")
-            print(f"    suggestion {kind} on {n} of {found.found} frame(s): {state}", flush=True)
+        for line in suggestion_lines(found):
+            print(f"    {line}", flush=True)
         extra["detector"] = found.report()
         folder = found.folder
     try:
@@ -230,12 +242,15 @@ def run_sequence_command(args, settings, safe_name, debug: bool = False) -> int:
 
 
 def load_sequence(context, folder: str, fps: float = 30.0, person: int = 0,
-                  image_size: tuple[int, int] | None = None):
+                  image_size: tuple[int, int] | None = None, accept_suggestions: bool = False,
+                  detections: str | None = None):
     """The sidebar's *Load sequence*: read and fit the clip, build its one avatar (replacing the avatar called
-    ResiHMR) playing the motion from frame 0. Everything is read and fitted before the scene changes.
-    Returns (mesh object, SequenceFit)."""
+    ResiHMR) playing the motion from frame 0. Everything is read and fitted before the scene changes. A folder of
+    frame images instead of OpenPose files is detected first (MediaPipe, the [detect] extra; the keypoint files go
+    to `detections`/<folder name>, `accept_suggestions` as --accept-suggestions). Returns (mesh object,
+    SequenceFit, the frames' detection or None)."""
     from .core.sequence import fit_sequence
-    from .core.sequence_frames import SequenceError, read_sequence
+    from .core.sequence_frames import SequenceError, frame_files, read_sequence
     from .errors import UserError
     from .mesh.animation import apply_motion
     from .preferences import resolve_body_model
@@ -243,6 +258,29 @@ def load_sequence(context, folder: str, fps: float = 30.0, person: int = 0,
 
     scene = context.scene
     size = image_size or _photo_size(scene)
+    found = None
+    try:
+        frame_files(folder)
+    except SequenceError as no_files:
+        from .detect.frames import FramesError, detect_frames, frame_images
+
+        try:
+            frame_images(folder)
+        except FramesError:
+            raise UserError(f"{no_files} (nor frame images to detect)") from None
+        if detections is None:
+            raise UserError(f"{folder}: frame images, but no folder for their detected keypoints") from None
+        wm = context.window_manager
+        wm.progress_begin(0, 100)
+        try:
+            found = detect_frames(folder, Path(detections) / Path(folder).resolve().name, person=person,
+                                  accept=accept_suggestions,
+                                  progress=lambda done, total, _: wm.progress_update(int(100 * done / total)))
+        except (FramesError, OSError) as exc:
+            raise UserError(str(exc)) from None
+        finally:
+            wm.progress_end()
+        folder, person, size = str(found.folder), 0, image_size  # the files carry the frames' size
     try:
         sequence = read_sequence(folder, person=person, fps=fps, image_size=size)
         settings = settings_from_preferences(context, size)
@@ -256,4 +294,4 @@ def load_sequence(context, folder: str, fps: float = 30.0, person: int = 0,
     poses, trans = world_motion(fit, model)
     apply_motion(arm, poses, trans, fps, name=SEQUENCE_ACTION)
     scene.frame_set(0)
-    return obj, fit
+    return obj, fit, found

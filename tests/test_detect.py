@@ -400,7 +400,7 @@ def test_a_sequence_of_frame_images_is_detected_voted_and_fitted(tmp_path, capsy
                  "--formats", "json"]) == 0
     plain = json.loads((tmp_path / "plain" / "clip" / "result.json").read_text())
     assert plain["residuals"] == [] and plain["detector"]["declared"] == []
-    assert "not applied: --accept-suggestions declares it" in capsys.readouterr().out
+    assert "not applied: accept the suggestions to declare it" in capsys.readouterr().out
 
 
 def test_a_folder_without_frame_images_is_one_line(tmp_path, capsys):
@@ -429,3 +429,31 @@ def test_a_real_two_frame_clip_is_fitted_from_its_images(tmp_path, capsys):
     assert result["frames_fitted"] == 2 and result["residuals"] == []
     for frame in result["frames"]:
         assert frame["status"] == "ok" and frame["fit_error_px"] < 10.0, frame.get("fit_error_px")
+
+
+def test_sidebar_loads_a_clip_of_frame_images(tmp_path):
+    """Blender's *Load sequence* on a folder of frame images: detected first (the keypoint files go to the
+    detections folder, never beside the images), then one avatar playing the clip; with *Use suggested limbs* the
+    forearm the hints find missing on every frame is cut. A folder with neither frames nor images is one error and
+    leaves the scene as it was."""
+    import bpy
+
+    import resihmr_blender
+
+    frames = _still_clip(tmp_path / "clip", frames=4)
+    (tmp_path / "nothing").mkdir()
+    bpy.ops.wm.read_homefile(use_empty=True)
+    resihmr_blender.register()
+    try:
+        with pytest.raises(RuntimeError, match="nor frame images"):
+            bpy.ops.resihmr.load_sequence(directory=str(tmp_path / "nothing"), image_width=100, image_height=100)
+        assert not any(o.type == "ARMATURE" for o in bpy.data.objects)
+        assert bpy.ops.resihmr.load_sequence(directory=str(frames[0].parent), accept_suggestions=True,
+                                             fps=24.0) == {"FINISHED"}
+        obj = bpy.data.objects["ResiHMR"]
+        assert tuple(obj.parent.animation_data.action.frame_range) == (0.0, 3.0)
+        doc = json.loads(obj.resihmr.result_json)
+        assert [r["kind"] for r in doc["people"][0]["residuals"]] == ["right_transradial"]
+        assert sorted(p.name for p in frames[0].parent.iterdir()) == [p.name for p in frames]  # nothing added there
+    finally:
+        resihmr_blender.unregister()

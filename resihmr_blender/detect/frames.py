@@ -43,10 +43,12 @@ class DetectedFrames:
     votes: dict[str, int] = field(default_factory=dict)  # kind -> frames that suggested it
     declared: list[str] = field(default_factory=list)  # the kinds the vote (and --accept-suggestions) made the person's
     failed: dict[int, str] = field(default_factory=dict)  # frame number -> why no person was found
+    accepted: bool = False  # the vote's kinds were made residual limbs (--accept-suggestions)
 
     def report(self) -> dict:
         return {"video": self.video, "frames": self.frames, "frames_with_person": self.found,
-                "suggested_on_frames": dict(self.votes), "vote_share": VOTE_SHARE, "declared": list(self.declared),
+                "suggested_on_frames": dict(self.votes), "vote_share": VOTE_SHARE, "suggestions_applied": self.accepted,
+                "declared": list(self.declared),
                 "frames_without_person": {str(k): v for k, v in sorted(self.failed.items())}}
 
 
@@ -75,13 +77,14 @@ def frame_images(folder: str | os.PathLike) -> tuple[str, dict[int, Path]]:
 
 
 def detect_frames(folder: str | os.PathLike, out: str | os.PathLike, person: int = 0, accept: bool = False,
-                  progress: Callable[[str], None] | None = None) -> DetectedFrames:
+                  progress: Callable[[int, int, int], None] | None = None) -> DetectedFrames:
     """MediaPipe on every frame image of `folder` (person `person` of each frame: the most central, largest one
     by default), then per-frame keypoint files `<video>_<frame>_keypoints.json` in `out`. With `accept`, the
-    residual limbs the vote declares are written with each frame's suggested endpoint."""
+    residual limbs the vote declares are written with each frame's suggested endpoint. `progress(done, total,
+    found)` after every frame."""
     from .mediapipe_pose import DetectError, detect, read_image
 
-    say = progress or (lambda text: None)
+    say = progress or (lambda done, total, found: None)
     video, images = frame_images(folder)
     found, failed = {}, {}
     for k, (number, path) in enumerate(sorted(images.items())):
@@ -91,8 +94,7 @@ def detect_frames(folder: str | os.PathLike, out: str | os.PathLike, person: int
             if "optional extra" in str(exc):  # MediaPipe is not installed: no frame can be read
                 raise
             failed[number] = str(exc).splitlines()[0]
-        if (k + 1) % 10 == 0 or k + 1 == len(images):
-            say(f"detected {k + 1} of {len(images)} frame(s), a person on {len(found)}")
+        say(k + 1, len(images), len(found))
     if not found:
         raise FramesError(f"{folder}: no person found on any of its {len(images)} frame(s)")
     votes = {kind: sum(any(s.kind == kind for s in d.suggestions) for d in found.values()) for kind in RESIDUAL_KINDS}
@@ -114,4 +116,4 @@ def detect_frames(folder: str | os.PathLike, out: str | os.PathLike, person: int
         write_keypoints(out / f"{video}_{number:012d}_keypoints.json",
                         KeypointsFile(path=None, people=[d.person], image_path=str(Path(images[number]).resolve()),
                                       image_width=d.width, image_height=d.height))
-    return DetectedFrames(out, video, len(images), len(found), votes, declared, failed)
+    return DetectedFrames(out, video, len(images), len(found), votes, declared, failed, accept)

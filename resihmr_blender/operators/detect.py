@@ -10,7 +10,7 @@ from .. import workflow
 from .base import ResihmrOperator
 
 
-def _user_folder() -> str:
+def detections_folder() -> str:
     """Where detected keypoint files go: the extension's user folder, else a temporary one (scripts)."""
     from ..preferences import ADDON_ID
 
@@ -31,7 +31,7 @@ class RESIHMR_OT_Detect(ResihmrOperator, bpy.types.Operator):
         return context.scene is not None and bool(context.scene.resihmr.photo_path)
 
     def run(self, context):
-        found = workflow.detect_photo(context.scene, _user_folder())
+        found = workflow.detect_photo(context.scene, detections_folder())
         # each suggestion with its probability and the first thing the picture shows; each limb left unjudged
         # with its reason (cut by the frame, hidden, foreshortened)
         listed = "; ".join(f"{s.kind} (p {s.score:.2f}: {s.reasons[1]})" for s in found.suggestions) or "none"
