@@ -263,6 +263,7 @@ def load_sequence(context, folder: str, fps: float = 30.0, person: int = 0,
         frame_files(folder)
     except SequenceError as no_files:
         from .detect.frames import FramesError, detect_frames, frame_images
+        from .detect.mediapipe_pose import DetectError
 
         try:
             frame_images(folder)
@@ -276,7 +277,7 @@ def load_sequence(context, folder: str, fps: float = 30.0, person: int = 0,
             found = detect_frames(folder, Path(detections) / Path(folder).resolve().name, person=person,
                                   accept=accept_suggestions,
                                   progress=lambda done, total, _: wm.progress_update(int(100 * done / total)))
-        except (FramesError, OSError) as exc:
+        except (FramesError, DetectError, OSError) as exc:  # DetectError: also "the [detect] extra is missing"
             raise UserError(str(exc)) from None
         finally:
             wm.progress_end()

@@ -15,7 +15,7 @@ settles it here is a tilt term, one more square of eq. 4 in pixels²:
             L_tilt = w (|d · z_k| − s)²,  d = (Jt − Ja)/||Jt − Ja||,  z_k the unit view ray through k_r
     made of (a) the tilt prior, w_p = (σ_k / sd_p)², s_p the sin of a typical segment's tilt (RafoConfig.tilt_prior_*:
     measured on the synthetic benchmark, a typical tilt's λ beat the fit's own tilt: λ MAE 0.081 -> 0.069, foreign
-    0.106 -> 0.078), and (b) with a person mask (core/silhouette.py) the limb's outline cue, ν ρ² with ρ the outline's
+    0.106 -> 0.079), and (b) with a person mask (core/silhouette.py) the limb's outline cue, ν ρ² with ρ the outline's
     radius (px) and sin θ_obs the tilt its end shows. Two squares in |d · z| are one square with w = w_p + ν ρ² and
     s their weighted mean (LimbProblem.tilt_term). It moves Ja only (its depth, at fixed length), and λ follows
     through eq. 3 and L_reproj. tilt_prior_sd = 0 and no cue is eq. 4 as written.
@@ -245,6 +245,11 @@ def limb_problems(person: Person, joints_3d: np.ndarray, camera: Camera, fit_err
     return problems
 
 
+def _tilt_tensors(terms: np.ndarray):
+    """rafo_loss_and_grad's `tilt` from (L, 2) (weight, sin θ) rows; None when no row has a tilt term."""
+    return (torch.from_numpy(terms[:, 0].copy()), torch.from_numpy(terms[:, 1].copy())) if terms[:, 0].any() else None
+
+
 def solve(problems: list[LimbProblem], config: RafoConfig | None = None) -> list[ResidualResult]:
     """Algorithm 1 for every limb, each limb its own problem (evaluated together, optimised apart)."""
     config = config or RafoConfig()
@@ -271,8 +276,7 @@ def solve(problems: list[LimbProblem], config: RafoConfig | None = None) -> list
     def rows(t: torch.Tensor) -> torch.Tensor:
         return t.repeat(copies, *([1] * (t.dim() - 1)))
 
-    tilt = (torch.from_numpy(tilt_np[:, 0].copy()), torch.from_numpy(tilt_np[:, 1].copy())) \
-        if tilt_np[:, 0].any() else None
+    tilt = _tilt_tensors(tilt_np)
     a0, up, k, f, c, al, m = (rows(t) for t in (anchor_init, upstream, target, focal, centre, alpha, mu))
 
     def loss_and_grad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -296,8 +300,7 @@ def solve(problems: list[LimbProblem], config: RafoConfig | None = None) -> list
     alpha, mu = alpha.numpy(), mu.numpy()
     # the λ interval: eq. 4's own evidence (the outline cue in, the prior out), widened to the hypotheses
     cue_np = config.tilt_terms(problems, prior=False)
-    cue = (torch.from_numpy(cue_np[:, 0].copy()), torch.from_numpy(cue_np[:, 1].copy())) \
-        if cue_np[:, 0].any() else None
+    cue = _tilt_tensors(cue_np)
     loss_star = rafo_loss(torch.from_numpy(anchor), torch.from_numpy(lam), anchor_init, upstream, target, focal,
                           centre, torch.from_numpy(alpha), torch.from_numpy(mu), cue).numpy()
     intervals = lambda_intervals(anchor, lam, loss_star, anchor_init.numpy(), upstream.numpy(), target.numpy(),
