@@ -457,3 +457,35 @@ def test_sidebar_loads_a_clip_of_frame_images(tmp_path):
         assert sorted(p.name for p in frames[0].parent.iterdir()) == [p.name for p in frames]  # nothing added there
     finally:
         resihmr_blender.unregister()
+
+
+def test_frame_images_without_the_extra_are_one_line_in_the_command_and_the_sidebar(tmp_path, monkeypatch, capsys):
+    """Without MediaPipe, a folder of frame images is refused with the install hint (exit 1 / an operator error),
+    and nothing is fitted or built."""
+    import builtins
+
+    import bpy
+
+    import resihmr_blender
+    from resihmr_blender.cli import main
+
+    frames = _still_clip(tmp_path / "clip", frames=2)
+    real_import = builtins.__import__
+
+    def no_mediapipe(name, *args, **kwargs):
+        if name == "mediapipe":
+            raise ImportError("No module named 'mediapipe'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_mediapipe)
+    assert main(["run", "--sequence", str(frames[0].parent), "--detect", "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "resihmr-blender[detect]" in err and "Traceback" not in err
+    bpy.ops.wm.read_homefile(use_empty=True)
+    resihmr_blender.register()
+    try:
+        with pytest.raises(RuntimeError, match=r"resihmr-blender\[detect\]"):
+            bpy.ops.resihmr.load_sequence(directory=str(frames[0].parent))
+        assert not any(o.type == "ARMATURE" for o in bpy.data.objects)
+    finally:
+        resihmr_blender.unregister()
