@@ -230,17 +230,22 @@ def test_no_person_is_a_clear_error():
         read_image(ROOT / "README.md")
 
 
-def test_missing_extra_is_explained(monkeypatch):
+@pytest.fixture
+def no_mediapipe(monkeypatch):
+    """`import mediapipe` fails, as on a machine without the [detect] extra."""
     import builtins
 
     real_import = builtins.__import__
 
-    def no_mediapipe(name, *args, **kwargs):
+    def guarded(name, *args, **kwargs):
         if name == "mediapipe":
             raise ImportError("No module named 'mediapipe'")
         return real_import(name, *args, **kwargs)
 
-    monkeypatch.setattr(builtins, "__import__", no_mediapipe)
+    monkeypatch.setattr(builtins, "__import__", guarded)
+
+
+def test_missing_extra_is_explained(no_mediapipe):
     with pytest.raises(DetectError, match=r"pip install 'resihmr-blender\[detect\]'"):
         detect(np.zeros((10, 10, 3), np.uint8))
 
@@ -459,25 +464,15 @@ def test_sidebar_loads_a_clip_of_frame_images(tmp_path):
         resihmr_blender.unregister()
 
 
-def test_frame_images_without_the_extra_are_one_line_in_the_command_and_the_sidebar(tmp_path, monkeypatch, capsys):
+def test_frame_images_without_the_extra_are_one_line_in_the_command_and_the_sidebar(tmp_path, capsys, no_mediapipe):
     """Without MediaPipe, a folder of frame images is refused with the install hint (exit 1 / an operator error),
     and nothing is fitted or built."""
-    import builtins
-
     import bpy
 
     import resihmr_blender
     from resihmr_blender.cli import main
 
-    frames = _still_clip(tmp_path / "clip", frames=2)
-    real_import = builtins.__import__
-
-    def no_mediapipe(name, *args, **kwargs):
-        if name == "mediapipe":
-            raise ImportError("No module named 'mediapipe'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_mediapipe)
+    frames = _still_clip(tmp_path / "clip", frames=2)  # OpenCV and PNG only: no MediaPipe needed to make them
     assert main(["run", "--sequence", str(frames[0].parent), "--detect", "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert "resihmr-blender[detect]" in err and "Traceback" not in err
