@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-from bad_inputs import CASES, KEYPOINT_CASES, OK, good_inputs, input_files, no_people, write
+from bad_inputs import CASES, KEYPOINT_CASES, OK, POSE, RES, good_inputs, input_files, no_people, write
 from documents import assert_documents_close, without_timings
 
 from resihmr_blender import outputs
@@ -409,12 +409,27 @@ def test_resume_equals_a_clean_run(good, tmp_path, capsys):
 
 @pytest.mark.parametrize("signals, code, word", [((signal.SIGINT, signal.SIGINT), 130, "interrupted"),
                                                   ((signal.SIGTERM,), 143, "terminated")])
-def test_second_sigint_or_sigterm_stops_at_once(good, tmp_path, signals, code, word):
-    inputs, _ = good
+def test_second_sigint_or_sigterm_stops_at_once(tmp_path, signals, code, word):
+    """Both signals land while the first file is being fitted: it holds 24 people fitted one at a time (seconds of
+    work), so the first Ctrl-C cannot end the run gracefully before the second arrives (with one person the run
+    could reach its between-files check and stop cleanly first: a right behaviour, the wrong test)."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    good_inputs(inputs)
+    crowd = json.loads((inputs / "a.json").read_text())
+    person = crowd["people"][0]
+    crowd["people"] = [json.loads(json.dumps(person)) for _ in range(24)]
+    for k, entry in enumerate(crowd["people"]):  # each a few pixels apart (the same person would fit identically)
+        for field in (POSE, RES):
+            values = entry[field]
+            for i in range(0, len(values), 3):
+                if values[i + 2] > 0:
+                    values[i] += 2.0 * k
+    write(inputs / "a.json", crowd)
     out = tmp_path / "out"
     run = Run(inputs, out)
     run.wait_until(lambda: any(line.startswith("running ") for line in run.lines))
-    time.sleep(0.05)  # into the first file; the fit takes ~0.2 s now, so both signals must come well before it ends
+    time.sleep(0.4)  # past the set-up and the reading of both files, well inside the first file's fit (~3 s)
     for k, signum in enumerate(signals):
         if k:
             time.sleep(0.02)
