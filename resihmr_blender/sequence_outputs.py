@@ -206,7 +206,7 @@ def run_sequence_command(args, settings, safe_name, debug: bool = False) -> int:
                                   accept=args.accept_suggestions, progress=_print_detected)
         except (ValueError, OSError, DetectError) as exc:
             return fail(one_line(exc), EXIT_FAILED, exc)
-        for line in suggestion_lines(found):
+        for line in suggestion_lines(found) + [why for _, why in sorted(found.failed.items())][:8]:
             print(f"    {line}", flush=True)
         extra["detector"] = found.report()
         folder = found.folder

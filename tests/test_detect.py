@@ -408,6 +408,24 @@ def test_a_sequence_of_frame_images_is_detected_voted_and_fitted(tmp_path, capsy
     assert "not applied: accept the suggestions to declare it" in capsys.readouterr().out
 
 
+def test_an_unreadable_frame_or_one_without_a_person_is_marked_not_fatal(tmp_path, capsys):
+    """A frame file that is no image and a frame showing nobody: each named with its reason, marked in result.json,
+    the other frames fitted."""
+    from resihmr_blender.cli import main
+    from resihmr_blender.core.image import write_png
+
+    frames = _still_clip(tmp_path / "clip", frames=3)
+    (frames[0].parent / "frame_0004.png").write_bytes(b"not a png at all")
+    write_png(frames[0].parent / "frame_0005.png", np.zeros((50, 50, 3), np.uint8))
+    assert main(["run", "--sequence", str(frames[0].parent), "--detect", "--out", str(tmp_path / "out"),
+                 "--formats", "json"]) == 0
+    out = capsys.readouterr().out
+    assert "frame_0004.png: not an image that can be read" in out and "frame_0005.png: no person found" in out
+    result = json.loads((tmp_path / "out" / "clip" / "result.json").read_text())
+    assert result["frames_fitted"] == 3 and set(result["detector"]["frames_without_person"]) == {"4", "5"}
+    assert [f["status"] for f in result["frames"]][3:] == ["no person", "no person"]
+
+
 def test_a_folder_without_frame_images_is_one_line(tmp_path, capsys):
     from resihmr_blender.cli import main
 
