@@ -241,26 +241,15 @@ def run_sequence_command(args, settings, safe_name, debug: bool = False) -> int:
     return EXIT_OK
 
 
-def load_sequence(context, folder: str, fps: float = 30.0, person: int = 0,
-                  image_size: tuple[int, int] | None = None, accept_suggestions: bool = False,
-                  detections: str | None = None):
-    """The sidebar's *Load sequence*: read and fit the clip, build its one avatar (replacing the avatar called
-    ResiHMR) playing the motion from frame 0. Everything is read and fitted before the scene changes. A folder of
-    frame images instead of OpenPose files is detected first (MediaPipe, the [detect] extra; the keypoint files go
-    to `detections`/<folder name>, `accept_suggestions` as --accept-suggestions). Returns (mesh object,
-    SequenceFit, the frames' detection or None)."""
-    from .core.sequence import fit_sequence
-    from .core.sequence_frames import SequenceError, frame_files, read_sequence
+def _detected(folder: str, person: int, accept: bool, detections: str | None, progress):
+    """A folder of frame images detected into `detections`/<folder name> (detect/frames.py), or None when the folder
+    holds OpenPose frame files; UserError when it holds neither, or MediaPipe is missing."""
+    from .core.sequence_frames import SequenceError, frame_files
     from .errors import UserError
-    from .mesh.animation import apply_motion
-    from .preferences import resolve_body_model
-    from .workflow import _photo_size, apply, settings_from_preferences, show_photo_camera
 
-    scene = context.scene
-    size = image_size or _photo_size(scene)
-    found = None
     try:
         frame_files(folder)
+        return None
     except SequenceError as no_files:
         from .detect.frames import FramesError, detect_frames, frame_images
         from .detect.mediapipe_pose import DetectError
@@ -271,24 +260,46 @@ def load_sequence(context, folder: str, fps: float = 30.0, person: int = 0,
             raise UserError(f"{no_files} (nor frame images to detect)") from None
         if detections is None:
             raise UserError(f"{folder}: frame images, but no folder for their detected keypoints") from None
-        wm = context.window_manager
-        wm.progress_begin(0, 100)
         try:
-            found = detect_frames(folder, Path(detections) / Path(folder).resolve().name, person=person,
-                                  accept=accept_suggestions,
-                                  progress=lambda done, total, _: wm.progress_update(int(100 * done / total)))
+            return detect_frames(folder, Path(detections) / Path(folder).resolve().name, person=person,
+                                 accept=accept, progress=progress)
         except (FramesError, DetectError, OSError) as exc:  # DetectError: also "the [detect] extra is missing"
             raise UserError(str(exc)) from None
-        finally:
-            wm.progress_end()
-        folder, person, size = str(found.folder), 0, image_size  # the files carry the frames' size
+
+
+def load_sequence(context, folder: str, fps: float = 30.0, person: int = 0,
+                  image_size: tuple[int, int] | None = None, accept_suggestions: bool = False,
+                  detections: str | None = None):
+    """The sidebar's *Load sequence*: read and fit the clip, build its one avatar (replacing the avatar called
+    ResiHMR) playing the motion from frame 0. Everything is read and fitted before the scene changes. A folder of
+    frame images instead of OpenPose files is detected first (MediaPipe, the [detect] extra; the keypoint files go
+    to `detections`/<folder name>, `accept_suggestions` as --accept-suggestions). Returns (mesh object,
+    SequenceFit, the frames' detection or None)."""
+    from .core.sequence import fit_sequence
+    from .core.sequence_frames import SequenceError, read_sequence
+    from .errors import UserError
+    from .mesh.animation import apply_motion
+    from .preferences import resolve_body_model
+    from .workflow import _photo_size, apply, settings_from_preferences, show_photo_camera
+
+    scene, wm = context.scene, context.window_manager
+    size = image_size or _photo_size(scene)
+    wm.progress_begin(0, 100)  # on the cursor: the detection (a folder of images) to 50, the fit to 100
     try:
+        found = _detected(folder, person, accept_suggestions, detections,
+                          lambda done, total, _: wm.progress_update(int(50 * done / total)))
+        if found is not None:
+            folder, person, size = str(found.folder), 0, image_size  # the files carry the frames' size
+        start = 0 if found is None else 50
         sequence = read_sequence(folder, person=person, fps=fps, image_size=size)
         settings = settings_from_preferences(context, size)
         model = resolve_body_model(context)
-        fit = fit_sequence(model, sequence, settings)
+        fit = fit_sequence(model, sequence, settings,
+                           progress=lambda stage, fraction: wm.progress_update(int(start + (100 - start) * fraction)))
     except SequenceError as exc:
         raise UserError(str(exc)) from None
+    finally:
+        wm.progress_end()
     rec = reconstruction_of(fit, model, settings)
     arm, obj = apply(rec, scene, person=0, name="ResiHMR")
     show_photo_camera(scene, rec)
