@@ -902,10 +902,8 @@ def mask_for(kfile, args, detected_in: Path | None = None):
         return None
     from .core.silhouette import mask_beside, read_mask
 
-    path = Path(args.mask) if getattr(args, "mask", None) else None
-    if path is None and detected_in is not None and (detected_in / DETECTED_MASK).is_file():
-        path = detected_in / DETECTED_MASK
-    path = path or mask_beside(kfile.path)
+    # (a detected photo's keypoints.json has MediaPipe's keypoints_mask.png beside it: mask_beside finds it)
+    path = Path(args.mask) if getattr(args, "mask", None) else mask_beside(kfile.path)
     if path is None:
         return None
     if path.name == DETECTED_MASK and detected_in is not None:

@@ -502,3 +502,16 @@ def test_frame_images_without_the_extra_are_one_line_in_the_command_and_the_side
         assert not any(o.type == "ARMATURE" for o in bpy.data.objects)
     finally:
         resihmr_blender.unregister()
+
+
+def test_detect_fits_with_mediapipes_own_mask(tmp_path):
+    """--detect saves MediaPipe's person mask beside the keypoints it writes, and the fit uses it (result.json's
+    silhouette source "mediapipe"), the accepted forearm cut as usual."""
+    from resihmr_blender.cli import main
+
+    assert main(["run", str(PHOTO), "--detect", "--accept-suggestions", "--out", str(tmp_path), "--formats",
+                 "json"]) == 0
+    assert (tmp_path / "photo_synthetic" / "keypoints_mask.png").is_file()
+    person = json.loads((tmp_path / "photo_synthetic" / "result.json").read_text())["people"][0]
+    assert person["silhouette"]["used"] and person["silhouette"]["source"] == "mediapipe"
+    assert [r["kind"] for r in person["residuals"]] == ["right_transradial"]
