@@ -4,7 +4,7 @@ package beside it).
 
     run INPUT... --out DIR [--model FILE] [--formats json,overlay,mask] [--focal PX] [--image-size WxH]
                  [--threshold PX] [--batch-size N] [--workers N] [--resume] [--detect] [--person N] [--debug]
-                 [--mask FILE] [--no-silhouette]
+                 [--mask FILE] [--no-silhouette] [--no-tilt-prior]
     run --sequence FRAMES_DIR --out DIR [--fps 30] [--person N] [--image-size WxH] [--formats json,glb,fbx]
                  [--detect [--accept-suggestions]]
     demo [--out DIR]
@@ -439,6 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--mask", default=None, metavar="FILE",
                      help="the photo's person mask (white = person) for the one input; default: <stem>_mask.png "
                           "beside the keypoints file, or the detector's with --detect")
+    run.add_argument("--no-tilt-prior", dest="tilt_prior", action="store_false",
+                     help="RAFO's eq. 4 exactly as the paper writes it: no tilt prior, no λ hypotheses (λ then keeps "
+                          "the fit's own tilt of each residual segment)")
     run.add_argument("--no-silhouette", dest="silhouette", action="store_false",
                      help="do not use a person mask even when one is there (keypoints only)")
     run.add_argument("--debug", action="store_true", default=False,
@@ -634,7 +637,8 @@ def _run(args) -> int:
     args.fingerprint = {"body_model_sha256": model_sha, "formats": sorted(formats), "threshold_px": args.threshold,
                         "focal_length_px": args.focal, "image_size": list(args.image_size or []) or None,
                         "detect": args.detect, "accept_suggestions": args.accept_suggestions,
-                        "silhouette": args.silhouette, **({"mask": os.path.abspath(args.mask)} if args.mask else {}),
+                        "silhouette": args.silhouette, "tilt_prior": args.tilt_prior,
+                        **({"mask": os.path.abspath(args.mask)} if args.mask else {}),
                         **({"person": args.person} if args.person is not None else {}),
                         **({"prosthesis": args.prosthesis, "prosthesis_cover": args.prosthesis_cover}
                            if args.prosthesis else {}),
@@ -811,7 +815,8 @@ def settings_from_args(args):
     # no image size here: each file carries its own (read_file_with_size), --image-size only where none is known
     return Settings.from_values(threshold_px=args.threshold, num_threads=args.threads, focal_length_px=args.focal,
                                 pose_meshes=any(f in formats for f in ("overlay", "mask")),
-                                use_silhouette=getattr(args, "silhouette", True))
+                                use_silhouette=getattr(args, "silhouette", True),
+                                tilt_prior=getattr(args, "tilt_prior", True))
 
 
 def read_file_with_size(source: Path, fallback_size):

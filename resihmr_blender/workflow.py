@@ -59,7 +59,7 @@ def settings_from_preferences(context=None, image_size: tuple[int, int] | None =
     prefs = get_preferences(context)
     values = {} if prefs is None else {
         "threshold_px": prefs.accept_threshold_px, "lambda_min": prefs.lambda_min, "lambda_max": prefs.lambda_max,
-        "num_threads": prefs.num_threads}
+        "num_threads": prefs.num_threads, "tilt_prior": prefs.tilt_prior}
     return Settings.from_values(image_size=image_size, **values)
 
 

@@ -96,3 +96,19 @@ def test_blender_command_entry_runs_the_cli(tmp_path):
     example = ROOT / "examples" / "demo" / "keypoints.json"
     assert blender_command(["run", str(example), "--out", str(tmp_path), "--formats", "json"]) == 0
     assert (tmp_path / "demo" / "result.json").is_file()
+
+
+def test_the_tilt_prior_preference_reaches_rafo(extension_repo):
+    """The preference decides the RAFO the sidebar's fits run: the tilt prior by default, the paper's eq. 4 when
+    unticked (its result.json then records no tilt prior)."""
+    module = addon_utils.enable(MODULE, default_set=True, handle_error=None)
+    try:
+        workflow = sys.modules[f"{MODULE}.workflow"]
+        prefs = bpy.context.preferences.addons[MODULE].preferences
+        assert prefs.tilt_prior and workflow.settings_from_preferences().rafo.to_json()["tilt_prior"] is not None
+        prefs.tilt_prior = False
+        assert workflow.settings_from_preferences().rafo.to_json()["tilt_prior"] is None
+    finally:
+        bpy.context.preferences.addons[MODULE].preferences.tilt_prior = True
+        addon_utils.disable(MODULE, default_set=True, handle_error=None)
+        assert module is not None

@@ -143,3 +143,21 @@ def test_ray_executor_matches_the_local_run(tmp_path):
         from resihmr_blender.core.metrics import mask_iou
         masks = [read_png(tmp_path / run / name / "mask.png")[..., 0] > 0 for run in ("local", "ray")]
         assert mask_iou(*masks) > 0.99
+
+
+def test_no_tilt_prior_is_the_papers_eq_4_and_result_json_says_which(tmp_path, capsys):
+    """result.json records how λ was found; --no-tilt-prior drops the tilt prior and the λ hypotheses, λ keeps the
+    fit's own tilt (a different λ on the example's forearm), and a resumed run with the other setting is redone."""
+    out = tmp_path / "out"
+    assert main(["run", str(EXAMPLE), "--out", str(out), "--formats", "json", "--no-silhouette"]) == 0
+    with_prior = json.loads((out / "demo" / "result.json").read_text())
+    assert with_prior["rafo"]["tilt_prior"]["sin_tilt"] == 0.35
+    (limb,) = [r for r in with_prior["people"][0]["residuals"] if r["kind"] == "right_transradial"]
+    assert len(limb["lambda_hypotheses"]) == 2
+    assert main(["run", str(EXAMPLE), "--out", str(out), "--formats", "json", "--no-silhouette", "--no-tilt-prior",
+                 "--resume"]) == 0
+    assert "skip demo" not in capsys.readouterr().out  # another setting: not the same run
+    paper = json.loads((out / "demo" / "result.json").read_text())
+    assert paper["rafo"]["tilt_prior"] is None
+    (plain,) = [r for r in paper["people"][0]["residuals"] if r["kind"] == "right_transradial"]
+    assert "lambda_hypotheses" not in plain and abs(plain["lambda"] - limb["lambda"]) > 1e-3

@@ -91,11 +91,12 @@ class Reconstruction:
 
     def document(self) -> dict:
         return result_document(self.model_info, self.camera, [self._person(k) for k in range(len(self.people))],
-                               self.source)
+                               self.source, self.settings.rafo.to_json())
 
     def single_person_document(self, index: int) -> dict:
         """The document of one of these people alone (what an avatar in Blender carries)."""
-        return result_document(self.model_info, self.camera, [self._person(index)], self.source)
+        return result_document(self.model_info, self.camera, [self._person(index)], self.source,
+                               self.settings.rafo.to_json())
 
     def failures(self) -> list[tuple[int, str]]:
         return [(i, p.reason) for i, p in zip(self.person_indices, self.people) if isinstance(p, PersonFailure)]

@@ -107,6 +107,14 @@ class RafoConfig:
         """The tilt prior's weight in eq. 4 (pixels² per unit of sin² tilt); 0 when it is off."""
         return (self.tilt_prior_noise_px / self.tilt_prior_sd) ** 2 if self.tilt_prior_sd > 0 else 0.0
 
+    def to_json(self) -> dict:
+        """What result.json records of how λ was found."""
+        return {"accept_threshold_px": self.accept_threshold_px, "lambda_range": [self.lambda_min, self.lambda_max],
+                "interval_tolerance_px": self.interval_tolerance_px,
+                "tilt_prior": {"sin_tilt": self.tilt_prior_sin, "sd": self.tilt_prior_sd,
+                               "hypotheses_sin_tilt": list(self.tilt_hypotheses)}
+                if self.tilt_prior_weight() > 0 else None}
+
     def tilt_terms(self, problems, prior_sin: float | None = None, prior: bool = True) -> np.ndarray:
         """(L, 2) (weight, sin θ) of every limb's tilt term: its outline cue and (`prior`) this tilt prior,
         centred on `prior_sin` (default tilt_prior_sin)."""

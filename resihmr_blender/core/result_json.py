@@ -87,10 +87,12 @@ def person_json(result) -> dict:
             "timings_s": {k: round(v, 6) for k, v in result.timings_s.items()}}
 
 
-def result_document(model_info: dict, camera: Camera, people: list[dict], source: str | None) -> dict:
+def result_document(model_info: dict, camera: Camera, people: list[dict], source: str | None,
+                    rafo: dict | None = None) -> dict:
+    """`rafo`: how λ was found (RafoConfig.to_json), when known."""
     return {"format": RESULT_FORMAT, "source": source, "body_model": model_info,
             "image": {"width": camera.width, "height": camera.height}, "camera": camera.to_json(),
-            "coordinates": COORDINATES, "people": people}
+            "coordinates": COORDINATES, **({"rafo": rafo} if rafo is not None else {}), "people": people}
 
 
 def camera_of(document: dict) -> Camera:

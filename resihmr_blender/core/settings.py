@@ -46,9 +46,12 @@ class Settings:
     def from_values(cls, *, threshold_px: float = 15.0, lambda_min: float = 0.0, lambda_max: float = 1.0,
                     num_threads: int = 0, focal_length_px: float | None = None,
                     image_size: tuple[int, int] | None = None, pose_meshes: bool = True,
-                    use_silhouette: bool = True) -> Settings:
-        """The knobs users see (command-line flags, add-on preferences) -> settings."""
-        return cls(fit=FitConfig(num_threads=num_threads),
-                   rafo=RafoConfig(accept_threshold_px=threshold_px, lambda_min=lambda_min, lambda_max=lambda_max),
+                    use_silhouette: bool = True, tilt_prior: bool = True) -> Settings:
+        """The knobs users see (command-line flags, add-on preferences) -> settings. `tilt_prior` False: RAFO's eq. 4
+        exactly as the paper writes it (no tilt prior, no λ hypotheses; rafo.py)."""
+        rafo = RafoConfig(accept_threshold_px=threshold_px, lambda_min=lambda_min, lambda_max=lambda_max)
+        if not tilt_prior:
+            rafo.tilt_prior_sd = 0.0
+        return cls(fit=FitConfig(num_threads=num_threads), rafo=rafo,
                    focal_length_px=focal_length_px, image_size=image_size, pose_meshes=pose_meshes,
                    silhouette=SilhouetteConfig(enabled=use_silhouette))
