@@ -110,6 +110,9 @@ class RESIHMR_PG_Limb(bpy.types.PropertyGroup):
     reproj_error_px: FloatProperty(name="Reprojection error", default=-1.0, subtype="PIXEL")
     lam_interval: FloatVectorProperty(name="λ interval", size=2, default=(-1.0, -1.0),
                                       description="λ values RAFO's loss cannot tell apart from its λ (lo, hi)")
+    lam_hypotheses: FloatVectorProperty(name="λ if tilted low / steep", size=2, default=(-1.0, -1.0),
+                                        description="RAFO's λ were the segment's tilt towards the camera a low or a "
+                                                    "steep one (result.json lambda_hypotheses)")
     accepted: BoolProperty(name="Accepted", default=False)
     by_hand: BoolProperty(name="Set by hand", default=False)
     length_m: FloatProperty(name="Residual length", default=0.0, subtype="DISTANCE", unit="LENGTH")

@@ -350,6 +350,8 @@ def _store_document(obj, document: dict) -> None:
             limb.lam, limb.accepted, limb.reproj_error_px = entry["lambda"], entry["accepted"], entry["reproj_error_px"]
             limb.by_hand = entry.get("lambda_source") == "hand"
             limb.lam_interval = entry.get("lambda_interval", (-1.0, -1.0))
+            tilted = sorted(entry.get("lambda_hypotheses", []), key=lambda h: h["sin_tilt"])
+            limb.lam_hypotheses = [h["lambda"] for h in tilted] if len(tilted) == 2 else (-1.0, -1.0)
             limb.length_m, limb.volume_l = entry["residual_length_m"], entry.get("stump_volume_l", -1.0)
             limb.circumferences_m = (list(entry.get("circumferences_m", [])) + [0.0, 0.0, 0.0])[:3]
 

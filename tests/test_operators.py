@@ -86,6 +86,9 @@ def test_fit_cut_measure_export_end_to_end(scene, tmp_path):
     for kind, limb in limbs.items():
         assert limb.accepted and not limb.by_hand and abs(limb.lam - truth[kind]["lambda"]) < 0.15
         assert limb.volume_l > 0 and limb.length_m > 0
+        # the panel's λ of a low and a steep tilt, inside the interval (steeper: a longer stump, a smaller λ)
+        low, steep = limb.lam_hypotheses
+        assert limb.lam_interval[0] <= steep < low <= limb.lam_interval[1]
     # Fit builds, cuts and seals in one step (workflow.apply): closed, every stump marked
     verts, faces = mesh_arrays(avatar)
     assert trimesh.Trimesh(verts, faces, process=False).is_watertight

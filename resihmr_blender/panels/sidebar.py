@@ -92,6 +92,8 @@ class RESIHMR_PT_Reconstruct(_Panel, bpy.types.Panel):
             if limb.lam_interval[0] >= 0:  # a wide interval: the photo hardly settles λ, check it by hand
                 box.label(text=f"λ interval {limb.lam_interval[0]:.2f}–{limb.lam_interval[1]:.2f}",
                           icon="ERROR" if limb.lam_interval[1] - limb.lam_interval[0] > 0.3 else "NONE")
+            if limb.lam_hypotheses[0] >= 0:  # what the photo cannot tell: how far the stump tilts towards the camera
+                box.label(text=f"λ if tilted low {limb.lam_hypotheses[0]:.2f}, steep {limb.lam_hypotheses[1]:.2f}")
         if obj.resihmr.last_error:
             layout.label(text=obj.resihmr.last_error, icon="ERROR")
         row = layout.row(align=True)
