@@ -363,3 +363,25 @@ def test_retried_people_fit_the_same_alone_and_in_a_batch(model):
         alone = fit_people(model, [c.keypoints], [c.fit_camera])[0]
         assert alone.hypothesis == together.hypothesis
         assert np.abs(alone.body25_3d - together.body25_3d).max() < 1e-9
+
+
+def test_the_analytic_point_jacobian_is_autograds(model):
+    """BodyModel.points_and_jacobian (what LM differentiates the fit with) against autograd of joints_only's
+    BODY_25 points, at a random pose and shape; camera_only keeps the first six columns."""
+    gen = torch.Generator().manual_seed(3)
+    dt = model.dtype
+    nb = model.num_betas
+    x = torch.cat([torch.randn(3, generator=gen, dtype=dt) * 0.5, torch.tensor([0.1, -0.2, 3.0], dtype=dt),
+                   torch.randn(nb, generator=gen, dtype=dt), torch.randn(63, generator=gen, dtype=dt) * 0.3])
+
+    def points(row):
+        return model.joints_only(betas=row[None, 6:6 + nb], global_orient=row[None, :3],
+                                 body_pose=row[None, 6 + nb:], transl=row[None, 3:6], body_only=True).body25[0]
+
+    auto = torch.autograd.functional.jacobian(points, x)  # (25, 3, D)
+    pts, jac = model.points_and_jacobian(x[None, 6:6 + nb], x[None, :3], x[None, 6 + nb:], x[None, 3:6])
+    assert torch.allclose(pts[0], points(x), atol=1e-12)
+    assert torch.allclose(jac[0], auto, atol=1e-10), (jac[0] - auto).abs().max()
+    _, cam = model.points_and_jacobian(x[None, 6:6 + nb], x[None, :3], x[None, 6 + nb:], x[None, 3:6],
+                                       camera_only=True)
+    assert torch.allclose(cam[0], auto[..., :6], atol=1e-10)

@@ -556,18 +556,18 @@ class BodyModel:
         """`points_and_jacobian` needs a body without pose correctives whose BODY_25 vertices follow body joints."""
         return self.posedirs is None and self._surface_body_only
 
-    def _point_set(self, joint_ids: tuple[int, ...]) -> dict:
-        """Constants of the points `points_and_jacobian` returns: BODY_25 then `joint_ids`, each written as a
-        skinned point (rest position U0 + SU·β, skinning weights over the 25 body/face joints; a joint is the
-        point at its own rest position with all its weight on itself)."""
-        key = ("points", joint_ids)
+    def _point_set(self) -> dict:
+        """Constants of the points `points_and_jacobian` returns, the BODY_25 points, each written as a skinned
+        point (rest position U0 + SU·β, skinning weights over the 25 body/face joints; a joint is the point at its
+        own rest position with all its weight on itself)."""
+        key = "body25_points"
         if key in self._cache:
             return self._cache[key]
         n = NUM_BODY_FACE_JOINTS
         surface_order = list(self.surface_vertex_ids)
         onehot = torch.eye(n, dtype=self.dtype)
         u0, su, wt = [], [], []
-        for kind, name in list(BODY25_SOURCES) + [("joint", JOINT_NAMES[j]) for j in joint_ids]:
+        for kind, name in BODY25_SOURCES:
             if kind == "joint":
                 j = JOINT_INDEX[name]
                 u0.append(self.J_template[j]), su.append(self.J_shapedirs[j]), wt.append(onehot[j])
@@ -590,9 +590,9 @@ class BodyModel:
         return out
 
     def points_and_jacobian(self, betas: torch.Tensor, global_orient: torch.Tensor, body_pose: torch.Tensor,
-                            transl: torch.Tensor, joint_ids: tuple[int, ...] = (), camera_only: bool = False):
-        """Posed BODY_25 points followed by the skeleton joints `joint_ids`, (B, P, 3), and their exact Jacobian
-        (B, P, 3, D) with respect to x = [global_orient 3 | transl 3 | betas K | body_pose 63] (the fit's row).
+                            transl: torch.Tensor, camera_only: bool = False):
+        """Posed BODY_25 points (B, 25, 3) and their exact Jacobian (B, 25, 3, D) with respect to x = [global_orient
+        3 | transl 3 | betas K | body_pose 63] (the fit's row).
 
         Written from rigid-body kinematics: turning joint k about a world axis ω moves every point it carries by
         ω × (p − p_k); for an axis-angle θ the world axes of its three components are G_parent · J_l(θ) (the
@@ -603,7 +603,7 @@ class BodyModel:
             raise ValueError("points_and_jacobian needs a body without pose correctives (use autograd instead)")
         dtype, batch, n_betas = self.dtype, betas.shape[0], betas.shape[1]
         n = NUM_BODY_FACE_JOINTS
-        c = self._point_set(tuple(joint_ids))
+        c = self._point_set()
         pose = torch.cat([global_orient, body_pose, torch.zeros(batch, 3 * (n - 22), dtype=dtype)], 1)
         pose = pose.reshape(batch, n, 3)
         rot = axis_angle_to_matrix(pose)
