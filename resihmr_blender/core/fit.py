@@ -417,16 +417,18 @@ class FitObjective:
             return FitObjective(self.model, kp, focal, centre, scale, self.config).cost(join(v, rest), conf,
                                                                                           prior_weights)
 
+        def gm_weights(r2):  # Geman-McClure's rho'(r²), held fixed for one step
+            return sigma2**2 / (sigma2 + r2) ** 2
+
         def irls(v, kp, conf, focal, centre, scale, rest):
-            r2 = FitObjective(self.model, kp, focal, centre, scale, self.config).squared_errors(join(v, rest))
-            return sigma2**2 / (sigma2 + r2) ** 2  # Geman-McClure's rho'(r²), held fixed for one step
+            return gm_weights(FitObjective(self.model, kp, focal, centre, scale, self.config).squared_errors(
+                join(v, rest)))
 
         def jacobian(v, kp, conf, focal, centre, scale, rest):
             """All rows' residuals and their Jacobian at once (analytic; see BodyModel.points_and_jacobian),
             weighed by their IRLS weights at the same point."""
             pred, dpred, pts, dpts = self._rows_and_jacobian(join(v, rest), focal, centre, kp, camera_only)
-            r2 = ((pred - kp) ** 2).sum(-1) / scale[:, None] ** 2
-            psi = sigma2**2 / (sigma2 + r2) ** 2  # as irls()
+            psi = gm_weights(((pred - kp) ** 2).sum(-1) / scale[:, None] ** 2)
             w = (torch.sqrt(conf * psi) / scale[:, None])[..., None]
             r = ((pred - kp) * w).reshape(v.shape[0], -1)
             jac = (dpred * w[..., None]).reshape(v.shape[0], r.shape[1], -1)

@@ -593,7 +593,7 @@ def limb_radius_m(model: BodyModel, betas: np.ndarray, kind_name: str) -> float:
     key = ("limb_vertices", kind.name)
     cache = model._cache
     if key not in cache:
-        dominant = model.weights.argmax(dim=1).numpy()
+        dominant = dominant_joint(model.weights.numpy())
         cache[key] = torch.as_tensor(np.flatnonzero(dominant == JOINT_INDEX[kind.upstream_joint]))
     ids = cache[key]
     b = torch.as_tensor(np.asarray(betas, np.float64)[None, :model.num_betas], dtype=model.dtype)
